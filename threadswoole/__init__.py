@@ -1,0 +1,63 @@
+"""threadswoole: Swoole's event-driven server model (BASE, PROCESS and THREAD modes) in pure Python.
+
+    from threadswoole import Server, SWOOLE_BASE
+
+    server = Server("127.0.0.1", 9501, SWOOLE_BASE)
+    server.on("receive", lambda srv, fd, reactor_id, data: srv.send(fd, data))
+    server.start()
+"""
+
+from __future__ import annotations
+
+import os as _os
+
+from threadswoole.constants import *  # noqa: F401,F403 - Swoole's constants, by their Swoole names
+from threadswoole.constants import __all__ as _constant_names
+from threadswoole.errors import (
+    ConfigError,
+    ContextError,
+    ErrorCode,
+    ServerError,
+    StateError,
+    SwooleError,
+    SwooleWarning,
+    UnknownSettingWarning,
+    get_last_error,
+    strerror,
+)
+from threadswoole.errors import __all__ as _error_names
+from threadswoole.server import Port, Server
+from threadswoole.timer import Event, Timer
+
+__version__ = "0.1.0"
+
+
+def cpu_num() -> int:
+    """Number of CPUs (swoole_cpu_num)."""
+    return _os.cpu_count() or 1
+
+
+def set_process_name(name: str) -> bool:
+    """Rename the current process (best effort: Linux `comm`, 15 characters); False elsewhere."""
+    if not isinstance(name, str):
+        raise TypeError("name must be a str")
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_NAME = 15
+        return libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+__all__ = [
+    "Server",
+    "Port",
+    "Timer",
+    "Event",
+    "cpu_num",
+    "set_process_name",
+    *_constant_names,
+    *_error_names,
+]

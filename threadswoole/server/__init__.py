@@ -1,0 +1,341 @@
+"""`threadswoole.Server`: Swoole's server API (contract §5) over three run modes.
+
+The class checks arguments and lifecycle phases, then hands every running-only call to the
+calling worker's *router* (thread-local, contract R5): the router knows whether the session
+lives in this thread, another thread, or another process, and what the mode does about it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import types
+from typing import Any, Callable, Mapping
+
+from threadswoole._aliases import alias
+from threadswoole._context import ROLE_MANAGER, ROLE_NONE, current
+from threadswoole.constants import SWOOLE_BASE, SWOOLE_SOCK_TCP, Mode
+from threadswoole.errors import ContextError, StateError
+from threadswoole.server import _settings
+from threadswoole.server._api import ConnectionIterator, as_bytes, check_session
+from threadswoole.server._events import CallbackTable
+from threadswoole.server.port import Port
+
+INIT, RUNNING, SHUTDOWN = "init", "running", "shutdown"
+
+
+class Server:
+    """An event-driven TCP/UDP/Unix server; see the README for the per-mode examples."""
+
+    def __init__(self, host: str = "0.0.0.0", port: int = 0, mode: int = SWOOLE_BASE, sock_type: int = SWOOLE_SOCK_TCP) -> None:
+        if isinstance(mode, bool) or not isinstance(mode, int):
+            raise TypeError(f"mode must be an int, not {type(mode).__name__}")
+        try:
+            self.mode = Mode(mode)
+        except ValueError:
+            raise ValueError(f"unknown mode {mode}: use SWOOLE_BASE, SWOOLE_PROCESS or SWOOLE_THREAD") from None
+        self.host = host
+        self.sock_type = sock_type
+        self._phase = INIT
+        self._phase_lock = threading.Lock()
+        self._settings: dict[str, Any] = {}
+        self._callbacks = CallbackTable()
+        self.ports: list[Port] = []
+        self.ports.append(Port(self, host, port, sock_type, 0))
+        self.port = self.ports[0].port
+        self._driver: Any = None
+        self.master_pid = 0
+        self.manager_pid = 0
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.mode.name} {self.host}:{self.port} {self._phase}>"
+
+    # -- phases ---------------------------------------------------------------------------
+    def _require_init(self, what: str) -> None:
+        if self._phase != INIT:
+            raise StateError(f"{what}() is only allowed before start()")
+
+    def _require_running(self, what: str) -> None:
+        if self._phase != RUNNING:
+            raise StateError(f"{what}() is only allowed while the server runs (inside callbacks)")
+
+    def _router(self, what: str) -> Any:
+        if self._phase != RUNNING:
+            raise StateError(f"{what}() is only allowed while the server runs (inside callbacks)")
+        router = current().router
+        if router is None:
+            return self._master_router()
+        return router
+
+    def _master_router(self) -> Any:
+        if self._driver is None:
+            raise StateError("the server is not running")
+        return self._driver.outside_router()
+
+    # -- configuration (before start) -----------------------------------------------------
+    def set(self, settings: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
+        """Merge settings (contract R8); init-only."""
+        self._require_init("set")
+        values = _settings.validate(settings, kwargs)
+        if "dispatch_func" in values and self.mode == SWOOLE_BASE:
+            from threadswoole.errors import ConfigError
+
+            raise ConfigError("dispatch_func only applies in SWOOLE_PROCESS and SWOOLE_THREAD modes")
+        self._settings.update(values)
+
+    @property
+    def setting(self) -> Mapping[str, Any]:
+        return types.MappingProxyType(self._settings)
+
+    def on(self, event: str, callback: Callable[..., Any] | None = None) -> Any:
+        """Register a callback (replacing any earlier one); without `callback`, a decorator."""
+        self._require_init("on")
+        if callback is None:
+
+            def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+                self._on(event, fn)
+                return fn
+
+            return decorator
+        self._on(event, callback)
+        return True
+
+    def _on(self, event: str, callback: Callable[..., Any]) -> None:
+        self._callbacks.register(event, callback)
+
+    def get_callback(self, event: str) -> Callable[..., Any] | None:
+        return self._callbacks.get(event)
+
+    def add_listener(self, host: str, port: int, sock_type: int = SWOOLE_SOCK_TCP) -> Port | bool:
+        """Listen on one more address; returns the Port, or False with the errno as last error."""
+        self._require_init("add_listener")
+        from threadswoole._context import set_error
+        from threadswoole.errors import ServerError
+
+        try:
+            listener = Port(self, host, port, sock_type, len(self.ports))
+        except ServerError as exc:
+            return set_error(exc.errno)
+        self.ports.append(listener)
+        return listener
+
+    def add_process(self, process: Any) -> int:
+        self._require_init("add_process")
+        raise NotImplementedError("user processes (add_process) are not implemented yet")
+
+    def add_command(self, name: str, accepted_process_types: int, callback: Callable[..., Any]) -> bool:
+        self._require_init("add_command")
+        raise NotImplementedError("add_command/command are not implemented yet")
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> bool:
+        """Run the server; blocks until it shuts down, then returns True."""
+        with self._phase_lock:
+            if self._phase != INIT:
+                raise StateError("start() was already called: a server starts once")
+            from threadswoole.server._startup import make_driver
+
+            driver = make_driver(self)  # validates; raises before the phase changes
+            self._phase = RUNNING
+            self._driver = driver
+        try:
+            return driver.run()
+        finally:
+            self._phase = SHUTDOWN
+
+    def reload(self, only_reload_taskworker: bool = False) -> bool:
+        return self._router("reload").reload(bool(only_reload_taskworker))
+
+    def stop(self, worker_id: int = -1, wait_event: bool = False) -> bool:
+        return self._router("stop").stop(worker_id, bool(wait_event))
+
+    def shutdown(self) -> bool:
+        return self._router("shutdown").shutdown()
+
+    # -- timers (the calling worker's loop) ----------------------------------------------
+    def _loop(self, what: str) -> Any:
+        self._require_running(what)
+        ctx = current()
+        if ctx.role == ROLE_MANAGER:
+            raise ContextError(f"{what}(): timers are not allowed in the manager")
+        if ctx.loop is None:
+            raise ContextError(f"{what}(): this thread has no event loop")
+        return ctx.loop
+
+    def tick(self, ms: int, callback: Callable[..., Any], *args: Any) -> int:
+        _check_ms(ms)
+        return self._loop("tick").tick(ms, callback, *args)
+
+    def after(self, ms: int, callback: Callable[..., Any], *args: Any) -> int:
+        _check_ms(ms)
+        return self._loop("after").after(ms, callback, *args)
+
+    def clear_timer(self, timer_id: int) -> bool:
+        return self._loop("clear_timer").clear_timer(timer_id)
+
+    def defer(self, callback: Callable[[], Any]) -> None:
+        if not callable(callback):
+            raise TypeError("defer() needs a callable")
+        self._loop("defer").defer(callback)
+
+    # -- connections ----------------------------------------------------------------------
+    def send(self, fd: int | str, data: Any, server_socket: int = -1) -> bool:
+        if type(fd) is str:
+            return self._router("send").send_datagram(fd, as_bytes(data), server_socket)
+        return self._router("send").send(check_session(fd), as_bytes(data))
+
+    def sendfile(self, fd: int, filename: str | os.PathLike, offset: int = 0, length: int = 0) -> bool:
+        return self._router("sendfile").sendfile(check_session(fd), os.fspath(filename), int(offset), int(length))
+
+    def sendto(self, ip: str, port: int, data: Any, server_socket: int = -1) -> bool:
+        return self._router("sendto").sendto(ip, port, as_bytes(data), server_socket)
+
+    def send_wait(self, fd: int, data: Any) -> bool:
+        if self.mode != SWOOLE_BASE:
+            raise ContextError("send_wait() is only available in SWOOLE_BASE mode")
+        return self._router("send_wait").send_wait(check_session(fd), as_bytes(data))
+
+    def close(self, fd: int | str, reset: bool = False) -> bool:
+        return self._router("close").close(check_session(fd), bool(reset))
+
+    def exist(self, fd: int) -> bool:
+        return self._router("exist").exist(check_session(fd))
+
+    def pause(self, fd: int) -> bool:
+        return self._router("pause").pause(check_session(fd), True)
+
+    def resume(self, fd: int) -> bool:
+        return self._router("resume").pause(check_session(fd), False)
+
+    def protect(self, fd: int, is_protected: bool = True) -> bool:
+        return self._router("protect").protect(check_session(fd), bool(is_protected))
+
+    def confirm(self, fd: int) -> bool:
+        return self._router("confirm").confirm(check_session(fd))
+
+    def bind(self, fd: int, uid: int) -> bool:
+        if isinstance(uid, bool) or not isinstance(uid, int):
+            raise TypeError("uid must be an int")
+        if uid == 0 or not -(2**31) <= uid <= 2**32 - 1:
+            raise ValueError("uid must be non-zero and within [-2**31, 2**32 - 1]")
+        return self._router("bind").bind(check_session(fd), uid)
+
+    def get_client_info(self, fd: int, reactor_id: int = -1, ignore_error: bool = False) -> dict[str, Any] | bool:
+        return self._router("get_client_info").client_info(check_session(fd), bool(ignore_error))
+
+    def get_client_list(self, start_fd: int = 0, page_size: int = 10) -> list[int] | bool:
+        if isinstance(page_size, bool) or not isinstance(page_size, int):
+            raise TypeError("page_size must be an int")
+        if not 1 <= page_size <= 100:
+            raise ValueError("page_size must be in 1..100")
+        sessions = self._router("get_client_list").client_list(None)
+        return [s for s in sessions if s > start_fd][:page_size]
+
+    @property
+    def connections(self) -> ConnectionIterator:
+        return ConnectionIterator(self)
+
+    def heartbeat(self, if_close_connection: bool = True) -> list[int] | bool:
+        return self._router("heartbeat").heartbeat(bool(if_close_connection))
+
+    def stats(self) -> dict[str, int]:
+        return self._router("stats").stats()
+
+    def send_message(self, message: Any, worker_id: int) -> bool:
+        return self._router("send_message").send_message(message, worker_id)
+
+    # -- tasks ----------------------------------------------------------------------------
+    def task(self, data: Any, dst_worker_id: int = -1, finish_callback: Callable[..., Any] | None = None) -> int | bool:
+        return self._router("task").task(data, dst_worker_id, finish_callback)
+
+    def task_wait(self, data: Any, timeout: float = 0.5, dst_worker_id: int = -1) -> Any:
+        return self._router("task_wait").task_wait(data, timeout, dst_worker_id)
+
+    def task_wait_multi(self, tasks: Any, timeout: float = 0.5) -> Any:
+        return self._router("task_wait_multi").task_wait_multi(list(tasks), timeout)
+
+    def task_co(self, tasks: Any, timeout: float = 0.5) -> Any:
+        return self._router("task_co").task_co(list(tasks), timeout)
+
+    def finish(self, data: Any) -> bool:
+        return self._router("finish").finish(data)
+
+    # -- workers and processes ------------------------------------------------------------
+    def get_last_error(self) -> int:
+        return current().last_error
+
+    def get_socket(self) -> Any:
+        return self.ports[0].get_socket()
+
+    @property
+    def worker_id(self) -> int:
+        return current().worker_id
+
+    @property
+    def worker_pid(self) -> int:
+        return current().worker_pid
+
+    @property
+    def worker_tid(self) -> int | None:
+        return current().worker_tid
+
+    @property
+    def task_worker(self) -> bool:
+        from threadswoole._context import ROLE_TASK
+
+        return current().role == ROLE_TASK
+
+    def get_worker_id(self) -> int | bool:
+        ctx = current()
+        return ctx.worker_id if ctx.worker_id >= 0 else False
+
+    def get_worker_pid(self, worker_id: int = -1) -> int | bool:
+        return self._router("get_worker_pid").worker_pid(worker_id)
+
+    def get_worker_status(self, worker_id: int = -1) -> int | bool:
+        return self._router("get_worker_status").worker_status(worker_id)
+
+    def get_manager_pid(self) -> int:
+        return self.manager_pid
+
+    def get_master_pid(self) -> int:
+        return self.master_pid
+
+    def command(self, name: str, process_id: int, process_type: int, data: Any, json_decode: bool = True) -> Any:
+        raise NotImplementedError("add_command/command are not implemented yet")
+
+    # -- Swoole spellings (contract §15) --------------------------------------------------
+    addListener = alias("add_listener")
+    addlistener = alias("add_listener")
+    listen = alias("add_listener")
+    addProcess = alias("add_process")
+    addCommand = alias("add_command")
+    getCallback = alias("get_callback")
+    clearTimer = alias("clear_timer")
+    sendwait = alias("send_wait")
+    sendMessage = alias("send_message")
+    getClientInfo = alias("get_client_info")
+    connection_info = alias("get_client_info")
+    getClientList = alias("get_client_list")
+    connection_list = alias("get_client_list")
+    taskwait = alias("task_wait")
+    taskWaitMulti = alias("task_wait_multi")
+    taskCo = alias("task_co")
+    getLastError = alias("get_last_error")
+    getSocket = alias("get_socket")
+    getWorkerId = alias("get_worker_id")
+    getWorkerPid = alias("get_worker_pid")
+    getWorkerStatus = alias("get_worker_status")
+    getManagerPid = alias("get_manager_pid")
+    getMasterPid = alias("get_master_pid")
+    taskworker = alias("task_worker")
+
+
+def _check_ms(ms: Any) -> None:
+    if isinstance(ms, bool) or not isinstance(ms, int):
+        raise TypeError(f"ms must be an int, not {type(ms).__name__}")
+    if ms < 1:
+        raise ValueError(f"ms must be >= 1, got {ms}")
+
+
+__all__ = ["Server", "Port", "ROLE_NONE"]

@@ -1,0 +1,229 @@
+"""Per-socket state owned by one reactor: the read path, the output queue and its accounting.
+
+Only the owning reactor's thread calls these methods (ARCHITECTURE invariant 1). Output is
+written at once when nothing is queued ("write first, buffer the rest"); EPOLLOUT is
+registered only while the queue is non-empty, as in asyncio's selector transport.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import os
+from typing import TYPE_CHECKING, Any
+
+from threadswoole.errors import ErrorCode
+from threadswoole.server._reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
+
+if TYPE_CHECKING:
+    from threadswoole.server._host import Host
+
+RECV_SIZE = 65536
+_DISCONNECTED = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ESHUTDOWN, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EBADF})
+
+
+class FileChunk:
+    """A queued `sendfile`: `length` bytes from `offset` of an open file, sent with os.sendfile."""
+
+    __slots__ = ("file", "offset", "remaining")
+
+    def __init__(self, file: Any, offset: int, length: int) -> None:
+        self.file = file
+        self.offset = offset
+        self.remaining = length
+
+    def close(self) -> None:
+        try:
+            self.file.close()
+        except OSError:
+            pass
+
+
+class Connection:
+    """One accepted stream socket (TCP or Unix): identity, flags, framer and output queue."""
+
+    __slots__ = (
+        "session_id",
+        "sock",
+        "fd",
+        "host",
+        "listener",
+        "record",
+        "framer",
+        "out",
+        "out_bytes",
+        "events",
+        "closing",
+        "closed",
+        "close_reason",
+        "paused",
+        "delayed",
+        "protected",
+        "above_high_watermark",
+        "drain_timer",
+        "last_recv",
+        "remote",
+        "uid",
+        "worker_id",
+        "tls",
+        "opened",
+    )
+
+    def __init__(self, host: "Host", sock: Any, session_id: int, listener: Any, record: int, remote: Any) -> None:
+        self.host = host
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.session_id = session_id
+        self.listener = listener
+        self.record = record  # word index of this connection's shared-memory record
+        self.framer = listener.make_framer()
+        self.out: collections.deque[Any] = collections.deque()
+        self.out_bytes = 0
+        self.events = 0
+        self.closing = False  # close started: on_close runs or ran; no more sends or receives
+        self.closed = False  # socket released
+        self.close_reason = 0  # ErrorCode telling why (server / client)
+        self.paused = False
+        self.delayed = False
+        self.protected = False
+        self.above_high_watermark = False
+        self.drain_timer: int | None = None
+        self.last_recv = 0.0
+        self.remote = remote
+        self.uid = 0
+        self.worker_id = -1
+        self.tls = None
+        self.opened = False  # `connect` was delivered (TLS connections open after the handshake)
+
+    # -- readiness ------------------------------------------------------------------------
+    def on_event(self, mask: int) -> None:
+        """Reactor callback for this socket; a plain method so tests can drive it directly."""
+        if mask & EPOLLOUT:
+            self.host.on_writable(self)
+            if self.closed:
+                return
+        if mask & (EPOLLIN | EPOLLERR | EPOLLHUP):
+            self.host.on_readable(self)
+
+    def wanted_events(self) -> int:
+        events = 0
+        if not (self.paused or self.delayed or self.closing):
+            events = EPOLLIN
+        if self.out:
+            events |= EPOLLOUT
+        return events
+
+    # -- output ---------------------------------------------------------------------------
+    def write(self, data: Any) -> int:
+        """Send now what the socket takes, queue the rest; returns an ErrorCode or 0."""
+        if self.out:
+            self.out.append(data)
+            self.out_bytes += len(data)
+            return 0
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self.host.on_socket_error(self, exc.errno or errno.EPIPE)
+            return ErrorCode.SESSION_CLOSED_BY_CLIENT
+        self.host.sent_bytes(self, sent)
+        if sent < len(data):
+            rest = memoryview(data)[sent:]
+            self.out.append(rest)
+            self.out_bytes += len(rest)
+            self.host.want_write(self)
+        return 0
+
+    def queue_file(self, chunk: FileChunk) -> None:
+        self.out.append(chunk)
+        self.host.want_write(self)
+
+    def flush(self) -> bool:
+        """Write queued data until the socket would block; True when the queue is empty."""
+        out = self.out
+        sock = self.sock
+        while out:
+            head = out[0]
+            if type(head) is FileChunk:
+                if not self._send_file(head):
+                    return False
+                continue
+            # Gather several small pieces into one sendmsg (writev) call.
+            if len(out) > 1:
+                pieces = []
+                total = 0
+                for piece in out:
+                    if type(piece) is FileChunk or total >= RECV_SIZE:
+                        break
+                    pieces.append(piece)
+                    total += len(piece)
+                try:
+                    sent = sock.sendmsg(pieces) if self.tls is None else sock.send(pieces[0])
+                except (BlockingIOError, InterruptedError):
+                    return False
+                except OSError as exc:
+                    self.host.on_socket_error(self, exc.errno or errno.EPIPE)
+                    return False
+            else:
+                try:
+                    sent = sock.send(head)
+                except (BlockingIOError, InterruptedError):
+                    return False
+                except OSError as exc:
+                    self.host.on_socket_error(self, exc.errno or errno.EPIPE)
+                    return False
+            if sent <= 0:
+                return False
+            self.host.sent_bytes(self, sent)
+            self.out_bytes -= sent
+            while sent:
+                head = out[0]
+                size = len(head)
+                if sent >= size:
+                    out.popleft()
+                    sent -= size
+                else:
+                    out[0] = memoryview(head)[sent:]
+                    sent = 0
+        return True
+
+    def _send_file(self, chunk: FileChunk) -> bool:
+        if chunk.remaining <= 0:
+            chunk.close()
+            self.out.popleft()
+            return True
+        try:
+            if self.tls is None:
+                sent = os.sendfile(self.fd, chunk.file.fileno(), chunk.offset, min(chunk.remaining, 1 << 20))
+            else:
+                # TLS cannot use the kernel's sendfile: read a piece and queue it in front.
+                data = os.pread(chunk.file.fileno(), min(chunk.remaining, RECV_SIZE), chunk.offset)
+                if not data:
+                    chunk.remaining = 0
+                    return True
+                sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            self.host.on_socket_error(self, exc.errno or errno.EPIPE)
+            return False
+        if sent == 0:  # the file is shorter than announced
+            chunk.remaining = 0
+            return True
+        chunk.offset += sent
+        chunk.remaining -= sent
+        self.host.sent_bytes(self, sent)
+        return True
+
+    def discard_output(self) -> None:
+        for piece in self.out:
+            if type(piece) is FileChunk:
+                piece.close()
+        self.out.clear()
+        self.out_bytes = 0
+
+
+def is_disconnect(code: int) -> bool:
+    """Errors that mean the peer went away (not a server bug)."""
+    return code in _DISCONNECTED

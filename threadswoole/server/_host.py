@@ -1,0 +1,380 @@
+"""The connections one reactor owns: reading, framing, writing, closing, heartbeat, flow control.
+
+A Host runs on its reactor's thread and reports what happens to a *sink*: in BASE and THREAD
+modes the sink runs the user's callbacks inline; in PROCESS mode it forwards events to worker
+processes over pipes. Everything mode-specific lives in the sink, so framing, flow control
+and TLS are written once and every mode gets them.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import time
+from array import array
+from typing import Any, Callable, Protocol
+
+from threadswoole._context import set_error
+from threadswoole.errors import ErrorCode
+from threadswoole.protocol import FramingError
+from threadswoole.server import _state as S
+from threadswoole.server._connection import RECV_SIZE, Connection, FileChunk, is_disconnect
+from threadswoole.server._reactor import EPOLLIN, Reactor
+
+log = logging.getLogger("threadswoole")
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+class Sink(Protocol):
+    """Where a Host reports connection events."""
+
+    def on_open(self, conn: Connection) -> None: ...
+    def on_data(self, conn: Connection, data: bytes) -> None: ...
+    def on_closed(self, conn: Connection) -> None: ...
+    def on_buffer_full(self, conn: Connection) -> None: ...
+    def on_buffer_empty(self, conn: Connection) -> None: ...
+
+
+class StatCounters:
+    """Local copies of one stats slot's counters, written to shared memory before each poll."""
+
+    def __init__(self, state: S.SharedState, slot: int) -> None:
+        base = state.stat_base(slot)
+        self._view = state.q[base : base + S.STAT_WORDS]
+        self.values = array("q", self._view.tolist())  # resume where a previous holder stopped
+
+    def flush(self) -> None:
+        self._view[:] = self.values
+
+    def release(self) -> None:
+        self._view.release()
+
+
+class Host:
+    """Owns the connections of one reactor and enforces the per-connection limits."""
+
+    def __init__(self, *, server: Any, state: S.SharedState, reactor: Reactor, reactor_id: int, counters: StatCounters, sink: Sink) -> None:
+        self.server = server
+        self.state = state
+        self.reactor = reactor
+        self.reactor_id = reactor_id
+        self.counters = counters
+        self.sink = sink
+        self.conns: dict[int, Connection] = {}
+        setting = server.setting
+        self.buffer_output_size: int = setting["buffer_output_size"]
+        self.socket_buffer_size: int = setting["socket_buffer_size"]
+        self.max_wait_time: float = setting["max_wait_time"]
+        self._q = state.q
+        self._d = state.d
+        self._heartbeat_timer: int | None = None
+
+    # -- adopting sockets -------------------------------------------------------------------
+    def adopt(self, sock: socket.socket, session_id: int, listener: Any, remote: Any) -> Connection:
+        """Take ownership of an accepted socket whose shared record the acceptor published."""
+        sock.setblocking(False)
+        conn = Connection(self, sock, session_id, listener, self.state.record_base(session_id), remote)
+        conn.last_recv = time.time()
+        self.conns[session_id] = conn
+        if listener.tcp_nodelay and listener.is_tcp:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        conn.delayed = listener.delay_receive
+        if conn.delayed:
+            self._q[conn.record + S.C_FLAGS] |= S.FLAG_DELAYED
+        if listener.tls_context is not None:
+            from threadswoole.server._tls import start_handshake
+
+            start_handshake(self, conn)
+            return conn
+        self.open(conn)
+        return conn
+
+    def open(self, conn: Connection) -> None:
+        """Register the socket and deliver `connect` (after the TLS handshake, for TLS)."""
+        conn.opened = True
+        conn.events = conn.wanted_events()
+        self.reactor.add(conn.fd, conn.events, conn.on_event)
+        self.sink.on_open(conn)
+
+    # -- reading ----------------------------------------------------------------------------
+    def on_readable(self, conn: Connection) -> None:
+        if conn.closing:
+            return
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.on_socket_error(conn, exc.errno or 0)
+            return
+        if not data:
+            self.close(conn, reason=ErrorCode.SESSION_CLOSED_BY_CLIENT)
+            return
+        self.received(conn, data)
+
+    def received(self, conn: Connection, data: bytes) -> None:
+        """Account, frame and deliver bytes read from `conn` (TLS reads arrive here too)."""
+        self.counters.values[S.S_RECV_BYTES] += len(data)
+        now = self.reactor.clock
+        conn.last_recv = now
+        self._d[conn.record + S.C_LAST_RECV] = now
+        framer = conn.framer
+        if framer is None:
+            self.sink.on_data(conn, data)
+            return
+        try:
+            packets = framer.feed(data)
+        except FramingError as exc:
+            self.counters.values[S.S_PROTOCOL_ERRORS] += 1
+            log.warning("session %d: %s; closing the connection", conn.session_id, exc)
+            self.close(conn, reason=ErrorCode.SESSION_CLOSED_BY_SERVER, reset=True)
+            return
+        sink = self.sink
+        for packet in packets:
+            if conn.closing:
+                break
+            sink.on_data(conn, packet)
+
+    # -- writing ----------------------------------------------------------------------------
+    def send(self, conn: Connection, data: Any, closing_code: int = ErrorCode.SESSION_CLOSING) -> bool:
+        """The checks of `Server.send` for a connection this reactor owns."""
+        if conn.closing:
+            return set_error(closing_code if not conn.closed else ErrorCode.SESSION_CLOSED)
+        size = len(data)
+        if size > self.buffer_output_size:
+            return set_error(ErrorCode.DATA_LENGTH_TOO_LARGE)
+        if conn.out and conn.out_bytes + size > self.socket_buffer_size:
+            self._q[conn.record + S.C_FLAGS] |= S.FLAG_OVERFLOW
+            return set_error(ErrorCode.OUTPUT_BUFFER_OVERFLOW)
+        code = conn.write(data)
+        if code:
+            return set_error(code)
+        self.counters.values[S.S_RESPONSE] += 1
+        if conn.out:
+            self._queued_changed(conn)
+        return True
+
+    def sendfile(self, conn: Connection, path: str, offset: int, length: int) -> bool:
+        if conn.closing:
+            return set_error(ErrorCode.SESSION_CLOSED)
+        try:
+            file = open(path, "rb")
+        except OSError as exc:
+            return set_error(exc.errno or ErrorCode.SESSION_NOT_EXIST)
+        size = __import__("os").fstat(file.fileno()).st_size
+        if offset < 0 or offset > size:
+            file.close()
+            raise ValueError(f"sendfile offset {offset} is outside the file ({size} bytes)")
+        remaining = size - offset if length <= 0 else min(length, size - offset)
+        conn.queue_file(FileChunk(file, offset, remaining))
+        self.counters.values[S.S_RESPONSE] += 1
+        return True
+
+    def sent_bytes(self, conn: Connection, count: int) -> None:
+        self.counters.values[S.S_SEND_BYTES] += count
+        self._d[conn.record + S.C_LAST_SEND] = self.reactor.clock
+
+    def want_write(self, conn: Connection) -> None:
+        if conn.closed:
+            return
+        events = conn.wanted_events()
+        if events != conn.events and conn.opened:
+            conn.events = events
+            self.reactor.modify(conn.fd, events)
+
+    def on_writable(self, conn: Connection) -> None:
+        if conn.tls is not None and not conn.opened:
+            from threadswoole.server._tls import continue_handshake
+
+            continue_handshake(self, conn)
+            return
+        empty = conn.flush()
+        if conn.closed:
+            return
+        self._queued_changed(conn)
+        if empty:
+            if conn.closing:
+                self._release(conn)
+                return
+            self.want_write(conn)
+
+    def _queued_changed(self, conn: Connection) -> None:
+        queued = conn.out_bytes
+        self._q[conn.record + S.C_SEND_QUEUED] = queued
+        listener = conn.listener
+        high = listener.high_watermark
+        if high:
+            if not conn.above_high_watermark and queued >= high:
+                conn.above_high_watermark = True
+                self.sink.on_buffer_full(conn)
+            elif conn.above_high_watermark and queued <= listener.low_watermark:
+                conn.above_high_watermark = False
+                self.sink.on_buffer_empty(conn)
+        if not conn.out:
+            self._q[conn.record + S.C_FLAGS] &= ~S.FLAG_OVERFLOW
+
+    # -- closing ----------------------------------------------------------------------------
+    def close(self, conn: Connection, *, reason: int = ErrorCode.SESSION_CLOSED_BY_SERVER, errno_: int = 0, reset: bool = False) -> bool:
+        """Start closing: stop reading, tell the sink (which fires `close`), then release the
+        socket once queued output is written (at once with `reset`, or after max_wait_time)."""
+        if conn.closing:
+            return set_error(ErrorCode.SESSION_CLOSED)
+        conn.closing = True
+        conn.close_reason = reason
+        q = self._q
+        flags = S.FLAG_CLOSING | (S.FLAG_CLOSED_BY_SERVER if reason == ErrorCode.SESSION_CLOSED_BY_SERVER else 0)
+        q[conn.record + S.C_FLAGS] |= flags
+        if errno_:
+            q[conn.record + S.C_CLOSE_ERRNO] = errno_
+        if reset or reason != ErrorCode.SESSION_CLOSED_BY_SERVER:
+            conn.discard_output()
+            if reset:
+                try:
+                    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+                except OSError:
+                    pass
+        self.want_write(conn)
+        if conn.opened:
+            self.sink.on_closed(conn)
+        if conn.closed:
+            return True
+        if conn.out:
+            # Graceful close: finish writing what was queued, but never wait forever on a
+            # peer that stopped reading.
+            conn.drain_timer = self.reactor.after(self.max_wait_time * 1000, self._drain_expired, conn)
+        else:
+            self._release(conn)
+        return True
+
+    def _drain_expired(self, conn: Connection) -> None:
+        conn.drain_timer = None
+        if not conn.closed:
+            conn.discard_output()
+            self._release(conn)
+
+    def on_socket_error(self, conn: Connection, code: int) -> None:
+        if conn.closing:
+            conn.discard_output()
+            self._release(conn)
+            return
+        if not is_disconnect(code):
+            log.warning("session %d: socket error %d; closing", conn.session_id, code)
+        self.close(conn, reason=ErrorCode.SESSION_CLOSED_BY_CLIENT, errno_=code)
+
+    def _release(self, conn: Connection) -> None:
+        """Unregister, close the socket and turn the shared record into a tombstone."""
+        if conn.closed:
+            return
+        conn.closed = True
+        if conn.drain_timer is not None:
+            self.reactor.clear_timer(conn.drain_timer)
+            conn.drain_timer = None
+        conn.discard_output()
+        if conn.opened or self.reactor.has(conn.fd):
+            self.reactor.remove(conn.fd)
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
+        self.conns.pop(conn.session_id, None)
+        self.counters.values[S.S_CLOSE] += 1
+        self._q[conn.record + S.C_SESSION] = -conn.session_id
+
+    def close_all(self, reason: int = ErrorCode.SESSION_CLOSED_BY_SERVER) -> None:
+        """Close every connection (worker stop / shutdown), firing `close` for each."""
+        for conn in list(self.conns.values()):
+            if not conn.closing:
+                self.close(conn, reason=reason)
+
+    def drain(self, deadline: float) -> None:
+        """Run the loop until queued output is written or the deadline passes, then drop the rest."""
+        while any(not c.closed for c in self.conns.values()) and time.monotonic() < deadline:
+            self.reactor.run_once(min(0.05, max(0.0, deadline - time.monotonic())))
+        for conn in list(self.conns.values()):
+            conn.discard_output()
+            self._release(conn)
+
+    def wait_flushed(self, conn: Connection, timeout: float) -> bool:
+        """send_wait(): block this worker until the queue of `conn` is written (BASE only)."""
+        import select
+
+        deadline = time.monotonic() + timeout
+        while conn.out and not conn.closed:
+            if conn.flush():
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            select.select([], [conn.fd], [], remaining)
+        if not conn.closed:
+            self._queued_changed(conn)
+            self.want_write(conn)
+        return not conn.out and not conn.closed
+
+    # -- flow control -----------------------------------------------------------------------
+    def set_paused(self, conn: Connection, paused: bool) -> bool:
+        if conn.closing:
+            return set_error(ErrorCode.SESSION_CLOSED)
+        conn.paused = paused
+        flag = S.FLAG_PAUSED
+        self._q[conn.record + S.C_FLAGS] = (self._q[conn.record + S.C_FLAGS] | flag) if paused else (self._q[conn.record + S.C_FLAGS] & ~flag)
+        self.want_write(conn)
+        return True
+
+    def confirm(self, conn: Connection) -> bool:
+        if conn.closing or not conn.delayed:
+            return set_error(ErrorCode.SESSION_NOT_EXIST if conn.closing else ErrorCode.SESSION_INVALID_ID)
+        conn.delayed = False
+        self._q[conn.record + S.C_FLAGS] &= ~S.FLAG_DELAYED
+        self.want_write(conn)
+        return True
+
+    def protect(self, conn: Connection, value: bool) -> bool:
+        conn.protected = value
+        flags = self._q[conn.record + S.C_FLAGS]
+        self._q[conn.record + S.C_FLAGS] = (flags | S.FLAG_PROTECTED) if value else (flags & ~S.FLAG_PROTECTED)
+        return True
+
+    def bind_uid(self, conn: Connection, uid: int) -> bool:
+        if conn.uid:
+            return set_error(ErrorCode.SESSION_INVALID_ID)
+        conn.uid = uid & 0xFFFF_FFFF
+        self._q[conn.record + S.C_UID] = conn.uid
+        return True
+
+    # -- heartbeat --------------------------------------------------------------------------
+    def idle_connections(self, now: float, default_idle: float) -> list[Connection]:
+        idle = []
+        for conn in self.conns.values():
+            if conn.protected or conn.closing:
+                continue
+            limit = conn.listener.heartbeat_idle_time or default_idle
+            if limit and now - conn.last_recv > limit:
+                idle.append(conn)
+        return idle
+
+    def heartbeat(self, close: bool, default_idle: float) -> list[int]:
+        idle = self.idle_connections(time.time(), default_idle)
+        if close:
+            for conn in idle:
+                self.counters.values[S.S_HEARTBEAT_CLOSES] += 1
+                self.close(conn, reason=ErrorCode.SESSION_CLOSED_BY_SERVER, reset=True)
+        return sorted(conn.session_id for conn in idle)
+
+    def start_heartbeat(self, interval: float, idle_time: float) -> None:
+        def check(_timer_id: int) -> None:
+            self.heartbeat(True, idle_time)
+
+        self._heartbeat_timer = self.reactor.tick(max(1.0, interval * 1000), check)
+
+    def each(self, fn: Callable[[Connection], Any]) -> None:
+        for conn in list(self.conns.values()):
+            fn(conn)
+
+
+def readable_events() -> int:
+    return EPOLLIN

@@ -1,0 +1,1 @@
+"""Mode drivers: how BASE, PROCESS and THREAD wire the shared parts together."""

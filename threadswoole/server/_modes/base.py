@@ -1,0 +1,328 @@
+"""SWOOLE_BASE: every worker accepts on the listening sockets and runs callbacks inline.
+
+worker_num = 1 (and no max_request): one process, no fork, the master is the worker.
+Otherwise the master process is also the manager (single-threaded, it forks every worker):
+each worker process runs its own reactor on the inherited listening socket (EPOLLEXCLUSIVE,
+so a new connection wakes one worker) or on its own SO_REUSEPORT socket. Connections live
+in the worker that accepted them, so a worker restart closes them (Swoole BASE).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+from typing import Any
+
+from threadswoole import _context
+from threadswoole.server import _ipc
+from threadswoole.server import _state as S
+from threadswoole.server._acceptor import Acceptor
+from threadswoole.server._event_worker import EventWorker, MailboxLink, WorkerWiring, check_message_target
+from threadswoole.server._listener import open_listener
+from threadswoole.server._modes._common import MANAGER, DriverBase, child_signals, drop_privileges
+from threadswoole.server._reactor import EPOLLIN, Reactor
+from threadswoole.server._supervisor import Supervisor, bind_manager_context
+from threadswoole.server._worker import EVENT, ProcessWorker
+
+log = logging.getLogger("threadswoole")
+
+
+class BaseDriver(DriverBase):
+    def __init__(self, server: Any) -> None:
+        super().__init__(server)
+        setting = server.setting
+        # Contract §18.3: max_request with one worker needs someone to restart it.
+        self.managed = self.worker_num > 1 or setting["max_request"] > 0
+        self.worker: EventWorker | None = None
+        self.supervisor: Supervisor | None = None
+        self.manager_reactor: Reactor | None = None
+        self._restart = False
+        self._shutdown = False
+        self.inboxes: dict[int, Any] = {}
+        self.posts: dict[int, Any] = {}
+
+    def run(self) -> bool:
+        self.begin()
+        workers = self.worker_num
+        try:
+            self.create_state(stat_slots=1 + workers, worker_slots=workers, acceptors=workers, capacity=workers * self.capacity())
+            return self._run_managed() if self.managed else self._run_single()
+        finally:
+            for sock in list(self.inboxes.values()) + list(self.posts.values()):
+                sock.close()
+            self.finish()
+
+    # -- one process ----------------------------------------------------------------------
+    def _run_single(self) -> bool:
+        assert self.state is not None
+        self.server.manager_pid = 0
+        wiring = SingleWiring(self)
+        post = lambda method: self.worker.reactor.post(method)  # noqa: E731 - follows the current worker
+        self.install_signals({signal.SIGTERM: self.request_shutdown, signal.SIGINT: self.request_shutdown, signal.SIGUSR1: self._reload_all}, post)
+        first = True
+        while True:
+            self._restart = False
+            worker = EventWorker(self.server, self.state, 0, wiring, self)
+            self.worker = worker
+            if first:
+                self.bind_master_context(worker.reactor)
+                self.fire("start")
+                first = False
+            worker.run()
+            worker.counters.release()
+            worker.reactor.close()
+            if self._shutdown or not self._restart:
+                if not self._shutdown and worker.stop_reason == "exit":
+                    continue  # SystemExit in a callback: the worker restarts, like a respawn
+                break
+            self.state.q[S.H_RELOADING] = 0
+        return True
+
+    def _reload_all(self) -> None:
+        self.request_reload(False)
+
+    # -- manager + worker processes --------------------------------------------------------
+    def _run_managed(self) -> bool:
+        assert self.state is not None
+        server = self.server
+        for worker_id in [*range(self.worker_num), MANAGER]:
+            self.inboxes[worker_id], self.posts[worker_id] = _ipc.make_pipe()
+        reactor = Reactor("manager")
+        self.manager_reactor = reactor
+        server.manager_pid = os.getpid()
+        self.state.q[S.H_MANAGER_PID] = os.getpid()
+        self.bind_master_context(reactor)
+        self.fire("start")
+        bind_manager_context(server, reactor)
+        self.fire("manager_start")
+        supervisor = Supervisor(server, self.state, reactor, self._make_worker, event_ids=list(range(self.worker_num)), task_ids=[])
+        self.supervisor = supervisor
+        inbox = _ipc.Inbox(self.inboxes[MANAGER], self._manager_message)
+        reactor.add(inbox.fd, EPOLLIN, inbox.on_readable)
+        self.install_signals(
+            {
+                signal.SIGTERM: self._shutdown_all,
+                signal.SIGINT: self._shutdown_all,
+                signal.SIGUSR1: lambda: supervisor.reload(False),
+                signal.SIGUSR2: lambda: log.warning("SWOOLE_BASE cannot reload only task workers; SIGUSR2 ignored"),
+                signal.SIGCHLD: supervisor.reap_processes,
+            },
+            reactor.post,
+        )
+        supervisor.start_all()
+        reactor.run()
+        self.fire("manager_stop")
+        reactor.close()
+        return True
+
+    def _shutdown_all(self) -> None:
+        assert self.supervisor is not None and self.manager_reactor is not None
+        self._shutdown = True
+        self.supervisor.shutdown(self.manager_reactor.stop)
+
+    def _manager_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
+        supervisor = self.supervisor
+        assert supervisor is not None
+        if type_ == _ipc.T_WORKER_STARTED:
+            supervisor.worker_started(src)
+        elif type_ == _ipc.T_WORKER_STOPPING:
+            supervisor.worker_stopping(src, payload == b"\x01")
+        elif type_ == _ipc.T_RELOAD:
+            if not supervisor.reload(payload == b"\x01"):
+                log.info("reload request dropped: a reload is already in progress")
+        elif type_ == _ipc.T_SHUTDOWN:
+            self._shutdown_all()
+        elif type_ == _ipc.T_STOP_WORKER:
+            supervisor.stop_worker(session, payload == b"\x01")
+
+    def _make_worker(self, worker_id: int) -> ProcessWorker:
+        def stop_message(wait_event: bool) -> None:
+            box = _ipc.Outbox(self.posts[worker_id], MANAGER)
+            box.put(_ipc.T_STOP_WORKER, worker_id, b"\x01" if wait_event else b"")
+            box.flush()
+
+        return ProcessWorker(worker_id, EVENT, lambda: self._worker_body(worker_id), stop_message=stop_message)
+
+    def _worker_body(self, worker_id: int) -> int:
+        """Runs in the forked child."""
+        assert self.state is not None and self.manager_reactor is not None
+        self.manager_reactor.close_after_fork()
+        for owner, sock in self.inboxes.items():
+            if owner != worker_id:
+                sock.close()
+        _context.current().reset()
+        self.restore_signals_after_fork()
+        wiring = ProcessWiring(self, worker_id)
+        worker = EventWorker(self.server, self.state, worker_id, wiring, self)
+        self.worker = worker
+        child_signals(lambda: worker.reactor.post(worker.request_stop, "shutdown"))
+        drop_privileges(self.server._settings)
+        return worker.run()
+
+    def restore_signals_after_fork(self) -> None:
+        self._saved_signals.clear()
+
+    # -- requests from routers ------------------------------------------------------------
+    def request_reload(self, only_task: bool) -> bool:
+        if only_task:
+            return False  # SWOOLE_BASE cannot reload only task workers (seed 000/002)
+        assert self.state is not None
+        if self.state.q[S.H_RELOADING]:
+            return False
+        self.state.q[S.H_RELOADING] = 1
+        ctx = _context.current()
+        if not self.managed:
+            self._restart = True
+            assert self.worker is not None
+            self.worker.reactor.post(self.worker.request_stop, "reload")
+            return True
+        if ctx.role == _context.ROLE_WORKER:
+            return self._to_manager(_ipc.T_RELOAD)
+        assert self.supervisor is not None
+        self.state.q[S.H_RELOADING] = 0
+        return self.supervisor.reload(False)
+
+    def request_shutdown(self) -> bool:
+        self._shutdown = True
+        ctx = _context.current()
+        if not self.managed:
+            assert self.worker is not None
+            self.worker.reactor.post(self.worker.request_stop, "shutdown")
+            return True
+        if ctx.role == _context.ROLE_WORKER:
+            return self._to_manager(_ipc.T_SHUTDOWN)
+        assert self.manager_reactor is not None
+        self.manager_reactor.post(self._shutdown_all)
+        return True
+
+    def request_stop(self, worker_id: int, wait_event: bool) -> bool:
+        ctx = _context.current()
+        if worker_id < 0 or worker_id == ctx.worker_id:
+            if ctx.role != _context.ROLE_WORKER or self.worker is None:
+                return False
+            if not self.managed:
+                self._restart = True
+            self.worker.request_stop("stop", wait_event)
+            return True
+        if not 0 <= worker_id < self.worker_num:
+            return False
+        if not self.managed:
+            return False
+        if ctx.role == _context.ROLE_WORKER:
+            return self._to_manager(_ipc.T_STOP_WORKER, worker_id, b"\x01" if wait_event else b"")
+        assert self.supervisor is not None
+        return self.supervisor.stop_worker(worker_id, wait_event)
+
+    def _to_manager(self, op: int, session: int = 0, payload: bytes = b"") -> bool:
+        box = _ipc.Outbox(self.posts[MANAGER], _context.current().worker_id)
+        box.put(op, session, payload)
+        return box.flush_blocking(1.0)
+
+    def send_message(self, message: Any, worker_id: int) -> bool:
+        check_message_target(self.server, worker_id)
+        worker = self.worker
+        assert worker is not None
+        data = pickle.dumps(message)
+        if not self.managed:
+            worker.reactor.post(worker.handle_message, _ipc.T_PIPE_MESSAGE, 0, 0, 0, _context.current().worker_id, 0, data)
+            return True
+        link: MailboxLink = worker.wiring.link  # type: ignore[attr-defined]
+        link.outbox(worker_id).put(_ipc.T_PIPE_MESSAGE, 0, data)
+        return True
+
+
+class SingleWiring(WorkerWiring):
+    """The lone worker of a one-process BASE server."""
+
+    def __init__(self, driver: BaseDriver) -> None:
+        self.driver = driver
+
+    def attach(self, worker: EventWorker) -> None:
+        _attach_acceptor(self.driver, worker, exclusive=False)
+        worker.listen_datagrams(exclusive=False)
+
+    def default_idle_time(self) -> float:
+        return self.driver.default_idle_time()
+
+
+class ProcessWiring(WorkerWiring):
+    """A BASE worker process: accepts itself, forwards to other workers through mailboxes."""
+
+    def __init__(self, driver: BaseDriver, worker_id: int) -> None:
+        self.driver = driver
+        self.worker_id = worker_id
+        self.link: MailboxLink | None = None
+
+    def attach(self, worker: EventWorker) -> None:
+        driver = self.driver
+        reuse_port = bool(driver.server.setting.get("enable_reuse_port"))
+        if reuse_port and worker.worker_id > 0:
+            _own_reuseport_sockets(driver.server)
+        _attach_acceptor(driver, worker, exclusive=not reuse_port)
+        worker.listen_datagrams(exclusive=True)
+        self.link = MailboxLink(worker.reactor, worker.worker_id, driver.posts)
+        inbox = _ipc.Inbox(driver.inboxes[worker.worker_id], lambda *message: self._message(worker, *message))
+        worker.reactor.add(inbox.fd, EPOLLIN, inbox.on_readable)
+
+    def _message(self, worker: EventWorker, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
+        if type_ == _ipc.T_STOP_WORKER:
+            worker.request_stop("stop", payload == b"\x01")
+            return
+        worker.handle_message(type_, flags, port, reactor, src, session, payload)
+
+    def forwarder(self, worker: EventWorker) -> Any:
+        return self
+
+    def forward(self, owner_worker: int, op: int, session: int, payload: bytes) -> bool:
+        assert self.link is not None
+        self.link.outbox(owner_worker).put(op, session, payload)
+        return True
+
+    def _notify(self, op: int, payload: bytes = b"") -> None:
+        assert self.link is not None
+        box = self.link.outbox(MANAGER)
+        box.put(op, 0, payload)
+        box.flush_blocking(1.0)
+
+    def started(self, worker: EventWorker) -> None:
+        self._notify(_ipc.T_WORKER_STARTED)
+
+    def stopping(self, worker: EventWorker, wait_event: bool) -> None:
+        self._notify(_ipc.T_WORKER_STOPPING, b"\x01" if wait_event else b"")
+
+    def default_idle_time(self) -> float:
+        return self.driver.default_idle_time()
+
+
+def _attach_acceptor(driver: BaseDriver, worker: EventWorker, *, exclusive: bool) -> None:
+    assert driver.state is not None
+    host = worker.host
+    worker_id = worker.worker_id
+
+    def place(session: int, sock: Any, port: Any, remote: Any) -> tuple[int, int, Any]:
+        return worker_id, worker_id, lambda sock, session, port, remote: host.adopt(sock, session, port, remote)
+
+    acceptor = Acceptor(
+        driver.state,
+        worker_id,
+        worker.reactor,
+        worker.counters,
+        max_connection=driver.capacity(),
+        live_count=lambda: len(host.conns),
+        place=place,
+        exclusive=exclusive and driver.worker_num > 1,
+    )
+    acceptor.listen(driver.server.ports)
+    worker.acceptor = acceptor
+
+
+def _own_reuseport_sockets(server: Any) -> None:
+    """enable_reuse_port: this worker process listens on its own SO_REUSEPORT sockets."""
+    for port in server.ports:
+        if port.is_tcp:
+            sock = open_listener(port.host, port.port, port.kind, backlog=port.effective_settings()["backlog"], reuse_port=True)
+            port._socket.close()
+            port._socket = sock
+            port.sock = sock.fileno()

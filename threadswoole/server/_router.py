@@ -1,0 +1,330 @@
+"""Routers: how a running-only Server call is carried out for the calling worker.
+
+`Router` implements what any worker can do from shared memory alone (exist, client info,
+lists, stats, worker status). `LocalRouter` is the router of a worker that owns connections
+(BASE, THREAD): a session it holds is handled at once; a session held elsewhere is forwarded
+to its owner through a `Forwarder` (a mailbox in BASE, the owner's command queue in THREAD),
+as contract §18.1 asks, and anything closed or unknown fails with 1004 / 1005 (§18.2).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import TYPE_CHECKING, Any, Protocol
+
+from threadswoole._context import current, set_error
+from threadswoole.constants import SWOOLE_WORKER_BUSY, SWOOLE_WORKER_IDLE
+from threadswoole.errors import ContextError, ErrorCode
+from threadswoole.server import _ipc
+from threadswoole.server import _state as S
+
+if TYPE_CHECKING:
+    from threadswoole.server._host import Host
+    from threadswoole.server._runtime import Runtime
+
+
+class Router:
+    """Shared-memory reads every role may do; mutating calls raise ContextError by default."""
+
+    role_name = "this process"
+
+    def __init__(self, server: Any, state: S.SharedState, driver: Any) -> None:
+        self.server = server
+        self.state = state
+        self.driver = driver
+
+    def _refuse(self, what: str) -> Any:
+        raise ContextError(f"{what}() cannot be called from {self.role_name}")
+
+    # connection operations: refused unless a subclass knows how
+    def send(self, session: int, data: bytes) -> bool:
+        return self._refuse("send")
+
+    def send_datagram(self, path: str, data: bytes, server_socket: int) -> bool:
+        return self._refuse("send")
+
+    def sendfile(self, session: int, path: str, offset: int, length: int) -> bool:
+        return self._refuse("sendfile")
+
+    def sendto(self, ip: str, port: int, data: bytes, server_socket: int) -> bool:
+        return self._refuse("sendto")
+
+    def send_wait(self, session: int, data: bytes) -> bool:
+        return self._refuse("send_wait")
+
+    def close(self, session: int, reset: bool) -> bool:
+        return self._refuse("close")
+
+    def pause(self, session: int, paused: bool) -> bool:
+        return self._refuse("pause" if paused else "resume")
+
+    def protect(self, session: int, value: bool) -> bool:
+        return self._refuse("protect")
+
+    def confirm(self, session: int) -> bool:
+        return self._refuse("confirm")
+
+    def bind(self, session: int, uid: int) -> bool:
+        return self._refuse("bind")
+
+    def heartbeat(self, close: bool) -> Any:
+        return self._refuse("heartbeat")
+
+    def send_message(self, message: Any, worker_id: int) -> bool:
+        return self._refuse("send_message")
+
+    def task(self, data: Any, dst: int, callback: Any) -> Any:
+        return self._refuse("task")
+
+    def task_wait(self, data: Any, timeout: float, dst: int) -> Any:
+        return self._refuse("task_wait")
+
+    def task_wait_multi(self, tasks: list, timeout: float) -> Any:
+        return self._refuse("task_wait_multi")
+
+    def task_co(self, tasks: list, timeout: float) -> Any:
+        return self._refuse("task_co")
+
+    def finish(self, data: Any) -> bool:
+        return self._refuse("finish")
+
+    def reload(self, only_task: bool) -> bool:
+        return self.driver.request_reload(only_task)
+
+    def shutdown(self) -> bool:
+        return self.driver.request_shutdown()
+
+    def stop(self, worker_id: int, wait_event: bool) -> bool:
+        if worker_id < 0:
+            return self._refuse("stop")
+        return self.driver.request_stop(worker_id, wait_event)
+
+    # reads from shared memory
+    def _missing(self, session: int) -> bool:
+        return set_error(ErrorCode.SESSION_CLOSED if self.state.issued(session) else ErrorCode.SESSION_NOT_EXIST)
+
+    def exist(self, session: int) -> bool:
+        return self.state.alive(session)
+
+    def client_info(self, session: int, ignore_error: bool) -> Any:
+        info = self.state.client_info(session, ignore_error)
+        if info is None:
+            return self._missing(session)
+        return info
+
+    def client_list(self, port_index: int | None) -> list[int]:
+        sessions = self.state.live_sessions()
+        if port_index is not None:
+            sessions = [s for s in sessions if self.state.q[self.state.record_base(s) + S.C_PORT_INDEX] == port_index]
+        return sessions
+
+    def flush_counters(self) -> None:
+        """Make this worker's own counters visible before reading totals."""
+
+    def worker_counters(self) -> tuple[int, int, int]:
+        return 0, 0, 0
+
+    def stats(self) -> dict[str, int]:
+        self.flush_counters()
+        state = self.state
+        totals = state.stat_totals()
+        worker_num = self.server.setting["worker_num"]
+        task_num = self.server.setting.get("task_worker_num", 0)
+        statuses = [state.worker_field(w, S.W_STATUS) for w in range(worker_num + task_num)]
+        live = state.live_sessions()
+        requests, responses, dispatches = self.worker_counters()
+        result = {
+            "start_time": int(state.d[S.H_START_TIME]),
+            "connection_num": totals["accept_count"] - totals["close_count"],
+            "abort_count": totals["abort_count"],
+            "accept_count": totals["accept_count"],
+            "close_count": totals["close_count"],
+            "worker_num": worker_num,
+            "task_worker_num": task_num,
+            "user_worker_num": 0,
+            "idle_worker_num": sum(1 for s in statuses[:worker_num] if s == SWOOLE_WORKER_IDLE),
+            "dispatch_count": totals["dispatch_count"],
+            "request_count": totals["request_count"],
+            "response_count": totals["response_count"],
+            "total_recv_bytes": totals["total_recv_bytes"],
+            "total_send_bytes": totals["total_send_bytes"],
+            "pipe_packet_msg_id": state.q[S.H_PIPE_MSG_ID],
+            "session_round": sum(state.q[state.acceptor_base(a) + S.A_ROUND] for a in range(state.acceptors)),
+            "min_fd": live[0] if live else 0,
+            "max_fd": live[-1] if live else 0,
+            "worker_request_count": requests,
+            "worker_response_count": responses,
+            "worker_dispatch_count": dispatches,
+            "task_idle_worker_num": sum(1 for s in statuses[worker_num:] if s == SWOOLE_WORKER_IDLE),
+            "tasking_num": totals["task_dispatch_count"] - totals["task_done_count"],
+            "coroutine_num": 0,
+            "coroutine_peek_num": 0,
+            "callback_error_count": totals["callback_error_count"],
+            "protocol_error_count": totals["protocol_error_count"],
+        }
+        return result
+
+    def worker_pid(self, worker_id: int) -> Any:
+        if worker_id < 0:
+            worker_id = current().worker_id
+        if not 0 <= worker_id < self.state.worker_slots:
+            return False
+        pid = self.state.worker_field(worker_id, S.W_PID)
+        return pid if pid > 0 else False
+
+    def worker_status(self, worker_id: int) -> Any:
+        if worker_id < 0:
+            worker_id = current().worker_id
+            if worker_id < 0:
+                return False
+            return SWOOLE_WORKER_BUSY  # asked from inside a callback: this worker is busy
+        if not 0 <= worker_id < self.state.worker_slots:
+            return False
+        status = self.state.worker_field(worker_id, S.W_STATUS)
+        return status if status > 0 else False
+
+
+class Forwarder(Protocol):
+    """Carries an operation to the worker that owns a session."""
+
+    def forward(self, owner_worker: int, op: int, session: int, payload: bytes) -> bool: ...
+
+
+class LocalRouter(Router):
+    """The router of a worker that owns connections (BASE worker, THREAD worker thread)."""
+
+    role_name = "an event worker"
+
+    def __init__(self, server: Any, state: S.SharedState, driver: Any, host: "Host", runtime: "Runtime", forwarder: Forwarder | None, own_list_only: bool) -> None:
+        super().__init__(server, state, driver)
+        self.host = host
+        self.runtime = runtime
+        self.conns = host.conns
+        self.forwarder = forwarder
+        self.own_list_only = own_list_only
+
+    def _remote(self, op: int, session: int, payload: bytes = b"") -> bool:
+        owner = self.state.owner(session)
+        if owner is None:
+            return self._missing(session)
+        if self.forwarder is None:
+            return set_error(ErrorCode.SESSION_NOT_EXIST)
+        return self.forwarder.forward(owner[1], op, session, payload)
+
+    def send(self, session: int, data: bytes) -> bool:
+        conn = self.conns.get(session)
+        if conn is not None:
+            return self.host.send(conn, data)
+        return self._remote(_ipc.T_SEND, session, data)
+
+    def sendfile(self, session: int, path: str, offset: int, length: int) -> bool:
+        conn = self.conns.get(session)
+        if conn is not None:
+            return self.host.sendfile(conn, path, offset, length)
+        import pickle
+
+        return self._remote(_ipc.T_SENDFILE, session, pickle.dumps((path, offset, length)))
+
+    def close(self, session: int, reset: bool) -> bool:
+        conn = self.conns.get(session)
+        if conn is not None:
+            return self.host.close(conn, reset=reset)
+        return self._remote(_ipc.T_CLOSE_REQUEST, session, b"\x01" if reset else b"")
+
+    def pause(self, session: int, paused: bool) -> bool:
+        conn = self.conns.get(session)
+        if conn is not None:
+            return self.host.set_paused(conn, paused)
+        return self._remote(_ipc.T_PAUSE if paused else _ipc.T_RESUME, session)
+
+    def protect(self, session: int, value: bool) -> bool:
+        conn = self.conns.get(session)
+        if conn is not None:
+            return self.host.protect(conn, value)
+        return self._remote(_ipc.T_PROTECT, session, b"\x01" if value else b"")
+
+    def confirm(self, session: int) -> bool:
+        conn = self.conns.get(session)
+        if conn is not None:
+            return self.host.confirm(conn)
+        if self.state.owner(session) is not None and not (self.state.q[self.state.record_base(session) + S.C_FLAGS] & S.FLAG_DELAYED):
+            return set_error(ErrorCode.SESSION_INVALID_ID)
+        return self._remote(_ipc.T_CONFIRM, session)
+
+    def bind(self, session: int, uid: int) -> bool:
+        conn = self.conns.get(session)
+        if conn is not None:
+            return self.host.bind_uid(conn, uid)
+        owner = self.state.owner(session)
+        if owner is None:
+            return self._missing(session)
+        if self.state.q[self.state.record_base(session) + S.C_UID]:
+            return set_error(ErrorCode.SESSION_INVALID_ID)
+        return self._remote(_ipc.T_BIND, session, (uid & 0xFFFF_FFFF).to_bytes(4, "big"))
+
+    def exist(self, session: int) -> bool:
+        conn = self.conns.get(session)
+        if conn is not None:
+            return not conn.closed
+        return self.state.alive(session)
+
+    def client_list(self, port_index: int | None) -> list[int]:
+        if not self.own_list_only:
+            return super().client_list(port_index)
+        sessions = sorted(s for s, c in self.conns.items() if not c.closing and (port_index is None or c.listener.index == port_index))
+        return sessions
+
+    def heartbeat(self, close: bool) -> Any:
+        return self.host.heartbeat(close, self.driver.default_idle_time())
+
+    def sendto(self, ip: str, port: int, data: bytes, server_socket: int) -> bool:
+        return send_datagram_to(self.server, (ip, port), data, server_socket)
+
+    def send_datagram(self, path: str, data: bytes, server_socket: int) -> bool:
+        return send_datagram_to(self.server, path, data, server_socket)
+
+    def send_wait(self, session: int, data: bytes) -> bool:
+        conn = self.conns.get(session)
+        if conn is None:
+            return self._missing(session)
+        if not self.host.send(conn, data):
+            return False
+        return self.host.wait_flushed(conn, self.server.setting["max_wait_time"])
+
+    def flush_counters(self) -> None:
+        self.runtime.counters.flush()
+
+    def worker_counters(self) -> tuple[int, int, int]:
+        return self.runtime.requests, int(self.runtime.values[S.S_RESPONSE]), 0
+
+    def send_message(self, message: Any, worker_id: int) -> bool:
+        return self.driver.send_message(message, worker_id)
+
+
+def send_datagram_to(server: Any, address: Any, data: bytes, server_socket: int) -> bool:
+    """sendto() through a datagram listener of the right family (§6.18)."""
+    if isinstance(address, tuple):
+        ip, port = address
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ValueError(f"port must be in 1..65535, got {port!r}")
+        try:
+            family = socket.AF_INET6 if ipaddress.ip_address(ip).version == 6 else socket.AF_INET
+        except ValueError:
+            raise ValueError(f"not an IP address: {ip!r}") from None
+    else:
+        family = socket.AF_UNIX
+    candidates = [p for p in server.ports if not p.is_stream and p.family == family]
+    if server_socket >= 0:
+        candidates = [p for p in candidates if p.sock == server_socket]
+    if not candidates:
+        return set_error(ErrorCode.SERVER_INVALID_LISTEN_PORT)
+    if len(data) > 65507:
+        return set_error(ErrorCode.DATA_LENGTH_TOO_LARGE)
+    try:
+        candidates[0].listening_socket.sendto(data, address)
+    except BlockingIOError:
+        return set_error(ErrorCode.OUTPUT_BUFFER_OVERFLOW)
+    except OSError as exc:
+        return set_error(exc.errno or ErrorCode.SESSION_NOT_EXIST)
+    return True

@@ -1,0 +1,280 @@
+"""The server's shared state: one shared-memory segment of 8-byte words, laid out explicitly.
+
+Regions (all fixed-size records of int64/float64 words, read through two memoryview casts of
+the same bytes, `q` for ints and `d` for floats):
+
+    header            HEADER_WORDS words
+    stats slots       STAT_WORDS words per writer (master, each reactor, each worker, ...)
+    worker table      WORKER_WORDS words per worker id (event, task and user workers)
+    acceptor table    ACCEPTOR_WORDS words per acceptor (the session-id counters)
+    connection table  CONN_WORDS words per slot
+
+Single writer per word wherever possible (ARCHITECTURE invariant 5): every stats slot has
+one writer and readers sum them; a connection record is written by its acceptor until it
+is published and by the owning reactor afterwards. An aligned 8-byte store through a
+memoryview is one machine store on x86-64 and aarch64, so a reader never sees half a word.
+
+Session ids (the `fd` user code sees) are allocated by an acceptor: acceptor `a` of `A`
+issues ids k*A + a + 1 for k = 0, 1, 2, ... and the id's slot is (id - 1) % capacity. The
+capacity is a multiple of A, so acceptors never touch each other's slots; an id whose slot
+is still in use is skipped (Swoole's session_round walk). Ids therefore grow forever, are
+never reused, and map to their slot without a lookup. A record's SESSION word is written
+last when a connection opens (publication) and negated when it closes (a tombstone that
+`get_client_info(ignore_error=True)` can still read until the slot is reused).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+from threadswoole.server import _shm
+
+WORD = 8
+HEADER_WORDS = 16
+STAT_WORDS = 16
+WORKER_WORDS = 8
+ACCEPTOR_WORDS = 4
+CONN_WORDS = 32
+
+# header
+H_MAGIC, H_MASTER_PID, H_MANAGER_PID, H_START_TIME, H_CAPACITY, H_ACCEPTORS, H_RELOADING, H_SHUTDOWN = range(8)
+H_PIPE_MSG_ID = 8
+MAGIC = 0x5457_4F4F_4C45  # "TWOOLE"
+
+# stats slot counters (each slot has exactly one writer)
+(
+    S_ACCEPT,
+    S_CLOSE,
+    S_ABORT,
+    S_DISPATCH,
+    S_REQUEST,
+    S_RESPONSE,
+    S_RECV_BYTES,
+    S_SEND_BYTES,
+    S_CALLBACK_ERRORS,
+    S_PROTOCOL_ERRORS,
+    S_TASKING,
+    S_TASK_DONE,
+    S_HEARTBEAT_CLOSES,
+) = range(13)
+STAT_NAMES = {
+    S_ACCEPT: "accept_count",
+    S_CLOSE: "close_count",
+    S_ABORT: "abort_count",
+    S_DISPATCH: "dispatch_count",
+    S_REQUEST: "request_count",
+    S_RESPONSE: "response_count",
+    S_RECV_BYTES: "total_recv_bytes",
+    S_SEND_BYTES: "total_send_bytes",
+    S_CALLBACK_ERRORS: "callback_error_count",
+    S_PROTOCOL_ERRORS: "protocol_error_count",
+    S_TASKING: "task_dispatch_count",
+    S_TASK_DONE: "task_done_count",
+    S_HEARTBEAT_CLOSES: "heartbeat_close_count",
+}
+
+# worker table
+W_STATUS, W_PID, W_TID, W_GENERATION, W_START_TIME, W_ROLE, W_REQUESTS = range(7)
+
+# acceptor table
+A_ROUND, A_ACCEPTED = range(2)
+
+# connection record
+(
+    C_SESSION,
+    C_FD,
+    C_REACTOR,
+    C_WORKER,
+    C_PORT_INDEX,
+    C_SERVER_FD,
+    C_SERVER_PORT,
+    C_SOCKET_TYPE,
+    C_FAMILY,
+    C_REMOTE_PORT,
+    C_IP_HIGH,
+    C_IP_LOW,
+    C_CONNECT_TIME,
+    C_LAST_RECV,
+    C_LAST_SEND,
+    C_LAST_DISPATCH,
+    C_CLOSE_ERRNO,
+    C_UID,
+    C_RECV_QUEUED,
+    C_SEND_QUEUED,
+    C_WEBSOCKET_STATUS,
+    C_FLAGS,
+) = range(22)
+FLAG_PROTECTED = 1
+FLAG_PAUSED = 2
+FLAG_DELAYED = 4
+FLAG_CLOSING = 8
+FLAG_CLOSED_BY_SERVER = 16
+FLAG_OVERFLOW = 32
+
+
+def pack_ip(family: int, host: str) -> tuple[int, int]:
+    """An IPv4/IPv6 address as two words (high, low) of its 16-byte form."""
+    if family == socket.AF_INET:
+        raw = socket.inet_pton(socket.AF_INET, host).rjust(16, b"\0")
+    elif family == socket.AF_INET6:
+        raw = socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0])
+    else:
+        return 0, 0
+    value = int.from_bytes(raw, "big")
+    high, low = value >> 64, value & 0xFFFF_FFFF_FFFF_FFFF
+    # words are signed int64
+    return high - (1 << 64) if high >= 1 << 63 else high, low - (1 << 64) if low >= 1 << 63 else low
+
+
+def unpack_ip(family: int, high: int, low: int) -> str:
+    value = ((high & 0xFFFF_FFFF_FFFF_FFFF) << 64) | (low & 0xFFFF_FFFF_FFFF_FFFF)
+    raw = value.to_bytes(16, "big")
+    if family == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, raw[12:])
+    if family == socket.AF_INET6:
+        return socket.inet_ntop(socket.AF_INET6, raw)
+    return ""
+
+
+class SharedState:
+    """The segment and its word views; created by the master before any fork or thread."""
+
+    def __init__(self, *, stat_slots: int, worker_slots: int, acceptors: int, capacity: int) -> None:
+        if capacity % acceptors:
+            capacity += acceptors - capacity % acceptors
+        self.stat_slots = stat_slots
+        self.worker_slots = worker_slots
+        self.acceptors = acceptors
+        self.capacity = capacity
+        self.stats_base = HEADER_WORDS
+        self.workers_base = self.stats_base + stat_slots * STAT_WORDS
+        self.acceptors_base = self.workers_base + worker_slots * WORKER_WORDS
+        self.conns_base = self.acceptors_base + acceptors * ACCEPTOR_WORDS
+        words = self.conns_base + capacity * CONN_WORDS
+        self.segment = _shm.create("state", words * WORD)
+        self.q = self.segment.buf.cast("q")
+        self.d = self.segment.buf.cast("d")
+        self.q[H_MAGIC] = MAGIC
+        self.d[H_START_TIME] = time.time()
+        self.q[H_CAPACITY] = capacity
+        self.q[H_ACCEPTORS] = acceptors
+        self._owner_pid = __import__("os").getpid()
+
+    @property
+    def name(self) -> str:
+        return self.segment.name
+
+    def destroy(self) -> None:
+        """Release the views and unlink the segment (master, once, at shutdown)."""
+        for view in (self.q, self.d):
+            view.release()
+        _shm.destroy(self.segment)
+
+    # -- stats ----------------------------------------------------------------------------
+    def stat_base(self, slot: int) -> int:
+        if not 0 <= slot < self.stat_slots:
+            raise IndexError(f"stats slot {slot} out of range")
+        return self.stats_base + slot * STAT_WORDS
+
+    def stat_total(self, counter: int) -> int:
+        q = self.q
+        return sum(q[self.stats_base + slot * STAT_WORDS + counter] for slot in range(self.stat_slots))
+
+    def stat_totals(self) -> dict[str, int]:
+        q = self.q
+        totals = dict.fromkeys(STAT_NAMES.values(), 0)
+        for slot in range(self.stat_slots):
+            base = self.stats_base + slot * STAT_WORDS
+            for counter, name in STAT_NAMES.items():
+                totals[name] += q[base + counter]
+        return totals
+
+    # -- workers --------------------------------------------------------------------------
+    def worker_base(self, worker_id: int) -> int:
+        return self.workers_base + worker_id * WORKER_WORDS
+
+    def worker_field(self, worker_id: int, field: int) -> int:
+        return self.q[self.workers_base + worker_id * WORKER_WORDS + field]
+
+    def set_worker_field(self, worker_id: int, field: int, value: int) -> None:
+        self.q[self.workers_base + worker_id * WORKER_WORDS + field] = value
+
+    # -- sessions and connections ---------------------------------------------------------
+    def acceptor_base(self, acceptor: int) -> int:
+        return self.acceptors_base + acceptor * ACCEPTOR_WORDS
+
+    def slot_of(self, session_id: int) -> int:
+        return (session_id - 1) % self.capacity
+
+    def record_base(self, session_id: int) -> int:
+        return self.conns_base + ((session_id - 1) % self.capacity) * CONN_WORDS
+
+    def issued(self, session_id: int) -> bool:
+        """Has this id ever been handed out? (distinguishes 'closed' 1004 from 'never existed' 1005)."""
+        acceptor = (session_id - 1) % self.acceptors
+        k = (session_id - 1) // self.acceptors
+        return k < self.q[self.acceptors_base + acceptor * ACCEPTOR_WORDS + A_ROUND]
+
+    def session_state(self, session_id: int) -> int:
+        """1 live, -1 closed (tombstone or slot reused), 0 never issued."""
+        word = self.q[self.record_base(session_id) + C_SESSION]
+        if word == session_id:
+            return 1
+        return -1 if self.issued(session_id) else 0
+
+    def alive(self, session_id: int) -> bool:
+        return self.q[self.record_base(session_id) + C_SESSION] == session_id
+
+    def owner(self, session_id: int) -> tuple[int, int] | None:
+        """(reactor id, worker id) of a live session, or None."""
+        q = self.q
+        base = self.record_base(session_id)
+        reactor, worker = q[base + C_REACTOR], q[base + C_WORKER]
+        return (reactor, worker) if q[base + C_SESSION] == session_id else None
+
+    def client_info(self, session_id: int, ignore_error: bool) -> dict[str, Any] | None:
+        """The §5.5 dict read from the record, verified against concurrent reuse, or None."""
+        q, d = self.q, self.d
+        base = self.record_base(session_id)
+        for _attempt in range(3):
+            word = q[base + C_SESSION]
+            if word != session_id and not (ignore_error and word == -session_id):
+                return None
+            values = q[base : base + CONN_WORDS].tolist()
+            floats = d[base : base + CONN_WORDS].tolist()
+            if q[base + C_SESSION] != word:
+                continue  # the record changed while we read it; read again
+            family = values[C_FAMILY]
+            info: dict[str, Any] = {
+                "server_port": values[C_SERVER_PORT],
+                "server_fd": values[C_SERVER_FD],
+                "socket_fd": values[C_FD],
+                "socket_type": values[C_SOCKET_TYPE],
+                "remote_port": values[C_REMOTE_PORT],
+                "remote_ip": unpack_ip(family, values[C_IP_HIGH], values[C_IP_LOW]),
+                "reactor_id": values[C_REACTOR],
+                "worker_id": values[C_WORKER],
+                "connect_time": int(floats[C_CONNECT_TIME]),
+                "last_time": int(floats[C_LAST_RECV]),
+                "last_recv_time": floats[C_LAST_RECV],
+                "last_send_time": floats[C_LAST_SEND],
+                "last_dispatch_time": floats[C_LAST_DISPATCH],
+                "close_errno": values[C_CLOSE_ERRNO],
+                "recv_queued_bytes": values[C_RECV_QUEUED],
+                "send_queued_bytes": values[C_SEND_QUEUED],
+            }
+            if values[C_UID]:
+                info["uid"] = values[C_UID] & 0xFFFF_FFFF
+            return info
+        return None
+
+    def live_sessions(self, acceptor: int | None = None) -> list[int]:
+        """Every live session id, ascending (optionally only one acceptor's)."""
+        words = self.q[self.conns_base + C_SESSION :: CONN_WORDS].tolist()
+        live = [word for word in words if word > 0]
+        if acceptor is not None:
+            live = [s for s in live if (s - 1) % self.acceptors == acceptor]
+        live.sort()
+        return live

@@ -1,0 +1,182 @@
+"""The Worker interface (ARCHITECTURE "Worker"): one API over forked processes and threads.
+
+The supervisor starts, stops, kills and reaps workers only through this interface, so
+dispatch, reload, max_request and worker_error are written once for every mode.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+import signal
+import threading
+import traceback
+from typing import Any, Callable
+
+log = logging.getLogger("threadswoole")
+
+EVENT, TASK, USER = "event", "task", "user"
+
+
+class Worker(abc.ABC):
+    """A supervised worker: event worker, task worker or user process."""
+
+    def __init__(self, worker_id: int, role: str) -> None:
+        self.worker_id = worker_id
+        self.role = role
+        self.exit_code: int | None = None
+        self.exit_signal = 0
+        self.stopping = False  # asked to stop by the supervisor (reload, stop, shutdown)
+        self.started = False  # worker_start ran (reported by the worker itself)
+
+    @property
+    @abc.abstractmethod
+    def pid(self) -> int: ...
+
+    @property
+    def native_id(self) -> int | None:
+        return None
+
+    @abc.abstractmethod
+    def start(self) -> None: ...
+
+    @abc.abstractmethod
+    def stop(self, wait_event: bool = False) -> None:
+        """Ask for a graceful stop (the worker finishes its current event first)."""
+
+    @abc.abstractmethod
+    def kill(self) -> None:
+        """Force the worker to end now (after max_wait_time)."""
+
+    @abc.abstractmethod
+    def is_alive(self) -> bool: ...
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.role} #{self.worker_id} pid={self.pid}>"
+
+
+class ProcessWorker(Worker):
+    """A worker in a forked child; the caller (the single-threaded manager) owns the fork."""
+
+    def __init__(self, worker_id: int, role: str, body: Callable[[], int], *, stop_message: Callable[[bool], Any] | None = None) -> None:
+        super().__init__(worker_id, role)
+        self._body = body
+        self._pid = 0
+        self._stop_message = stop_message
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    def start(self) -> None:
+        # Signals are blocked across fork so that nothing runs the parent's handlers in the
+        # child before the child has installed its own.
+        blocked = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD}
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            raise
+        if pid == 0:
+            code = 255
+            try:
+                code = self._body()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            except BaseException:
+                traceback.print_exc()
+                log.exception("worker %d crashed", self.worker_id)
+            finally:
+                try:
+                    logging.shutdown()
+                finally:
+                    os._exit(code & 0xFF if isinstance(code, int) else 1)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        self._pid = pid
+        self.exit_code = None
+        self.exit_signal = 0
+
+    def stop(self, wait_event: bool = False) -> None:
+        self.stopping = True
+        if wait_event and self._stop_message is not None:
+            self._stop_message(True)
+            return
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, signo: int) -> None:
+        if self._pid and self.exit_code is None:
+            try:
+                os.kill(self._pid, signo)
+            except ProcessLookupError:
+                pass
+
+    def is_alive(self) -> bool:
+        return bool(self._pid) and self.exit_code is None
+
+    def reaped(self, status: int) -> None:
+        """Record a waitpid() status."""
+        if os.WIFSIGNALED(status):
+            self.exit_signal = os.WTERMSIG(status)
+            self.exit_code = 0
+        else:
+            self.exit_code = os.WEXITSTATUS(status)
+            self.exit_signal = 0
+
+
+class ThreadWorker(Worker):
+    """A worker in a thread of the master (THREAD mode); its exit code is emulated."""
+
+    def __init__(self, worker_id: int, role: str, body: Callable[["ThreadWorker"], int], on_exit: Callable[["ThreadWorker"], Any], *, stop: Callable[[bool], Any], name: str) -> None:
+        super().__init__(worker_id, role)
+        self._body = body
+        self._on_exit = on_exit
+        self._stop = stop
+        self._name = name
+        self.thread: threading.Thread | None = None
+        self.abandoned = False  # stuck past max_wait_time: Python cannot kill a thread
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()
+
+    @property
+    def native_id(self) -> int | None:
+        return self.thread.native_id if self.thread is not None else None
+
+    def start(self) -> None:
+        self.exit_code = None
+        self.thread = threading.Thread(target=self._main, name=self._name, daemon=True)
+        self.thread.start()
+
+    def _main(self) -> None:
+        code = 255
+        try:
+            code = self._body(self)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:
+            log.exception("worker thread %d crashed", self.worker_id)
+        finally:
+            self.exit_code = code
+            self._on_exit(self)
+
+    def stop(self, wait_event: bool = False) -> None:
+        self.stopping = True
+        self._stop(wait_event)
+
+    def kill(self) -> None:
+        # A thread cannot be killed from outside. The supervisor gives up on it (it keeps
+        # its id out of the pool) and starts a replacement; it is reported as exited.
+        self.abandoned = True
+
+    def is_alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive() and not self.abandoned
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
