@@ -26,6 +26,9 @@ from threadswoole.errors import (
     strerror,
 )
 from threadswoole.errors import __all__ as _error_names
+from threadswoole import errors as _errors
+
+globals().update({name: getattr(_errors, name) for name in _error_names if name.startswith("SWOOLE_ERROR_")})
 from threadswoole.server import Port, Server
 from threadswoole.timer import Event, Timer
 

@@ -111,6 +111,7 @@ class EventWorker:
         if interval:
             self.host.start_heartbeat(interval, self.wiring.default_idle_time())
         self.runtime.start()
+        log.debug("worker %d started (pid %d)", self.worker_id, os.getpid())
         self.wiring.started(self)
         try:
             self.reactor.run()

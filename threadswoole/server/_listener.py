@@ -74,7 +74,10 @@ def open_listener(host: str, port: int, kind: SockType, *, backlog: int = DEFAUL
     sock = socket.socket(family, type_)
     try:
         if family != socket.AF_UNIX:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if type_ == socket.SOCK_STREAM:
+                # Only for TCP (restart through TIME_WAIT). On UDP it would let a second
+                # socket bind the same port and silently split the traffic.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:

@@ -96,8 +96,8 @@ class Router:
         return self.driver.request_shutdown()
 
     def stop(self, worker_id: int, wait_event: bool) -> bool:
-        if worker_id < 0:
-            return self._refuse("stop")
+        if isinstance(worker_id, bool) or not isinstance(worker_id, int):
+            raise TypeError("worker_id must be an int")
         return self.driver.request_stop(worker_id, wait_event)
 
     # reads from shared memory

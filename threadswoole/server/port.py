@@ -137,8 +137,9 @@ class Port:
                 # SO_REUSEPORT only groups sockets that all set it before bind(): re-bind ours.
                 from threadswoole.server._listener import open_listener
 
-                fresh = open_listener(self.host, self.port, self.kind, backlog=backlog, reuse_port=True)
+                # The old socket holds the port without SO_REUSEPORT, so it goes first.
                 self._socket.close()
+                fresh = open_listener(self.host, self.port, self.kind, backlog=backlog, reuse_port=True)
                 self._socket = fresh
                 self.sock = fresh.fileno()
             try:

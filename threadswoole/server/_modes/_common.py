@@ -49,6 +49,8 @@ class DriverBase:
             log.info("removed %d shared-memory segments left by a server that died: %s", len(removed), ", ".join(removed))
         self.server.master_pid = os.getpid()
         _startup.write_pid_file(settings.get("pid_file"))
+        listening = ", ".join(f"{p.host}:{p.port}" if p.port else p.host for p in self.server.ports)
+        log.info("%s server starting on %s: %d worker(s), master pid %d", self.server.mode.name, listening, self.worker_num, os.getpid())
 
     def create_state(self, *, stat_slots: int, worker_slots: int, acceptors: int, capacity: int) -> SharedState:
         self.state = SharedState(stat_slots=stat_slots, worker_slots=worker_slots, acceptors=acceptors, capacity=capacity)
@@ -61,6 +63,7 @@ class DriverBase:
             port.close()
         self.bind_master_context(None)
         self.fire("shutdown")
+        log.info("server stopped (master pid %d)", os.getpid())
         self.restore_signals()
         _startup.remove_pid_file(self.server._settings.get("pid_file"))
         if self.state is not None:

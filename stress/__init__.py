@@ -1,0 +1,1 @@
+"""Stress and benchmark tooling for threadswoole (load generator, peer servers, suite)."""

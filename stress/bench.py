@@ -1,0 +1,278 @@
+"""Benchmark runner: the same echo load against several servers, one at a time.
+
+Why: "is threadswoole fast?" only has an answer relative to a peer measured
+in the same run on the same machine. Each server is started as a subprocess
+(never two at once), driven by ``stress.loadgen.run_load`` with identical
+parameters, sampled (tree RSS every 200 ms; tree CPU at the boundaries of the
+measured window), stopped (SIGTERM, SIGKILL, orphans killed by PID), and
+reported on one line with ratios to a peer (default ``asyncio``).
+
+On a 2-core machine the load generator competes with the server for CPU, so
+requests/s partly measures the generator; *requests per server CPU-second*
+is the figure that shows the server's own cost.
+
+Add a server: one ``ServerSpec`` line in ``SERVERS``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from stress.loadgen import run_load
+from stress.proctree import Sampler, ServerError, ServerProcess
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    module: str                      # under stress.servers
+    args: tuple[str, ...] = ()
+    framing: Optional[str] = None    # None: follows the workload's framing; else fixed
+
+
+_TS = "threadswoole_echo"
+SERVERS: dict[str, ServerSpec] = {
+    "threadswoole-base": ServerSpec(_TS, ("--mode", "base", "--workers", "1")),
+    "threadswoole-base-w2": ServerSpec(_TS, ("--mode", "base", "--workers", "2")),
+    "threadswoole-process": ServerSpec(_TS, ("--mode", "process", "--workers", "2", "--reactors", "1")),
+    "threadswoole-thread": ServerSpec(_TS, ("--mode", "thread", "--workers", "2", "--reactors", "1")),
+    "threadswoole-base-length": ServerSpec(_TS, ("--mode", "base", "--workers", "1"), "length"),
+    "asyncio": ServerSpec("asyncio_echo"),
+    "asyncio-w2": ServerSpec("asyncio_echo", ("--workers", "2")),      # pre-forked: 3 processes
+    "asyncio-length": ServerSpec("asyncio_echo", (), "length"),
+    "asyncio-64k": ServerSpec("asyncio_echo", ("--recv-size", "65536")),  # stdlib minus the 256 KiB reads
+    "threaded": ServerSpec("threaded_echo"),
+    "epoll": ServerSpec("epoll_echo"),
+}
+
+NOTE = ("note: on a 2-core machine the load generator competes with the server for CPU, so "
+        "requests/s is partly the generator's limit; requests per server CPU-second (req/cpu-s) "
+        "is the figure that shows the server's own cost.")
+
+# figures that are medianed over --repeat runs and compared to the peer
+FIGURES = ("rps", "p50_us", "p99_us", "p999_us", "peak_rss_mb", "cpu_s", "req_per_cpu_s",
+           "cpu_util", "requests", "errors", "mismatches", "bytes_received",
+           "connections_failed", "connections_lost")
+
+
+def workload_framing(names: list[str], framing: Optional[str]) -> str:
+    """The framing every server in the run gets; ``-length`` servers imply ``length``."""
+    fixed = {SERVERS[n].framing for n in names if SERVERS[n].framing}
+    if len(fixed) > 1:
+        raise ValueError(f"servers need different framings: {sorted(fixed)}")
+    want = framing or (fixed.pop() if fixed else "none")
+    for n in names:
+        if SERVERS[n].framing and SERVERS[n].framing != want:
+            raise ValueError(f"server {n} needs framing {SERVERS[n].framing}, workload is {want}")
+    return want
+
+
+def server_command(name: str, framing: str) -> tuple[str, list[str]]:
+    spec = SERVERS[name]
+    return f"stress.servers.{spec.module}", [*spec.args, "--framing", framing]
+
+
+def bench_one(name: str, *, framing: str, host: str = "127.0.0.1", **load: Any) -> dict:
+    """Start server ``name``, load it, stop it; return its figures (``ok`` False + ``error`` on failure)."""
+    module, args = server_command(name, framing)
+    row: dict[str, Any] = {"name": name, "ok": False, "error": ""}
+    srv = ServerProcess(module, args, host=host)
+    sampler: Optional[Sampler] = None
+    try:
+        port = srv.start()
+        sampler = Sampler(srv.tree)
+        sampler.start()
+        res = run_load((host, port), framing=framing, on_window=sampler.set_window, **load)
+        sampler.finish()
+        cpu = None
+        if sampler.cpu_start is not None and sampler.cpu_end is not None:
+            cpu = sampler.cpu_end - sampler.cpu_start
+        row.update(
+            rps=res.rps(), requests=res.requests, p50_us=res.p50, p99_us=res.p99,
+            p999_us=res.p999, errors=res.errors, mismatches=res.mismatches,
+            bytes_received=res.bytes_received, bytes_sent=res.bytes_sent,
+            connections_opened=res.connections_opened,
+            connections_failed=res.connections_failed, connections_lost=res.connections_lost,
+            peak_rss_mb=sampler.peak_rss / 2**20, cpu_s=cpu,
+            req_per_cpu_s=(res.requests / cpu) if cpu else None,
+            cpu_util=(cpu / res.duration) if cpu is not None and res.duration else None,
+            duration=res.duration, worker_errors=res.worker_errors)
+        if srv.proc.poll() is not None:
+            row["error"] = f"server died during the run (rc={srv.proc.returncode}): {srv.stderr_summary()}"
+        elif res.requests == 0:
+            row["error"] = f"no request completed; {res.worker_errors} {srv.stderr_summary()}"
+        else:
+            row["ok"] = True
+    except ServerError as exc:
+        row["error"] = f"server failed to start: {exc}"
+        row["stderr"] = srv.stderr_final or ""
+    except Exception as exc:  # keep the suite alive; record why
+        row["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        if sampler is not None:
+            sampler.finish()
+        row["stop"] = srv.stop()
+        left = srv.tree.survivors() if srv.tree else []
+        if left:
+            row["ok"] = False
+            row["error"] += f" processes left behind: {[p.pid for p in left]}"
+    return row
+
+
+def _median_rows(name: str, runs: list[dict]) -> dict:
+    good = [r for r in runs if r["ok"]]
+    if not good:
+        out = dict(runs[-1])
+        out["runs"] = len(runs)
+        return out
+    out = dict(good[0])
+    for f in FIGURES:
+        vals = [r[f] for r in good if r.get(f) is not None]
+        out[f] = statistics.median(vals) if vals else None
+    out["runs"], out["runs_ok"] = len(runs), len(good)
+    out["errors"] = sum(r.get("errors") or 0 for r in good)
+    out["mismatches"] = sum(r.get("mismatches") or 0 for r in good)
+    out["all_rps"] = [round(r["rps"]) for r in good]
+    return out
+
+
+def run_bench(servers: list[str], *, workload: str = "echo", duration: float = 10.0,
+              connections: int = 100, size: int = 64, pattern: str = "reqresp",
+              pipeline_depth: int = 16, framing: Optional[str] = None, warmup: float = 1.0,
+              processes: Optional[int] = None, repeat: int = 1, peer: Optional[str] = "asyncio",
+              host: str = "127.0.0.1", progress: bool = False) -> list[dict]:
+    """Benchmark ``servers`` (names from SERVERS) in turn; return one dict per server.
+
+    With ``repeat`` > 1 the servers alternate (A B A B ...) and each figure is the
+    median over the runs. Ratios ``rps_vs_peer`` / ``cpu_vs_peer`` are added when the
+    peer is in the list and succeeded.
+    """
+    if workload == "http":
+        return run_http(servers, duration=duration, connections=connections, host=host)
+    if workload != "echo":
+        raise ValueError(f"unknown workload {workload!r}")
+    unknown = [n for n in servers if n not in SERVERS]
+    if unknown:
+        raise ValueError(f"unknown servers {unknown}; known: {', '.join(SERVERS)}")
+    fr = workload_framing(servers, framing)
+    load = dict(duration=duration, connections=connections, message_size=size, pattern=pattern,
+                pipeline_depth=pipeline_depth, processes=processes, warmup=warmup)
+    runs: dict[str, list[dict]] = {n: [] for n in servers}
+    for _ in range(max(1, repeat)):
+        for name in servers:
+            row = bench_one(name, framing=fr, host=host, **load)
+            runs[name].append(row)
+            if progress:
+                print("  ..", format_row(row), flush=True, file=sys.stderr)
+    rows = [_median_rows(n, runs[n]) for n in servers]
+    params = dict(workload=workload, framing=fr, repeat=repeat, **load)
+    if peer and peer not in servers and f"{peer}-{fr}" in servers:
+        peer = f"{peer}-{fr}"          # e.g. asyncio -> asyncio-length in a framed run
+    ref = next((r for r in rows if r["name"] == peer and r["ok"]), None)
+    for r in rows:
+        r["params"], r["peer"] = params, peer
+        r["rps_vs_peer"] = r["cpu_vs_peer"] = None
+        if ref is not None and r["ok"]:
+            r["rps_vs_peer"] = r["rps"] / ref["rps"] if ref["rps"] else None
+            if r.get("req_per_cpu_s") and ref.get("req_per_cpu_s"):
+                r["cpu_vs_peer"] = r["req_per_cpu_s"] / ref["req_per_cpu_s"]
+    return rows
+
+
+# ---- HTTP workload hook (wrk) ------------------------------------------------
+HTTP_SERVERS: dict[str, ServerSpec] = {}   # add stdlib/threadswoole HTTP servers here
+
+
+def run_wrk(url: str, *, connections: int = 100, duration: float = 10.0, threads: int = 2) -> dict:
+    """Run ``wrk`` against a loopback URL; return requests/s and latency figures."""
+    if not re.match(r"^http://(127\.[0-9.]+|\[::1\]|localhost)(:\d+)?/", url):
+        raise ValueError("wrk is only ever pointed at loopback URLs")
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk not on PATH")
+    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections),
+                          "-d", f"{int(max(1, duration))}s", "--latency", url],
+                         capture_output=True, text=True, timeout=duration + 30).stdout
+    unit = {"us": 1.0, "ms": 1e3, "s": 1e6}
+    lat = {p: float(v) * unit[u] for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)", out, re.M)}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return {"rps": float(m.group(1)) if m else None, "p50_us": lat.get("50"),
+            "p99_us": lat.get("99"), "raw": out}
+
+
+def run_http(servers: list[str], **params: Any) -> list[dict]:
+    """HTTP workload hook: wrk against HTTP servers from HTTP_SERVERS (none registered yet)."""
+    for name in servers:
+        if name.startswith("threadswoole"):
+            raise NotImplementedError("no HTTP server in threadswoole yet")
+        if name not in HTTP_SERVERS:
+            raise NotImplementedError(f"no HTTP server registered as {name!r} (see HTTP_SERVERS)")
+    raise NotImplementedError("HTTP benchmarking: register servers in HTTP_SERVERS and drive them with run_wrk")
+
+
+# ---- printing ----------------------------------------------------------------
+def _fmt(v: Any, spec: str = ".0f", none: str = "-") -> str:
+    return none if v is None else format(v, spec)
+
+
+def format_row(r: dict) -> str:
+    if not r["ok"]:
+        return f"{r['name']:<26} FAILED: {r['error'].strip()}"
+    ratio = ""
+    if r.get("rps_vs_peer") is not None:
+        ratio = f"  vs {r['peer']}: rps x{r['rps_vs_peer']:.2f}, req/cpu-s x{_fmt(r.get('cpu_vs_peer'), '.2f')}"
+    return (f"{r['name']:<26} {r['rps']:>9.0f} req/s  p50 {r['p50_us'] / 1000:7.2f} ms  "
+            f"p99 {r['p99_us'] / 1000:7.2f} ms  rss {r['peak_rss_mb']:6.1f} MB  "
+            f"{_fmt(r.get('req_per_cpu_s')):>7} req/cpu-s  cpu {_fmt(r.get('cpu_util'), '.0%')}"
+            f"{ratio}" + (f"  ERR={r['errors']}" if r.get("errors") else "")
+            + (f"  MISMATCH={r['mismatches']}" if r.get("mismatches") else ""))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m stress.bench", description=__doc__.splitlines()[0])
+    ap.add_argument("workload", choices=("echo", "http"))
+    ap.add_argument("-d", "--duration", type=float, default=10.0)
+    ap.add_argument("-c", "--connections", type=int, default=100)
+    ap.add_argument("-s", "--size", type=int, default=64)
+    ap.add_argument("--servers", default="threadswoole-base,asyncio,epoll",
+                    help=f"comma-separated, from: {', '.join(SERVERS)}")
+    ap.add_argument("--peer", default="asyncio")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--pattern", choices=("reqresp", "pipelined"), default="reqresp")
+    ap.add_argument("--depth", type=int, default=16)
+    ap.add_argument("--framing", choices=("none", "length"), default=None)
+    ap.add_argument("--processes", type=int, default=None, help="load generator processes")
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--host", default="127.0.0.1", help="loopback address the servers bind (127.0.0.1 or ::1)")
+    ap.add_argument("--json", help="write the figures to this file")
+    a = ap.parse_args(argv)
+    names = [n.strip() for n in a.servers.split(",") if n.strip()]
+    t0 = time.monotonic()
+    try:
+        rows = run_bench(names, workload=a.workload, duration=a.duration, connections=a.connections,
+                         size=a.size, pattern=a.pattern, pipeline_depth=a.depth, framing=a.framing,
+                         warmup=a.warmup, processes=a.processes, repeat=a.repeat, peer=a.peer,
+                         host=a.host, progress=a.repeat > 1)
+    except (NotImplementedError, ValueError) as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    p = rows[0]["params"]
+    print(f"echo: {a.connections} conns, {a.size} B, {a.pattern}, framing {p['framing']}, "
+          f"{a.duration:g}s x{a.repeat} (median), peer {rows[0]['peer']}, {time.monotonic() - t0:.0f}s total")
+    for r in rows:
+        print(format_row(r))
+    print(NOTE)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=1, default=str)
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

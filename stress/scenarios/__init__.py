@@ -1,0 +1,22 @@
+"""Registered stress scenarios, run in this order by ``python -m stress.run``.
+
+Adding a scenario: drop a module in this package that defines
+
+- ``NAME``: str (what ``--only`` matches),
+- ``MAX_SECONDS``: int, a hard bound on its run time (the runner aborts it after that),
+- ``run(quick: bool) -> list[dict]``: rows built with ``stress.scenarios.common.make_row``;
+  bounded in count and time; ``quick`` = smoke-run durations; must not raise for an
+  expected failure (a server that does not start is a failed row, not a crash),
+
+then add the module to ``SCENARIOS`` below. Thresholds go in ``stress/thresholds.py``.
+"""
+from __future__ import annotations
+
+from types import ModuleType
+
+from stress.scenarios import comparison
+
+SCENARIOS: list[ModuleType] = [
+    comparison,
+    # capacity, churn, soak, faults: to be added
+]

@@ -1,0 +1,83 @@
+"""Process-level lifecycle: pid file, log file and level, daemonize, shared memory cleanup."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from conftest import echo
+from threadswoole.server import _shm
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_pid_file_is_written_at_start_and_removed_at_shutdown(run_server, tmp_path):
+    pid_file = tmp_path / "server.pid"
+    handle = run_server(echo, settings={"worker_num": 2, "pid_file": str(pid_file)})
+    assert int(pid_file.read_text()) == handle.pid
+    assert handle.stop() == 0
+    assert not pid_file.exists()
+
+
+def test_log_level_filters_messages(run_server, tmp_path):
+    quiet, chatty = tmp_path / "quiet.log", tmp_path / "chatty.log"
+    for path, level in ((quiet, 5), (chatty, 0)):
+        handle = run_server(echo, settings={"worker_num": 2, "log_file": str(path), "log_level": level})
+        assert handle.stop() == 0
+    assert "reload" not in quiet.read_text() and quiet.read_text().count("INFO") == 0
+    assert "INFO" in chatty.read_text() or "DEBUG" in chatty.read_text()
+
+
+def test_daemonize_detaches_and_stops_on_sigterm(run_server, tmp_path):
+    pid_file = tmp_path / "daemon.pid"
+    log_file = tmp_path / "daemon.log"
+
+    def setup(server, emit):
+        server.on("start", lambda srv: emit("daemon_start", pid=os.getpid(), cwd=os.getcwd(), sid=os.getsid(0)))
+        echo(server, emit)
+
+    handle = run_server(setup, settings={"daemonize": True, "pid_file": str(pid_file), "log_file": str(log_file), "worker_num": 1}, wait_for=None)
+    started = handle.wait("daemon_start")
+    daemon_pid = started["pid"]
+    try:
+        assert handle.wait_exit() == 0  # the process we forked exits at once: the daemon lives on
+        # double fork: a new session (not ours), and the daemon is not its leader (no terminal)
+        assert daemon_pid != handle.pid and started["cwd"] == "/"
+        assert started["sid"] != os.getsid(0) and started["sid"] != daemon_pid
+        deadline = time.monotonic() + 5
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert int(pid_file.read_text()) == daemon_pid
+        os.kill(daemon_pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while psutil.pid_exists(daemon_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not psutil.pid_exists(daemon_pid)
+        assert not pid_file.exists()
+        assert not _shm.segments_of(daemon_pid)
+        assert "server stopped" in log_file.read_text()
+    finally:
+        if psutil.pid_exists(daemon_pid):
+            os.kill(daemon_pid, signal.SIGKILL)
+
+
+def test_shared_memory_is_unlinked_at_shutdown(run_server, mode):
+    handle = run_server(echo, mode=mode, settings={"worker_num": 2})
+    assert _shm.segments_of(handle.pid), "the server should have a shared-memory segment while it runs"
+    assert handle.stop() == 0
+    assert _shm.segments_of(handle.pid) == []
+
+
+def test_kill_9_of_the_whole_tree_leaves_nothing_after_the_next_start(run_server, mode):
+    crashed = run_server(echo, mode=mode, settings={"worker_num": 2})
+    assert _shm.segments_of(crashed.pid)
+    crashed.kill_tree()
+    assert _shm.segments_of(crashed.pid), "kill -9 cannot clean up: the segment is still there"
+    survivor = run_server(echo, mode=mode, settings={"worker_num": 1})
+    assert _shm.segments_of(crashed.pid) == []  # swept by the next start
+    assert survivor.stop() == 0
+    assert not [name for name in os.listdir(_shm.SHM_DIR) if name.startswith(f"{_shm.PREFIX}{survivor.pid}_")]

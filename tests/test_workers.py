@@ -1,0 +1,252 @@
+"""Worker supervision: respawn after kill -9, max_request, reload, stop, shutdown, cross-worker calls."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from conftest import connect, echo, recv_closed, recv_exact
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def _report_workers(server, emit):
+    def on_worker_start(srv, worker_id):
+        emit("worker_start", worker_id=worker_id, worker_pid=srv.worker_pid, pid=os.getpid(), task=srv.task_worker, get_worker_id=srv.get_worker_id())
+
+    def on_worker_stop(srv, worker_id):
+        emit("worker_stop", worker_id=worker_id, pid=os.getpid())
+
+    def on_worker_error(srv, worker_id, worker_pid, exit_code, signo):
+        emit("worker_error", worker_id=worker_id, worker_pid=worker_pid, exit_code=exit_code, signal=signo, role_pid=os.getpid())
+
+    server.on("worker_start", on_worker_start)
+    server.on("worker_stop", on_worker_stop)
+    server.on("worker_error", on_worker_error)
+    server.on("manager_start", lambda srv: emit("manager_start", pid=os.getpid()))
+    server.on("start", lambda srv: emit("start", master_pid=srv.master_pid, manager_pid=srv.manager_pid, pid=os.getpid()))
+
+
+def _worker_pids(handle, count, timeout=15):
+    starts = handle.wait_n("worker_start", count, timeout)
+    return {event["worker_id"]: event["pid"] for event in starts}
+
+
+def test_worker_start_fires_once_per_worker_with_distinct_ids(run_server):
+    def setup(server, emit):
+        _report_workers(server, emit)
+        echo(server, emit)
+
+    handle = run_server(setup, settings={"worker_num": 3})
+    pids = _worker_pids(handle, 3)
+    assert sorted(pids) == [0, 1, 2]
+    assert len(set(pids.values())) == 3 and handle.pid not in pids.values()
+    start = handle.wait("start")
+    assert start["master_pid"] == handle.pid == start["manager_pid"]
+    assert handle.wait("manager_start")["pid"] == handle.pid
+    assert handle.stop() == 0
+    stops = {event["worker_id"] for event in handle.events_named("worker_stop")} | {e["worker_id"] for e in [handle.wait("worker_stop") for _ in range(0)]}
+    del stops
+
+
+def test_killed_worker_is_respawned_with_the_same_id_and_worker_error_fires(run_server):
+    def setup(server, emit):
+        _report_workers(server, emit)
+        echo(server, emit)
+
+    handle = run_server(setup, settings={"worker_num": 2})
+    pids = _worker_pids(handle, 2)
+    os.kill(pids[1], signal.SIGKILL)
+    error = handle.wait("worker_error")
+    assert error["worker_id"] == 1 and error["worker_pid"] == pids[1] and error["signal"] == signal.SIGKILL
+    assert error["role_pid"] == handle.pid  # worker_error runs in the manager
+    restarted = handle.wait("worker_start", worker_id=1)
+    assert restarted["pid"] != pids[1]
+    client = connect(handle.port)
+    client.sendall(b"still here")
+    assert recv_exact(client, 10) == b"still here"
+    assert handle.stop() == 0
+
+
+def test_max_request_recycles_the_worker(run_server):
+    def setup(server, emit):
+        _report_workers(server, emit)
+
+        def on_receive(srv, fd, rid, data):
+            srv.send(fd, str(os.getpid()).encode().ljust(10))
+
+        server.on("receive", on_receive)
+
+    handle = run_server(setup, settings={"worker_num": 1, "max_request": 3})
+    first = handle.wait("worker_start")
+    seen = []
+    for _ in range(3):
+        client = connect(handle.port)
+        client.sendall(b"x")
+        seen.append(int(recv_exact(client, 10)))
+        client.close()
+    assert seen == [first["pid"]] * 3
+    handle.wait("worker_stop", worker_id=0)
+    second = handle.wait("worker_start", worker_id=0)
+    assert second["pid"] != first["pid"]
+    assert not [e for e in handle.drain() if e["event"] == "worker_error"]
+    client = connect(handle.port)
+    client.sendall(b"x")
+    assert int(recv_exact(client, 10)) == second["pid"]
+    assert handle.stop() == 0
+
+
+def test_reload_restarts_every_worker_and_base_mode_closes_their_connections(run_server):
+    def setup(server, emit):
+        _report_workers(server, emit)
+
+        def on_receive(srv, fd, rid, data):
+            if data == b"reload":
+                emit("reload", first=srv.reload(), second=srv.reload(), only_task=srv.reload(True))
+            else:
+                srv.send(fd, data)
+
+        server.on("receive", on_receive)
+
+    handle = run_server(setup, settings={"worker_num": 2})
+    before = _worker_pids(handle, 2)
+    idle = connect(handle.port)
+    idle.sendall(b"ping")
+    assert recv_exact(idle, 4) == b"ping"
+    trigger = connect(handle.port)
+    trigger.sendall(b"reload")
+    event = handle.wait("reload")
+    assert event["first"] is True and event["second"] is False and event["only_task"] is False
+    after = _worker_pids(handle, 2)
+    assert sorted(after) == [0, 1]
+    assert not set(after.values()) & set(before.values())
+    assert recv_closed(idle)  # BASE: connections live in the workers
+    client = connect(handle.port)
+    client.sendall(b"again")
+    assert recv_exact(client, 5) == b"again"
+    assert handle.stop() == 0
+
+
+def test_sigusr1_reloads_and_sigterm_shuts_down(run_server):
+    def setup(server, emit):
+        _report_workers(server, emit)
+        server.on("shutdown", lambda srv: emit("shutdown"))
+        echo(server, emit)
+
+    handle = run_server(setup, settings={"worker_num": 2})
+    before = _worker_pids(handle, 2)
+    handle.signal(signal.SIGUSR1)
+    after = _worker_pids(handle, 2)
+    assert not set(after.values()) & set(before.values())
+    handle.signal(signal.SIGTERM)
+    assert handle.wait_exit() == 0
+    handle.wait("shutdown")
+    assert handle.wait("__returned__")["result"] is True
+    for pid in after.values():
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_shutdown_from_worker_start_returns_true_after_on_shutdown(run_server, mode):
+    def setup(server, emit):
+        server.on("worker_start", lambda srv, wid: emit("stopping", result=srv.shutdown()))
+        server.on("shutdown", lambda srv: emit("shutdown"))
+        echo(server, emit)
+
+    handle = run_server(setup, mode=mode, settings={"worker_num": 1}, wait_for=None)
+    assert handle.wait("stopping")["result"] is True
+    assert handle.wait_exit() == 0
+    events = [e["event"] for e in handle.drain(0.2)]
+    assert events.index("shutdown") < events.index("__returned__")
+
+
+def test_single_process_reload_restarts_the_inline_worker(run_server):
+    def setup(server, emit):
+        _report_workers(server, emit)
+        echo(server, emit)
+
+    handle = run_server(setup, settings={"worker_num": 1})
+    first = handle.wait("worker_start")
+    assert first["pid"] == handle.pid  # worker_num = 1: no fork, the master is the worker
+    client = connect(handle.port)
+    handle.signal(signal.SIGUSR1)
+    handle.wait("worker_stop")
+    again = handle.wait("worker_start")
+    assert again["worker_id"] == 0
+    assert recv_closed(client)
+    client = connect(handle.port)
+    client.sendall(b"ok")
+    assert recv_exact(client, 2) == b"ok"
+    assert handle.stop() == 0
+
+
+def test_stop_current_worker_restarts_it(run_server):
+    def setup(server, emit):
+        _report_workers(server, emit)
+
+        def on_receive(srv, fd, rid, data):
+            if data == b"stop":
+                emit("stop", ok=srv.stop(), unknown=srv.stop(99))
+            else:
+                srv.send(fd, data)
+
+        server.on("receive", on_receive)
+
+    handle = run_server(setup, settings={"worker_num": 2})
+    pids = _worker_pids(handle, 2)
+    client = connect(handle.port)
+    client.sendall(b"stop")
+    event = handle.wait("stop")
+    assert event["ok"] is True and event["unknown"] is False
+    stopped = handle.wait("worker_stop")
+    restarted = handle.wait("worker_start", worker_id=stopped["worker_id"])
+    assert restarted["pid"] != pids[stopped["worker_id"]]
+    assert not [e for e in handle.drain() if e["event"] == "worker_error"]
+    assert handle.stop() == 0
+
+
+def test_cross_worker_send_and_pipe_message(run_server):
+    """§18.1: a worker can send to a session another worker owns; send_message reaches a worker."""
+
+    def setup(server, emit):
+        def on_connect(srv, fd, rid):
+            emit("connect", fd=fd, worker_id=srv.worker_id)
+
+        def on_receive(srv, fd, rid, data):
+            command, _, rest = data.partition(b" ")
+            if command == b"relay":
+                target, _, message = rest.partition(b" ")
+                emit("relayed", ok=srv.send(int(target), message), worker_id=srv.worker_id)
+            elif command == b"message":
+                emit("message_sent", ok=srv.send_message({"hello": [1, 2]}, int(rest)))
+
+        def on_pipe_message(srv, src, message):
+            emit("pipe_message", src=src, message=message, worker_id=srv.worker_id)
+
+        server.on("connect", on_connect)
+        server.on("receive", on_receive)
+        server.on("pipe_message", on_pipe_message)
+
+    handle = run_server(setup, settings={"worker_num": 2, "enable_reuse_port": True})
+    clients = {}
+    deadline = time.monotonic() + 20
+    while len(clients) < 2 and time.monotonic() < deadline:
+        client = connect(handle.port)
+        event = handle.wait("connect")
+        if event["worker_id"] not in clients:
+            clients[event["worker_id"]] = (client, event["fd"])
+        else:
+            client.close()
+    assert len(clients) == 2, "the kernel never spread connections over both workers"
+    (sock0, fd0), (sock1, fd1) = clients[0], clients[1]
+    sock0.sendall(f"relay {fd1} across".encode())
+    assert handle.wait("relayed")["ok"] is True
+    assert recv_exact(sock1, 6) == b"across"
+    sock1.sendall(b"message 0")
+    assert handle.wait("message_sent")["ok"] is True
+    message = handle.wait("pipe_message")
+    assert message["src"] == 1 and message["worker_id"] == 0 and message["message"] == {"hello": [1, 2]}
+    assert handle.stop() == 0
