@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 from threadswoole._aliases import alias
 from threadswoole._context import ROLE_MANAGER, ROLE_NONE, current
+from threadswoole._context import _context as _local
 from threadswoole.constants import SWOOLE_BASE, SWOOLE_SOCK_TCP, Mode
 from threadswoole.errors import ContextError, StateError
 from threadswoole.server import _settings
@@ -180,6 +181,11 @@ class Server:
 
     # -- connections ----------------------------------------------------------------------
     def send(self, fd: int | str, data: Any, server_socket: int = -1) -> bool:
+        # Hot path: a worker's router exists only while the server runs, so a set router
+        # is the phase check; plain int fd and bytes data skip the conversions.
+        router = _local.router
+        if router is not None and type(fd) is int and type(data) is bytes and fd > 0:
+            return router.send(fd, data)
         if type(fd) is str:
             return self._router("send").send_datagram(fd, as_bytes(data), server_socket)
         return self._router("send").send(check_session(fd), as_bytes(data))

@@ -132,7 +132,7 @@ class Acceptor:
                     continue  # the client gave up before we accepted it
                 log.warning("accept on %s:%s failed: %s", port.host, port.port, exc)
                 return
-            self.counters.values[S.S_ACCEPT] += 1
+            self.counters.accept += 1
             if self.live_count() >= self.max_connection:
                 self.refuse(sock)
                 continue
@@ -151,9 +151,9 @@ class Acceptor:
 
     def refuse(self, sock: socket.socket) -> None:
         """Over max_conn: reset the connection and count it (stats abort_count)."""
-        values = self.counters.values
-        values[S.S_ABORT] += 1
-        values[S.S_CLOSE] += 1  # it was counted as accepted
+        counters = self.counters
+        counters.abort += 1
+        counters.close += 1  # it was counted as accepted
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         except OSError:
@@ -175,7 +175,7 @@ class DatagramReader:
     def on_ready(self, _mask: int) -> None:
         sock = self.port.listening_socket
         port = self.port
-        values = self.counters.values
+        counters = self.counters
         for _ in range(MAX_DATAGRAMS):
             try:
                 data, address = sock.recvfrom(65536)
@@ -184,7 +184,7 @@ class DatagramReader:
             except OSError as exc:
                 log.warning("recvfrom on %s failed: %s", port, exc)
                 return
-            values[S.S_RECV_BYTES] += len(data)
+            counters.recv_bytes += len(data)
             if isinstance(address, tuple):
                 info = {"address": address[0], "port": address[1], "server_socket": port.sock}
             else:

@@ -13,6 +13,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from threadswoole.errors import ErrorCode
+from threadswoole.server import _state as S
 from threadswoole.server._reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class Connection:
         "protected",
         "above_high_watermark",
         "drain_timer",
-        "last_recv",
+        "send_word",
         "remote",
         "uid",
         "worker_id",
@@ -88,7 +89,7 @@ class Connection:
         self.protected = False
         self.above_high_watermark = False
         self.drain_timer: int | None = None
-        self.last_recv = 0.0
+        self.send_word = record + S.C_LAST_SEND  # shared-memory word of last_send_time
         self.remote = remote
         self.uid = 0
         self.worker_id = -1

@@ -22,7 +22,8 @@ from threadswoole.errors import ErrorCode, StateError
 from threadswoole.server import _ipc
 from threadswoole.server import _state as S
 from threadswoole.server._acceptor import DatagramReader
-from threadswoole.server._host import Host, StatCounters
+from threadswoole.server._counters import StatCounters
+from threadswoole.server._host import Host
 from threadswoole.server._reactor import EPOLLOUT, Reactor
 from threadswoole.server._router import LocalRouter
 from threadswoole.server._runtime import InlineSink, Runtime
@@ -84,7 +85,7 @@ class EventWorker:
         self.exit_code = 0
         self._stopping = False
         self._drain_deadline = 0.0
-        self.reactor.before_poll.append(self.counters.flush)
+        self.reactor.periodic.append(self.counters.flush)
 
     # -- lifecycle --------------------------------------------------------------------------
     def bind_context(self) -> None:

@@ -8,22 +8,26 @@ and TLS are written once and every mode gets them.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import struct
 import time
-from array import array
 from typing import Any, Callable, Protocol
 
 from threadswoole._context import set_error
 from threadswoole.errors import ErrorCode
 from threadswoole.protocol import FramingError
 from threadswoole.server import _state as S
+from threadswoole.server._counters import StatCounters
 from threadswoole.server._connection import RECV_SIZE, Connection, FileChunk, is_disconnect
-from threadswoole.server._reactor import EPOLLIN, Reactor
+from threadswoole.server._reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, Reactor
+from threadswoole.server._runtime import InlineSink
 
 log = logging.getLogger("threadswoole")
 _LINGER_RESET = struct.pack("ii", 1, 0)
+_EPOLLOUT = EPOLLOUT
+_READABLE = EPOLLIN | EPOLLERR | EPOLLHUP
 
 
 class Sink(Protocol):
@@ -34,21 +38,6 @@ class Sink(Protocol):
     def on_closed(self, conn: Connection) -> None: ...
     def on_buffer_full(self, conn: Connection) -> None: ...
     def on_buffer_empty(self, conn: Connection) -> None: ...
-
-
-class StatCounters:
-    """Local copies of one stats slot's counters, written to shared memory before each poll."""
-
-    def __init__(self, state: S.SharedState, slot: int) -> None:
-        base = state.stat_base(slot)
-        self._view = state.q[base : base + S.STAT_WORDS]
-        self.values = array("q", self._view.tolist())  # resume where a previous holder stopped
-
-    def flush(self) -> None:
-        self._view[:] = self.values
-
-    def release(self) -> None:
-        self._view.release()
 
 
 class Host:
@@ -75,7 +64,6 @@ class Host:
         """Take ownership of an accepted socket whose shared record the acceptor published."""
         sock.setblocking(False)
         conn = Connection(self, sock, session_id, listener, self.state.record_base(session_id), remote)
-        conn.last_recv = time.time()
         self.conns[session_id] = conn
         if listener.tcp_nodelay and listener.is_tcp:
             try:
@@ -97,8 +85,89 @@ class Host:
         """Register the socket and deliver `connect` (after the TLS handshake, for TLS)."""
         conn.opened = True
         conn.events = conn.wanted_events()
-        self.reactor.add(conn.fd, conn.events, conn.on_event)
+        handler = conn.on_event if conn.tls is not None else self._fast_handler(conn)
+        self.reactor.add(conn.fd, conn.events, handler)
         self.sink.on_open(conn)
+
+    def _fast_handler(self, conn: Connection) -> Callable[[int], None]:
+        """The per-connection readiness handler: recv, account, frame, deliver, in one frame.
+
+        This is the hot path (ARCHITECTURE "Hot path"), so it is a closure over everything it
+        touches instead of the chain on_event -> on_readable -> received -> sink.on_data:
+        together with the flat send path that took the server's user CPU per 64-byte echo
+        from 4.1 to 3.6 us. TLS connections use the plain methods (Connection.on_event).
+        """
+        host = self
+        sock_recv = conn.sock.recv
+        counters = self.counters
+        reactor = self.reactor
+        shared = self._d
+        last_recv_word = conn.record + S.C_LAST_RECV
+        framer = conn.framer
+        sink = self.sink
+        inline = isinstance(sink, InlineSink)
+        deliver = sink.on_data
+        runtime = getattr(sink, "runtime", None)
+        server = getattr(sink, "server", None)
+        reactor_id = self.reactor_id
+        session = conn.session_id
+        on_receive = conn.listener.on_receive
+
+        def on_event(mask: int) -> None:
+            if mask & _EPOLLOUT:
+                host.on_writable(conn)
+                if conn.closed or not mask & _READABLE:
+                    return
+            if conn.closing:
+                return
+            try:
+                data = sock_recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                host.on_socket_error(conn, exc.errno or 0)
+                return
+            if not data:
+                host.close(conn, reason=ErrorCode.SESSION_CLOSED_BY_CLIENT)
+                return
+            counters.recv_bytes += len(data)
+            shared[last_recv_word] = reactor.clock
+            if framer is None:
+                if not inline:
+                    deliver(conn, data)
+                    return
+                # InlineSink.on_data, inlined: count, call, check max_request.
+                runtime.requests += 1
+                counters.request += 1
+                try:
+                    on_receive(server, session, reactor_id, data)
+                except Exception:
+                    runtime.failed("receive")
+                if runtime.requests == runtime.max_request:
+                    runtime.reached_max_request()
+                return
+            try:
+                packets = framer.feed(data)
+            except FramingError as exc:
+                host.framing_failed(conn, exc)
+                return
+            for packet in packets:
+                if conn.closing:
+                    return
+                if not inline:
+                    deliver(conn, packet)
+                    continue
+                # InlineSink.on_data, inlined: count, call, check max_request.
+                runtime.requests += 1
+                counters.request += 1
+                try:
+                    on_receive(server, session, reactor_id, packet)
+                except Exception:
+                    runtime.failed("receive")
+                if runtime.requests == runtime.max_request:
+                    runtime.reached_max_request()
+
+        return on_event
 
     # -- reading ----------------------------------------------------------------------------
     def on_readable(self, conn: Connection) -> None:
@@ -118,10 +187,8 @@ class Host:
 
     def received(self, conn: Connection, data: bytes) -> None:
         """Account, frame and deliver bytes read from `conn` (TLS reads arrive here too)."""
-        self.counters.values[S.S_RECV_BYTES] += len(data)
-        now = self.reactor.clock
-        conn.last_recv = now
-        self._d[conn.record + S.C_LAST_RECV] = now
+        self.counters.recv_bytes += len(data)
+        self._d[conn.record + S.C_LAST_RECV] = self.reactor.clock
         framer = conn.framer
         if framer is None:
             self.sink.on_data(conn, data)
@@ -129,9 +196,7 @@ class Host:
         try:
             packets = framer.feed(data)
         except FramingError as exc:
-            self.counters.values[S.S_PROTOCOL_ERRORS] += 1
-            log.warning("session %d: %s; closing the connection", conn.session_id, exc)
-            self.close(conn, reason=ErrorCode.SESSION_CLOSED_BY_SERVER, reset=True)
+            self.framing_failed(conn, exc)
             return
         sink = self.sink
         for packet in packets:
@@ -139,22 +204,62 @@ class Host:
                 break
             sink.on_data(conn, packet)
 
+    def framing_failed(self, conn: Connection, exc: FramingError) -> None:
+        """Bad or oversized input: deliver the packets completed before it, then close (reset)."""
+        for packet in exc.packets:
+            if conn.closing:
+                break
+            self.sink.on_data(conn, packet)
+        self.counters.protocol_errors += 1
+        log.warning("session %d: %s; closing the connection", conn.session_id, exc)
+        if not conn.closing:
+            self.close(conn, reason=ErrorCode.SESSION_CLOSED_BY_SERVER, reset=True)
+
     # -- writing ----------------------------------------------------------------------------
-    def send(self, conn: Connection, data: Any, closing_code: int = ErrorCode.SESSION_CLOSING) -> bool:
-        """The checks of `Server.send` for a connection this reactor owns."""
+    def send_session(self, session: int, data: Any) -> bool:
+        """`Server.send` for the calling worker: its own session here, any other via the router."""
+        conn = self.conns.get(session)
+        if conn is None:
+            return self.remote_send(session, data)
+        return self.send(conn, data)
+
+    def remote_send(self, session: int, data: Any) -> bool:
+        """Replaced by the router: forward to the owner or fail with 1004/1005."""
+        return set_error(ErrorCode.SESSION_NOT_EXIST)
+
+    def send(self, conn: Connection, data: Any) -> bool:
+        """The checks of `Server.send` for a connection this reactor owns, then write first,
+        queue the rest (hot path: Connection.write and sent_bytes are inlined here)."""
         if conn.closing:
-            return set_error(closing_code if not conn.closed else ErrorCode.SESSION_CLOSED)
+            return set_error(ErrorCode.SESSION_CLOSING if not conn.closed else ErrorCode.SESSION_CLOSED)
         size = len(data)
         if size > self.buffer_output_size:
             return set_error(ErrorCode.DATA_LENGTH_TOO_LARGE)
-        if conn.out and conn.out_bytes + size > self.socket_buffer_size:
-            self._q[conn.record + S.C_FLAGS] |= S.FLAG_OVERFLOW
-            return set_error(ErrorCode.OUTPUT_BUFFER_OVERFLOW)
-        code = conn.write(data)
-        if code:
-            return set_error(code)
-        self.counters.values[S.S_RESPONSE] += 1
+        counters = self.counters
         if conn.out:
+            if conn.out_bytes + size > self.socket_buffer_size:
+                self._q[conn.record + S.C_FLAGS] |= S.FLAG_OVERFLOW
+                return set_error(ErrorCode.OUTPUT_BUFFER_OVERFLOW)
+            conn.out.append(data)
+            conn.out_bytes += size
+            counters.response += 1
+            self._queued_changed(conn)
+            return True
+        try:
+            sent = conn.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self.on_socket_error(conn, exc.errno or errno.EPIPE)
+            return set_error(ErrorCode.SESSION_CLOSED_BY_CLIENT)
+        counters.response += 1
+        counters.send_bytes += sent
+        self._d[conn.send_word] = self.reactor.clock
+        if sent < size:
+            rest = memoryview(data)[sent:]
+            conn.out.append(rest)
+            conn.out_bytes += len(rest)
+            self.want_write(conn)
             self._queued_changed(conn)
         return True
 
@@ -171,11 +276,11 @@ class Host:
             raise ValueError(f"sendfile offset {offset} is outside the file ({size} bytes)")
         remaining = size - offset if length <= 0 else min(length, size - offset)
         conn.queue_file(FileChunk(file, offset, remaining))
-        self.counters.values[S.S_RESPONSE] += 1
+        self.counters.response += 1
         return True
 
     def sent_bytes(self, conn: Connection, count: int) -> None:
-        self.counters.values[S.S_SEND_BYTES] += count
+        self.counters.send_bytes += count
         self._d[conn.record + S.C_LAST_SEND] = self.reactor.clock
 
     def want_write(self, conn: Connection) -> None:
@@ -281,7 +386,7 @@ class Host:
         except OSError:
             pass
         self.conns.pop(conn.session_id, None)
-        self.counters.values[S.S_CLOSE] += 1
+        self.counters.close += 1
         self._q[conn.record + S.C_SESSION] = -conn.session_id
 
     def close_all(self, reason: int = ErrorCode.SESSION_CLOSED_BY_SERVER) -> None:
@@ -353,7 +458,7 @@ class Host:
             if conn.protected or conn.closing:
                 continue
             limit = conn.listener.heartbeat_idle_time or default_idle
-            if limit and now - conn.last_recv > limit:
+            if limit and now - self._d[conn.record + S.C_LAST_RECV] > limit:
                 idle.append(conn)
         return idle
 
@@ -361,7 +466,7 @@ class Host:
         idle = self.idle_connections(time.time(), default_idle)
         if close:
             for conn in idle:
-                self.counters.values[S.S_HEARTBEAT_CLOSES] += 1
+                self.counters.heartbeat_closes += 1
                 self.close(conn, reason=ErrorCode.SESSION_CLOSED_BY_SERVER, reset=True)
         return sorted(conn.session_id for conn in idle)
 

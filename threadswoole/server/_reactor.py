@@ -3,8 +3,9 @@
 A Reactor belongs to the thread that runs it (STYLE 5): only that thread registers fds or
 touches the timers. Other threads hand work in with `post()`, which appends to a queue and
 writes one byte to a socketpair the loop watches. We use `select.epoll` directly rather than
-`selectors.EpollSelector`: the selector wraps every event in a SelectorKey lookup and a
-namedtuple, which costs about 15% of the echo hot path here (stress/bench, echo 64 B).
+`selectors.EpollSelector`: the selector builds a SelectorKey result per event; with 50
+ready sockets it costs 500 ns per ready fd against 270 ns here, about 7% of the server's
+own Python time per echo request.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ EPOLLHUP = select.EPOLLHUP
 EPOLLRDHUP = select.EPOLLRDHUP
 
 Handler = Callable[[int], Any]
+PERIODIC_INTERVAL = 0.02  # seconds; how stale another process's view of our counters may be
 
 
 class Reactor:
@@ -49,7 +51,8 @@ class Reactor:
         self._handlers[self._wake_fd] = self._drain_wakeups
         self._running = False
         self._stopping = False
-        self.before_poll: list[Callable[[], Any]] = []  # run before each blocking poll (flush batches)
+        self.before_poll: list[Callable[[], Any]] = []  # run before every poll (flush IPC batches)
+        self.periodic: list[Callable[[], Any]] = []  # run every PERIODIC_INTERVAL while busy, and on going idle
         self.thread_ident: int | None = None
         self.iterations = 0
         self.clock = time.time()  # wall clock read once per iteration (connection timestamps)
@@ -144,42 +147,66 @@ class Reactor:
         handlers = self._handlers
         poll = self._epoll.poll
         timers = self.timers
+        heap = timers._heap
         deferred = self._deferred
         posted = self._posted
         before_poll = self.before_poll
+        periodic = self.periodic
         monotonic = time.monotonic
         wall = time.time
+        clock = self.clock = wall()
+        last_periodic = clock
+        dirty = False  # something ran since the periodic hooks (stats publication) last ran
+        iterations = 0
         try:
             while not self._stopping:
                 for hook in before_poll:
                     hook()
                 if deferred or posted:
                     timeout = 0.0
-                else:
+                elif heap:
                     delay = timers.next_delay(monotonic())
                     timeout = -1.0 if delay is None else delay
+                else:
+                    timeout = -1.0
+                if dirty:
+                    if clock - last_periodic >= PERIODIC_INTERVAL:
+                        for hook in periodic:
+                            hook()
+                        last_periodic = clock
+                        dirty = False
+                    elif timeout < 0 or timeout > PERIODIC_INTERVAL:
+                        # wake once more when the loop goes idle, to publish the last figures
+                        timeout = PERIODIC_INTERVAL
                 try:
                     events = poll(timeout)
                 except InterruptedError:
                     continue
-                self.clock = wall()
-                self.iterations += 1
-                for fd, mask in events:
-                    handler = handlers.get(fd)
-                    if handler is not None:
-                        try:
-                            handler(mask)
-                        except Exception:
-                            log.exception("%s: handler for fd %d failed", self.name, fd)
+                clock = self.clock = wall()
+                iterations += 1
+                if events:
+                    dirty = True
+                    for fd, mask in events:
+                        handler = handlers.get(fd)
+                        if handler is not None:
+                            try:
+                                handler(mask)
+                            except Exception:
+                                log.exception("%s: handler for fd %d failed", self.name, fd)
                 if posted:
+                    dirty = True
                     self._run_posted()
-                if timers._heap:
-                    for timer in timers.pop_due(monotonic()):
-                        try:
-                            timers.fire(timer)
-                        except Exception:
-                            log.exception("%s: timer %d callback failed", self.name, timer.id)
+                if heap:
+                    due = timers.pop_due(monotonic())
+                    if due:
+                        dirty = True
+                        for timer in due:
+                            try:
+                                timers.fire(timer)
+                            except Exception:
+                                log.exception("%s: timer %d callback failed", self.name, timer.id)
                 if deferred:
+                    dirty = True
                     for _ in range(len(deferred)):
                         callback = deferred.popleft()
                         try:
@@ -187,6 +214,12 @@ class Reactor:
                         except Exception:
                             log.exception("%s: deferred callback failed", self.name)
         finally:
+            self.iterations += iterations
+            for hook in periodic:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("%s: periodic hook failed", self.name)
             self._running = False
 
     def run_once(self, timeout: float = 0.0) -> None:

@@ -199,6 +199,10 @@ class LocalRouter(Router):
     def __init__(self, server: Any, state: S.SharedState, driver: Any, host: "Host", runtime: "Runtime", forwarder: Forwarder | None, own_list_only: bool) -> None:
         super().__init__(server, state, driver)
         self.host = host
+        # Server.send -> router.send lands directly in Host.send_session (one frame less on
+        # the hot path); sessions owned elsewhere come back through remote_send.
+        self.send = host.send_session  # type: ignore[method-assign]
+        host.remote_send = lambda session, data: self._remote(_ipc.T_SEND, session, data)  # type: ignore[method-assign]
         self.runtime = runtime
         self.conns = host.conns
         self.forwarder = forwarder
@@ -211,12 +215,6 @@ class LocalRouter(Router):
         if self.forwarder is None:
             return set_error(ErrorCode.SESSION_NOT_EXIST)
         return self.forwarder.forward(owner[1], op, session, payload)
-
-    def send(self, session: int, data: bytes) -> bool:
-        conn = self.conns.get(session)
-        if conn is not None:
-            return self.host.send(conn, data)
-        return self._remote(_ipc.T_SEND, session, data)
 
     def sendfile(self, session: int, path: str, offset: int, length: int) -> bool:
         conn = self.conns.get(session)
@@ -296,7 +294,7 @@ class LocalRouter(Router):
         self.runtime.counters.flush()
 
     def worker_counters(self) -> tuple[int, int, int]:
-        return self.runtime.requests, int(self.runtime.values[S.S_RESPONSE]), 0
+        return self.runtime.requests, self.runtime.counters.response, 0
 
     def send_message(self, message: Any, worker_id: int) -> bool:
         return self.driver.send_message(message, worker_id)

@@ -15,7 +15,7 @@ from threadswoole.server import _state as S
 
 if TYPE_CHECKING:
     from threadswoole.server._connection import Connection
-    from threadswoole.server._host import StatCounters
+    from threadswoole.server._counters import StatCounters
 
 log = logging.getLogger("threadswoole")
 
@@ -27,7 +27,6 @@ class Runtime:
         self.server = server
         self.worker_id = worker_id
         self.counters = counters
-        self.values = counters.values
         self.requests = 0
         self.responses = 0
         self.dispatches = 0
@@ -48,17 +47,21 @@ class Runtime:
             return None
 
     def failed(self, event: str) -> None:
-        self.values[S.S_CALLBACK_ERRORS] += 1
+        self.counters.callback_errors += 1
         log.exception("worker %d: uncaught exception in the %r callback", self.worker_id, event)
 
     def count_request(self) -> None:
         """One receive/packet/request/message delivery (counted before its callback runs)."""
         self.requests += 1
-        self.values[S.S_REQUEST] += 1
+        self.counters.request += 1
 
     def check_max_request(self) -> None:
         """After the callback: stop the worker once it handled max_request requests."""
-        if self.requests == self.max_request and not self._stop_requested:
+        if self.requests == self.max_request:
+            self.reached_max_request()
+
+    def reached_max_request(self) -> None:
+        if not self._stop_requested:
             self._stop_requested = True
             self._request_stop()
 
@@ -87,14 +90,13 @@ class InlineSink:
         # inline copy of Runtime.counted_request (this is the hot path): counted first so
         # stats() inside the callback includes this request, checked after it ran
         runtime.requests += 1
-        runtime.values[S.S_REQUEST] += 1
+        runtime.counters.request += 1
         try:
             conn.listener.on_receive(self.server, conn.session_id, self.reactor_id, data)
         except Exception:
             runtime.failed("receive")
-        if runtime.requests == runtime.max_request and not runtime._stop_requested:
-            runtime._stop_requested = True
-            runtime._request_stop()
+        if runtime.requests == runtime.max_request:
+            runtime.reached_max_request()
 
     def on_closed(self, conn: "Connection") -> None:
         callback = conn.listener.on_close
