@@ -36,34 +36,39 @@ def _worker_pids(handle, count, timeout=15):
     return {event["worker_id"]: event["pid"] for event in starts}
 
 
-def test_worker_start_fires_once_per_worker_with_distinct_ids(run_server):
+def test_worker_start_fires_once_per_worker_with_distinct_ids(run_server, mode):
     def setup(server, emit):
         _report_workers(server, emit)
         echo(server, emit)
 
-    handle = run_server(setup, settings={"worker_num": 3})
+    handle = run_server(setup, mode=mode, settings={"worker_num": 3})
     pids = _worker_pids(handle, 3)
     assert sorted(pids) == [0, 1, 2]
     assert len(set(pids.values())) == 3 and handle.pid not in pids.values()
     start = handle.wait("start")
-    assert start["master_pid"] == handle.pid == start["manager_pid"]
-    assert handle.wait("manager_start")["pid"] == handle.pid
+    assert start["master_pid"] == handle.pid
+    manager = handle.wait("manager_start")["pid"]
+    if mode == "base":
+        assert start["manager_pid"] == handle.pid == manager  # BASE: the master is the manager
+    else:
+        assert start["manager_pid"] == manager != handle.pid
     assert handle.stop() == 0
-    stops = {event["worker_id"] for event in handle.events_named("worker_stop")} | {e["worker_id"] for e in [handle.wait("worker_stop") for _ in range(0)]}
-    del stops
+    stopped = sorted(e["worker_id"] for e in handle.drain(0.2) if e["event"] == "worker_stop")
+    assert stopped == [0, 1, 2]
 
 
-def test_killed_worker_is_respawned_with_the_same_id_and_worker_error_fires(run_server):
+def test_killed_worker_is_respawned_with_the_same_id_and_worker_error_fires(run_server, mode):
     def setup(server, emit):
         _report_workers(server, emit)
         echo(server, emit)
 
-    handle = run_server(setup, settings={"worker_num": 2})
+    handle = run_server(setup, mode=mode, settings={"worker_num": 2})
     pids = _worker_pids(handle, 2)
+    manager = handle.wait("manager_start")["pid"]
     os.kill(pids[1], signal.SIGKILL)
     error = handle.wait("worker_error")
     assert error["worker_id"] == 1 and error["worker_pid"] == pids[1] and error["signal"] == signal.SIGKILL
-    assert error["role_pid"] == handle.pid  # worker_error runs in the manager
+    assert error["role_pid"] == manager  # worker_error runs in the manager
     restarted = handle.wait("worker_start", worker_id=1)
     assert restarted["pid"] != pids[1]
     client = connect(handle.port)
@@ -72,7 +77,7 @@ def test_killed_worker_is_respawned_with_the_same_id_and_worker_error_fires(run_
     assert handle.stop() == 0
 
 
-def test_max_request_recycles_the_worker(run_server):
+def test_max_request_recycles_the_worker(run_server, mode):
     def setup(server, emit):
         _report_workers(server, emit)
 
@@ -81,7 +86,7 @@ def test_max_request_recycles_the_worker(run_server):
 
         server.on("receive", on_receive)
 
-    handle = run_server(setup, settings={"worker_num": 1, "max_request": 3})
+    handle = run_server(setup, mode=mode, settings={"worker_num": 1, "max_request": 3})
     first = handle.wait("worker_start")
     seen = []
     for _ in range(3):
@@ -131,13 +136,13 @@ def test_reload_restarts_every_worker_and_base_mode_closes_their_connections(run
     assert handle.stop() == 0
 
 
-def test_sigusr1_reloads_and_sigterm_shuts_down(run_server):
+def test_sigusr1_reloads_and_sigterm_shuts_down(run_server, mode):
     def setup(server, emit):
         _report_workers(server, emit)
         server.on("shutdown", lambda srv: emit("shutdown"))
         echo(server, emit)
 
-    handle = run_server(setup, settings={"worker_num": 2})
+    handle = run_server(setup, mode=mode, settings={"worker_num": 2})
     before = _worker_pids(handle, 2)
     handle.signal(signal.SIGUSR1)
     after = _worker_pids(handle, 2)
@@ -183,7 +188,7 @@ def test_single_process_reload_restarts_the_inline_worker(run_server):
     assert handle.stop() == 0
 
 
-def test_stop_current_worker_restarts_it(run_server):
+def test_stop_current_worker_restarts_it(run_server, mode):
     def setup(server, emit):
         _report_workers(server, emit)
 
@@ -195,7 +200,7 @@ def test_stop_current_worker_restarts_it(run_server):
 
         server.on("receive", on_receive)
 
-    handle = run_server(setup, settings={"worker_num": 2})
+    handle = run_server(setup, mode=mode, settings={"worker_num": 2})
     pids = _worker_pids(handle, 2)
     client = connect(handle.port)
     client.sendall(b"stop")
@@ -208,7 +213,7 @@ def test_stop_current_worker_restarts_it(run_server):
     assert handle.stop() == 0
 
 
-def test_cross_worker_send_and_pipe_message(run_server):
+def test_cross_worker_send_and_pipe_message(run_server, mode):
     """§18.1: a worker can send to a session another worker owns; send_message reaches a worker."""
 
     def setup(server, emit):
@@ -230,7 +235,7 @@ def test_cross_worker_send_and_pipe_message(run_server):
         server.on("receive", on_receive)
         server.on("pipe_message", on_pipe_message)
 
-    handle = run_server(setup, settings={"worker_num": 2, "enable_reuse_port": True})
+    handle = run_server(setup, mode=mode, settings={"worker_num": 2, "enable_reuse_port": mode == "base"})
     clients = {}
     deadline = time.monotonic() + 20
     while len(clients) < 2 and time.monotonic() < deadline:

@@ -132,9 +132,11 @@ class Acceptor:
                     continue  # the client gave up before we accepted it
                 log.warning("accept on %s:%s failed: %s", port.host, port.port, exc)
                 return
+            live = self.live_count()  # before this one is counted
             self.counters.accept += 1
-            if self.live_count() >= self.max_connection:
+            if live >= self.max_connection:
                 self.refuse(sock)
+                self.counters.publish_accepts()
                 continue
             session = self.allocate()
             if session is None:
@@ -147,6 +149,7 @@ class Acceptor:
                 self.refuse(sock)
                 continue
             self.publish(session, sock, port, remote, reactor_id, worker_id)
+            self.counters.publish_accepts()
             hand_off(sock, session, port, remote)
 
     def refuse(self, sock: socket.socket) -> None:

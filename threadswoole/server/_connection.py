@@ -58,6 +58,7 @@ class Connection:
         "closed",
         "close_reason",
         "paused",
+        "throttled",
         "delayed",
         "protected",
         "above_high_watermark",
@@ -85,6 +86,7 @@ class Connection:
         self.closed = False  # socket released
         self.close_reason = 0  # ErrorCode telling why (server / client)
         self.paused = False
+        self.throttled = False  # PROCESS back-pressure: its worker is behind
         self.delayed = False
         self.protected = False
         self.above_high_watermark = False
@@ -108,7 +110,7 @@ class Connection:
 
     def wanted_events(self) -> int:
         events = 0
-        if not (self.paused or self.delayed or self.closing):
+        if not (self.paused or self.delayed or self.closing or self.throttled):
             events = EPOLLIN
         if self.out:
             events |= EPOLLOUT

@@ -8,6 +8,7 @@ worker reads totals. Readers in other processes therefore see figures at most th
 
 from __future__ import annotations
 
+import operator
 from array import array
 
 from threadswoole.server import _state as S
@@ -30,6 +31,10 @@ FIELDS = (
     "task_done",
     "heartbeat_closes",
 )
+_CLOSE = FIELDS.index("close")
+_ABORT = FIELDS.index("abort")
+_RECV, _SEND, _DISPATCH, _RESPONSE, _ACCEPT_ = (FIELDS.index(n) for n in ("recv_bytes", "send_bytes", "dispatch", "response", "accept"))
+_all_fields = operator.attrgetter(*FIELDS)
 assert FIELDS.index("heartbeat_closes") == S.S_HEARTBEAT_CLOSES and FIELDS.index("request") == S.S_REQUEST
 
 
@@ -46,7 +51,30 @@ class StatCounters:
             setattr(self, name, value)
 
     def flush(self) -> None:
-        self._view[:] = array("q", [getattr(self, name) for name in FIELDS])
+        self._view[:] = array("q", _all_fields(self))
+
+    def publish_traffic(self) -> None:
+        """The five hot counters only (about 0.2 us against 0.8 us for a full flush): PROCESS
+        reactor threads call it before their messages leave, so a worker reading stats()
+        always sees the bytes of the event it is handling."""
+        view = self._view
+        view[_RECV] = self.recv_bytes
+        view[_SEND] = self.send_bytes
+        view[_DISPATCH] = self.dispatch
+        view[_RESPONSE] = self.response
+        view[_ACCEPT_] = self.accept
+
+    def publish_close(self) -> None:
+        """Publish the close count at once: the acceptor of PROCESS/THREAD mode derives the
+        live connection count (max_conn) from it, so it must not lag."""
+        self._view[_CLOSE] = self.close
+
+    def publish_accepts(self) -> None:
+        """Accept, abort and close counts at once (the acceptor calls it per accept: not hot)."""
+        view = self._view
+        view[_ACCEPT_] = self.accept
+        view[_ABORT] = self.abort
+        view[_CLOSE] = self.close
 
     def release(self) -> None:
         self._view.release()

@@ -24,11 +24,12 @@ from threadswoole.server import _state as S
 from threadswoole.server._acceptor import DatagramReader
 from threadswoole.server._counters import StatCounters
 from threadswoole.server._host import Host
-from threadswoole.server._reactor import EPOLLOUT, Reactor
+from threadswoole.server._reactor import Reactor
 from threadswoole.server._router import LocalRouter
 from threadswoole.server._runtime import InlineSink, Runtime
 
 log = logging.getLogger("threadswoole")
+DRAIN_CHECK_MS = 50
 
 
 class WorkerWiring:
@@ -148,16 +149,18 @@ class EventWorker:
             # (no connections, no timers) or max_wait_time passes, then leave.
             self.state.set_worker_field(self.worker_id, S.W_STATUS, SWOOLE_WORKER_EXIT)
             self._drain_deadline = time.monotonic() + self.server.setting["max_wait_time"]
-            self.reactor.after(10, self._check_drained)
+            self.reactor.after(DRAIN_CHECK_MS, self._check_drained)
             return
         self._leave(graceful=True)
 
     def _check_drained(self) -> None:
+        if self.server.setting.get("reload_async"):
+            self.runtime.call("worker_exit", self.server._callbacks.lookup("worker_exit"), self.server, self.worker_id)
         idle = not self.host.conns and len(self.reactor.timers) == 0
         if idle or time.monotonic() >= self._drain_deadline:
             self._leave(graceful=True)
         else:
-            self.reactor.after(10, self._check_drained)
+            self.reactor.after(DRAIN_CHECK_MS, self._check_drained)
 
     def _leave(self, graceful: bool) -> None:
         self.reactor.timers.clear_all()
@@ -208,36 +211,6 @@ class EventWorker:
         self.runtime.count_request()
         self.runtime.call("packet", port.on_packet, self.server, data, client_info)
         self.runtime.check_max_request()
-
-
-class MailboxLink:
-    """Outboxes from one worker process to other mailboxes, flushed before each poll."""
-
-    def __init__(self, reactor: Reactor, src: int, posts: dict[int, Any]) -> None:
-        self.reactor = reactor
-        self.src = src
-        self.posts = posts  # mailbox id -> post socket
-        self.outboxes: dict[int, _ipc.Outbox] = {}
-        reactor.before_poll.append(self.flush)
-
-    def outbox(self, target: int) -> _ipc.Outbox:
-        box = self.outboxes.get(target)
-        if box is None:
-            box = _ipc.Outbox(self.posts[target], self.src, self._blocked)
-            self.outboxes[target] = box
-        return box
-
-    def flush(self) -> None:
-        for box in self.outboxes.values():
-            if (box.batch or box.pending) and not box.blocked:
-                box.flush()
-
-    def _blocked(self, box: _ipc.Outbox) -> None:
-        def writable(_mask: int) -> None:
-            if box.flush():
-                self.reactor.remove(box.fd)
-
-        self.reactor.add(box.fd, EPOLLOUT, writable)
 
 
 def check_message_target(server: Any, worker_id: int) -> None:

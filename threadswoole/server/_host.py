@@ -30,9 +30,13 @@ _EPOLLOUT = EPOLLOUT
 _READABLE = EPOLLIN | EPOLLERR | EPOLLHUP
 
 
+RECORD_HOLD_MS = 10_000
+
+
 class Sink(Protocol):
     """Where a Host reports connection events."""
 
+    def holds_record(self, conn: Connection) -> bool: ...
     def on_open(self, conn: Connection) -> None: ...
     def on_data(self, conn: Connection, data: bytes) -> None: ...
     def on_closed(self, conn: Connection) -> None: ...
@@ -51,6 +55,7 @@ class Host:
         self.counters = counters
         self.sink = sink
         self.conns: dict[int, Connection] = {}
+        self.held_records: dict[int, int] = {}  # closed sessions whose record a worker may still read
         setting = server.setting
         self.buffer_output_size: int = setting["buffer_output_size"]
         self.socket_buffer_size: int = setting["socket_buffer_size"]
@@ -387,7 +392,20 @@ class Host:
             pass
         self.conns.pop(conn.session_id, None)
         self.counters.close += 1
-        self._q[conn.record + S.C_SESSION] = -conn.session_id
+        self.counters.publish_close()
+        if self.sink.holds_record(conn):
+            # PROCESS mode: the worker's on_close may still call get_client_info(); the
+            # record stays readable until the worker says it is done (or a timeout).
+            self.held_records[conn.session_id] = conn.record
+            self.reactor.after(RECORD_HOLD_MS, self.release_record, conn.session_id)
+        else:
+            self._q[conn.record + S.C_SESSION] = -conn.session_id
+
+    def release_record(self, session: int) -> None:
+        """Turn a held record into a tombstone (the worker finished its on_close)."""
+        record = self.held_records.pop(session, None)
+        if record is not None:
+            self._q[record + S.C_SESSION] = -session
 
     def close_all(self, reason: int = ErrorCode.SESSION_CLOSED_BY_SERVER) -> None:
         """Close every connection (worker stop / shutdown), firing `close` for each."""

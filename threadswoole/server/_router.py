@@ -10,11 +10,12 @@ as contract §18.1 asks, and anything closed or unknown fails with 1004 / 1005 (
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from typing import TYPE_CHECKING, Any, Protocol
 
 from threadswoole._context import current, set_error
-from threadswoole.constants import SWOOLE_WORKER_BUSY, SWOOLE_WORKER_IDLE
+from threadswoole.constants import SWOOLE_WORKER_BUSY, SWOOLE_WORKER_EXIT, SWOOLE_WORKER_IDLE
 from threadswoole.errors import ContextError, ErrorCode
 from threadswoole.server import _ipc
 from threadswoole.server import _state as S
@@ -102,7 +103,11 @@ class Router:
 
     # reads from shared memory
     def _missing(self, session: int) -> bool:
-        return set_error(ErrorCode.SESSION_CLOSED if self.state.issued(session) else ErrorCode.SESSION_NOT_EXIST)
+        """Fail for a session that is not usable: 1003 closing, 1004 closed, 1005 never existed."""
+        status = self.state.session_state(session)
+        if status == S.CLOSING:
+            return set_error(ErrorCode.SESSION_CLOSING)
+        return set_error(ErrorCode.SESSION_CLOSED if status != S.NEVER else ErrorCode.SESSION_NOT_EXIST)
 
     def exist(self, session: int) -> bool:
         return self.state.alive(session)
@@ -178,6 +183,8 @@ class Router:
             worker_id = current().worker_id
             if worker_id < 0:
                 return False
+            if self.state.worker_field(worker_id, S.W_PID) != os.getpid() and not self.server.mode == 3:
+                return SWOOLE_WORKER_EXIT  # a draining predecessor (reload_async) reads EXIT
             return SWOOLE_WORKER_BUSY  # asked from inside a callback: this worker is busy
         if not 0 <= worker_id < self.state.worker_slots:
             return False
@@ -210,7 +217,7 @@ class LocalRouter(Router):
 
     def _remote(self, op: int, session: int, payload: bytes = b"") -> bool:
         owner = self.state.owner(session)
-        if owner is None:
+        if owner is None or not self.state.alive(session):
             return self._missing(session)
         if self.forwarder is None:
             return set_error(ErrorCode.SESSION_NOT_EXIST)
@@ -264,7 +271,7 @@ class LocalRouter(Router):
     def exist(self, session: int) -> bool:
         conn = self.conns.get(session)
         if conn is not None:
-            return not conn.closed
+            return not conn.closing
         return self.state.alive(session)
 
     def client_list(self, port_index: int | None) -> list[int]:

@@ -80,6 +80,9 @@ class InlineSink:
         self.server = runtime.server
         self.reactor_id = reactor_id
 
+    def holds_record(self, conn: "Connection") -> bool:
+        return False  # close runs inline: the record can be retired right after it
+
     def on_open(self, conn: "Connection") -> None:
         callback = conn.listener.on_connect
         if callback is not None:

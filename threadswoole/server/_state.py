@@ -113,6 +113,9 @@ FLAG_CLOSING = 8
 FLAG_CLOSED_BY_SERVER = 16
 FLAG_OVERFLOW = 32
 
+# session states
+LIVE, CLOSING, CLOSED, NEVER = 1, 2, -1, 0
+
 
 def pack_ip(family: int, host: str) -> tuple[int, int]:
     """An IPv4/IPv6 address as two words (high, low) of its 16-byte form."""
@@ -218,14 +221,16 @@ class SharedState:
         return k < self.q[self.acceptors_base + acceptor * ACCEPTOR_WORDS + A_ROUND]
 
     def session_state(self, session_id: int) -> int:
-        """1 live, -1 closed (tombstone or slot reused), 0 never issued."""
-        word = self.q[self.record_base(session_id) + C_SESSION]
-        if word == session_id:
-            return 1
-        return -1 if self.issued(session_id) else 0
+        """LIVE, CLOSING (close started, record still readable), CLOSED or NEVER issued."""
+        base = self.record_base(session_id)
+        if self.q[base + C_SESSION] == session_id:
+            return CLOSING if self.q[base + C_FLAGS] & FLAG_CLOSING else LIVE
+        return CLOSED if self.issued(session_id) else NEVER
 
     def alive(self, session_id: int) -> bool:
-        return self.q[self.record_base(session_id) + C_SESSION] == session_id
+        """The session exists and no close has started (contract exist())."""
+        base = self.record_base(session_id)
+        return self.q[base + C_SESSION] == session_id and not self.q[base + C_FLAGS] & FLAG_CLOSING
 
     def owner(self, session_id: int) -> tuple[int, int] | None:
         """(reactor id, worker id) of a live session, or None."""

@@ -112,11 +112,11 @@ class Supervisor:
             reload.awaiting.discard(worker_id)
             self._reload_step()
 
-    def worker_stopping(self, worker_id: int, wait_event: bool) -> None:
+    def worker_stopping(self, worker_id: int, wait_event: bool, pid: int = 0) -> None:
         """A worker announced it is leaving; with wait_event its replacement starts now."""
         worker = self.workers.get(worker_id)
-        if worker is None or self.shutting_down:
-            return
+        if worker is None or self.shutting_down or (pid and worker.pid != pid):
+            return  # an instance we already replaced
         worker.stopping = True
         if wait_event:
             self._retire(worker)
@@ -200,9 +200,10 @@ class Supervisor:
             self.spawn(worker_id)
             return
         if self._reload.async_:
-            self._retire(worker)
-            worker.stop(wait_event=False)
-            self.spawn(worker_id)
+            # The worker answers "stopping" and drains (worker_exit); its replacement is
+            # started on that answer. One that never answers is killed after max_wait_time.
+            worker.stop(wait_event=True)
+            self.reactor.after(int(self.max_wait_time * 1000), self._force, worker)
         else:
             worker.stop(wait_event=False)
             self.reactor.after(int(self.max_wait_time * 1000), self._force, worker)

@@ -100,8 +100,11 @@ class ProcessWorker(Worker):
 
     def stop(self, wait_event: bool = False) -> None:
         self.stopping = True
-        if wait_event and self._stop_message is not None:
-            self._stop_message(True)
+        if self._stop_message is not None:
+            # A message in the worker's mailbox arrives after the events already queued there
+            # (at shutdown: the close events), unlike a signal. A worker too stuck to read
+            # it is killed by the supervisor after max_wait_time.
+            self._stop_message(wait_event)
             return
         self._signal(signal.SIGTERM)
 

@@ -19,7 +19,8 @@ from threadswoole import _context
 from threadswoole.server import _ipc
 from threadswoole.server import _state as S
 from threadswoole.server._acceptor import Acceptor
-from threadswoole.server._event_worker import EventWorker, MailboxLink, WorkerWiring, check_message_target
+from threadswoole.server._event_worker import EventWorker, WorkerWiring, check_message_target
+from threadswoole.server._mailbox import MailboxLink
 from threadswoole.server._listener import open_listener
 from threadswoole.server._modes._common import MANAGER, DriverBase, child_signals, drop_privileges
 from threadswoole.server._reactor import EPOLLIN, Reactor
@@ -128,7 +129,7 @@ class BaseDriver(DriverBase):
         if type_ == _ipc.T_WORKER_STARTED:
             supervisor.worker_started(src)
         elif type_ == _ipc.T_WORKER_STOPPING:
-            supervisor.worker_stopping(src, payload == b"\x01")
+            supervisor.worker_stopping(src, payload[:1] == b"\x01", int.from_bytes(payload[1:], "big"))
         elif type_ == _ipc.T_RELOAD:
             if not supervisor.reload(payload == b"\x01"):
                 log.info("reload request dropped: a reload is already in progress")
@@ -290,7 +291,7 @@ class ProcessWiring(WorkerWiring):
         self._notify(_ipc.T_WORKER_STARTED)
 
     def stopping(self, worker: EventWorker, wait_event: bool) -> None:
-        self._notify(_ipc.T_WORKER_STOPPING, b"\x01" if wait_event else b"")
+        self._notify(_ipc.T_WORKER_STOPPING, (b"\x01" if wait_event else b"\x00") + os.getpid().to_bytes(4, "big"))
 
     def default_idle_time(self) -> float:
         return self.driver.default_idle_time()

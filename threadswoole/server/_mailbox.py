@@ -1,0 +1,60 @@
+"""One thread's outgoing mailboxes: batched per loop iteration, resumed when a pipe drains.
+
+Every thread that talks to other workers (a BASE worker, a PROCESS reactor thread, a
+PROCESS worker) keeps one Outbox per destination here. Messages put during an iteration
+leave in one datagram per destination just before the loop polls again. A pipe that is full
+is watched for writability, and `over_limit` tells the caller (the reactor thread) to stop
+reading the connections that feed that worker until it catches up (Swoole's back-pressure).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from threadswoole.server import _ipc
+from threadswoole.server._reactor import EPOLLOUT, Reactor
+
+BACKLOG_LIMIT = 8 * 1024 * 1024  # bytes queued for one destination before its producers pause
+
+
+class MailboxLink:
+    """Outboxes from one thread to other mailboxes, flushed before each poll."""
+
+    def __init__(self, reactor: Reactor, src: int, posts: dict[int, Any]) -> None:
+        self.reactor = reactor
+        self.src = src
+        self.posts = posts  # mailbox id -> post socket
+        self.outboxes: dict[int, _ipc.Outbox] = {}
+        self.on_drained: Callable[[int], Any] | None = None  # called with the mailbox id
+        reactor.before_poll.append(self.flush)
+
+    def outbox(self, target: int) -> _ipc.Outbox:
+        box = self.outboxes.get(target)
+        if box is None:
+            box = _ipc.Outbox(self.posts[target], self.src, lambda box, target=target: self._blocked(box, target))
+            self.outboxes[target] = box
+        return box
+
+    def over_limit(self, target: int) -> bool:
+        box = self.outboxes.get(target)
+        return box is not None and box.pending_bytes > BACKLOG_LIMIT
+
+    def flush(self) -> None:
+        for box in self.outboxes.values():
+            if (box.batch or box.pending) and not box.blocked:
+                box.flush()
+
+    def flush_now(self, timeout: float = 1.0) -> None:
+        """Flush everything, waiting for room (used when leaving: nothing may be lost)."""
+        for box in self.outboxes.values():
+            box.flush_blocking(timeout)
+
+    def _blocked(self, box: _ipc.Outbox, target: int) -> None:
+        def writable(_mask: int) -> None:
+            if box.flush():
+                self.reactor.remove(box.fd)
+                if self.on_drained is not None:
+                    self.on_drained(target)
+
+        if not self.reactor.has(box.fd):
+            self.reactor.add(box.fd, EPOLLOUT, writable)

@@ -1,0 +1,288 @@
+"""SWOOLE_PROCESS: reactor threads in the master own the connections; a manager process forks
+worker processes that run the callbacks; pipes carry events and replies between them.
+
+Start order (ARCHITECTURE invariant 2): the master creates the shared state and every
+mailbox, forks the manager while it is still single-threaded, and only then starts its
+reactor threads and its accept loop. Only the (single-threaded) manager ever forks again.
+
+Shutdown (SIGTERM or server.shutdown()): stop accepting; every reactor thread closes its
+connections, which queues a close event for the workers; the manager is told to stop, and
+it stops each worker with a message that arrives after those close events; when the manager
+has exited the reactor threads stop, the listeners close and on_shutdown runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+from threadswoole import _context
+from threadswoole.server import _ipc
+from threadswoole.server import _state as S
+from threadswoole.server._acceptor import Acceptor
+from threadswoole.server._counters import StatCounters
+from threadswoole.server._modes._common import MANAGER, DriverBase, child_signals, drop_privileges
+from threadswoole.server._reactor import EPOLLIN, Reactor
+from threadswoole.server._reactor_thread import ReactorThread, reactor_mailbox
+from threadswoole.server._supervisor import Supervisor, bind_manager_context
+from threadswoole.server._worker import EVENT, ProcessWorker
+
+log = logging.getLogger("threadswoole")
+WATCHDOG_MS = 1000
+
+
+class ProcessDriver(DriverBase):
+    def __init__(self, server: Any) -> None:
+        super().__init__(server)
+        self.reactor_num: int = server.setting["reactor_num"]
+        self.inboxes: dict[int, Any] = {}
+        self.posts: dict[int, Any] = {}
+        self.reactor_threads: list[ReactorThread] = []
+        self.main_reactor: Reactor | None = None
+        self.manager_reactor: Reactor | None = None
+        self.supervisor: Supervisor | None = None
+        self.acceptor: Acceptor | None = None
+        self.worker: Any = None  # the PipeWorker, inside a worker process
+        self.manager_pid = 0
+        self.failed = False
+        self._shutting_down = False
+
+    def worker_slot(self, worker_id: int) -> int:
+        return 1 + self.reactor_num + worker_id
+
+    def datagram_ports(self, reactor_id: int) -> list[Any]:
+        datagram = [port for port in self.server.ports if not port.is_stream]
+        return [port for index, port in enumerate(datagram) if index % self.reactor_num == reactor_id]
+
+    # -- master -----------------------------------------------------------------------------
+    def run(self) -> bool:
+        self.begin()
+        reactors, workers = self.reactor_num, self.worker_num
+        state = self.create_state(stat_slots=1 + reactors + workers, worker_slots=workers, acceptors=1, capacity=self.capacity())
+        for mailbox in [*range(workers), MANAGER, *(reactor_mailbox(r) for r in range(reactors))]:
+            self.inboxes[mailbox], self.posts[mailbox] = _ipc.make_pipe()
+        try:
+            self._fork_manager()
+            for mailbox in [*range(workers), MANAGER]:
+                self.inboxes.pop(mailbox).close()  # the master reads only its reactor mailboxes
+            main = self.main_reactor = Reactor("master")
+            # Threads start only now: every fork of this server happens in the manager.
+            self.reactor_threads = [ReactorThread(self, r) for r in range(reactors)]
+            for thread in self.reactor_threads:
+                thread.start()
+            counters = StatCounters(state, 0)
+            main.periodic.append(counters.flush)
+            self.acceptor = Acceptor(state, 0, main, counters, max_connection=self.capacity(), live_count=lambda: self._live_count(counters), place=self._place)
+            self.acceptor.listen(self.server.ports)
+            self.install_signals(
+                {
+                    signal.SIGTERM: self.begin_shutdown,
+                    signal.SIGINT: self.begin_shutdown,
+                    signal.SIGUSR1: lambda: self.request_reload(False),
+                    signal.SIGUSR2: lambda: self.request_reload(True),
+                    signal.SIGCHLD: self._reap_manager,
+                },
+                main.post,
+            )
+            self.bind_master_context(main)
+            self.fire("start")
+            main.run()
+            counters.flush()
+            counters.release()
+            return not self.failed
+        finally:
+            for thread in self.reactor_threads:
+                thread.stop(timeout=5)
+            if self.main_reactor is not None:
+                self.main_reactor.close()
+            for sock in list(self.inboxes.values()) + list(self.posts.values()):
+                sock.close()
+            self.finish()
+
+    def _live_count(self, counters: StatCounters) -> int:
+        state = self.state
+        assert state is not None
+        closed = sum(state.q[state.stat_base(1 + r) + S.S_CLOSE] for r in range(self.reactor_num))
+        return counters.accept - counters.close - closed
+
+    def _place(self, session: int, sock: Any, port: Any, remote: Any) -> tuple[int, int, Any]:
+        thread = self.reactor_threads[sock.fileno() % self.reactor_num]
+        return thread.reactor_id, -1, lambda *args: thread.reactor.post(thread.adopt, *args)
+
+    def _fork_manager(self) -> None:
+        blocked = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD}
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    code = self._manager_main()
+                except BaseException:
+                    log.exception("the manager process failed")
+                finally:
+                    logging.shutdown()
+                    os._exit(code)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        self.manager_pid = self.server.manager_pid = pid
+        assert self.state is not None
+        self.state.q[S.H_MANAGER_PID] = pid
+
+    def begin_shutdown(self) -> None:
+        """On the master's main thread: close connections, stop the manager, then the loop."""
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        assert self.acceptor is not None and self.main_reactor is not None
+        self.acceptor.stop()
+        done = []
+        for thread in self.reactor_threads:
+            event = threading.Event()
+            thread.reactor.post(thread.close_everything, event)
+            done.append(event)
+        for event in done:
+            event.wait(self.server.setting["max_wait_time"])
+        if self.manager_pid:
+            try:
+                os.kill(self.manager_pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            self.main_reactor.after(int((self.server.setting["max_wait_time"] * 2 + 2) * 1000), self._kill_manager)
+        else:
+            self.main_reactor.stop()
+
+    def _kill_manager(self) -> None:
+        if self.manager_pid:
+            log.error("the manager did not stop in time; killing it")
+            try:
+                os.kill(self.manager_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def _reap_manager(self) -> None:
+        if not self.manager_pid:
+            return
+        try:
+            pid, status = os.waitpid(self.manager_pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = self.manager_pid, 0
+        if not pid:
+            return
+        self.manager_pid = 0
+        if not self._shutting_down:
+            log.error("the manager process exited unexpectedly (status %d); shutting down", status)
+            self.failed = True
+            self.begin_shutdown()
+        assert self.main_reactor is not None
+        self.main_reactor.stop()
+
+    # -- manager ----------------------------------------------------------------------------
+    def _manager_main(self) -> int:
+        """The forked manager: single-threaded, forks and supervises every worker."""
+        master_pid = os.getppid()
+        for mailbox in [reactor_mailbox(r) for r in range(self.reactor_num)]:
+            self.inboxes.pop(mailbox).close()
+        self._saved_signals.clear()
+        _context.current().reset()
+        reactor = self.manager_reactor = Reactor("manager")
+        self.server.manager_pid = os.getpid()
+        bind_manager_context(self.server, reactor)
+        self.fire("manager_start")
+        assert self.state is not None
+        supervisor = self.supervisor = Supervisor(self.server, self.state, reactor, self._make_worker, event_ids=list(range(self.worker_num)), task_ids=[])
+        inbox = _ipc.Inbox(self.inboxes[MANAGER], self._manager_message)
+        reactor.add(inbox.fd, EPOLLIN, inbox.on_readable)
+
+        def stop_all() -> None:
+            supervisor.shutdown(reactor.stop)
+
+        handlers = {signal.SIGTERM: stop_all, signal.SIGUSR1: lambda: supervisor.reload(False), signal.SIGUSR2: lambda: supervisor.reload(True), signal.SIGCHLD: supervisor.reap_processes}
+        for signo, method in handlers.items():
+            signal.signal(signo, lambda _s, _f, method=method: reactor.post(method))
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, set(handlers) | {signal.SIGINT})
+
+        def watchdog(_timer_id: int) -> None:
+            if os.getppid() != master_pid and not supervisor.shutting_down:
+                log.error("the master process died; stopping the workers")
+                stop_all()
+
+        reactor.tick(WATCHDOG_MS, watchdog)
+        supervisor.start_all()
+        reactor.run()
+        self.fire("manager_stop")
+        return 0
+
+    def _manager_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
+        supervisor = self.supervisor
+        assert supervisor is not None
+        if type_ == _ipc.T_WORKER_STARTED:
+            supervisor.worker_started(src)
+        elif type_ == _ipc.T_WORKER_STOPPING:
+            supervisor.worker_stopping(src, payload[:1] == b"\x01", int.from_bytes(payload[1:], "big"))
+        elif type_ == _ipc.T_RELOAD:
+            if not supervisor.reload(payload == b"\x01"):
+                log.info("reload request dropped: a reload is already in progress")
+        elif type_ == _ipc.T_STOP_WORKER:
+            supervisor.stop_worker(session, payload == b"\x01")
+
+    def _make_worker(self, worker_id: int) -> ProcessWorker:
+        def stop_message(wait_event: bool) -> None:
+            box = _ipc.Outbox(self.posts[worker_id], MANAGER)
+            box.put(_ipc.T_STOP_WORKER, 0, b"\x01" if wait_event else b"")
+            box.flush_blocking(1.0)
+
+        return ProcessWorker(worker_id, EVENT, lambda: self._worker_main(worker_id), stop_message=stop_message)
+
+    def _worker_main(self, worker_id: int) -> int:
+        """A forked worker: keeps only its own mailbox, then runs the callbacks' loop."""
+        from threadswoole.server._pipe_worker import PipeWorker
+
+        assert self.manager_reactor is not None
+        self.manager_reactor.close_after_fork()
+        for mailbox, sock in list(self.inboxes.items()):
+            if mailbox != worker_id:
+                sock.close()
+        _context.current().reset()
+        worker = self.worker = PipeWorker(self, worker_id)
+        child_signals(lambda: worker.reactor.post(worker.request_stop, "shutdown"))
+        drop_privileges(self.server._settings)
+        return worker.run()
+
+    # -- requests from routers --------------------------------------------------------------
+    def _to_manager(self, op: int, session: int = 0, payload: bytes = b"") -> bool:
+        box = _ipc.Outbox(self.posts[MANAGER], _context.current().worker_id)
+        box.put(op, session, payload)
+        return box.flush_blocking(1.0)
+
+    def request_reload(self, only_task: bool) -> bool:
+        assert self.state is not None
+        if self.state.q[S.H_RELOADING] or self._shutting_down:
+            return False
+        if only_task and not self.task_num:
+            return True  # nothing to reload
+        self.state.q[S.H_RELOADING] = 1
+        return self._to_manager(_ipc.T_RELOAD, 0, b"\x01" if only_task else b"")
+
+    def request_shutdown(self) -> bool:
+        ctx = _context.current()
+        if ctx.role == _context.ROLE_MASTER and self.main_reactor is not None:
+            self.main_reactor.post(self.begin_shutdown)
+            return True
+        os.kill(self.server.master_pid, signal.SIGTERM)
+        return True
+
+    def request_stop(self, worker_id: int, wait_event: bool) -> bool:
+        ctx = _context.current()
+        if worker_id < 0 or (ctx.role == _context.ROLE_WORKER and worker_id == ctx.worker_id):
+            if ctx.role != _context.ROLE_WORKER or self.worker is None:
+                return False
+            self.worker.request_stop("stop", wait_event)
+            return True
+        if not 0 <= worker_id < self.worker_num:
+            return False
+        return self._to_manager(_ipc.T_STOP_WORKER, worker_id, b"\x01" if wait_event else b"")

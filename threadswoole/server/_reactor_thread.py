@@ -1,0 +1,208 @@
+"""SWOOLE_PROCESS reactor threads: own the connections in the master, feed the workers over pipes.
+
+Each reactor thread runs a Reactor and a Host like every other mode; its sink (PipeSink)
+turns connection events into messages for the worker that `dispatch_mode` picks, batched
+per loop iteration (one datagram per worker per wake-up). Workers answer through the
+thread's own mailbox: sends, closes and the other connection operations arrive as messages
+and are applied here, by the only thread that touches those sockets.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import threading
+from typing import Any
+
+from threadswoole import _context
+from threadswoole.errors import ErrorCode
+from threadswoole.server import _ipc
+from threadswoole.server import _state as S
+from threadswoole.server._acceptor import DatagramReader
+from threadswoole.server._connection import Connection
+from threadswoole.server._counters import StatCounters
+from threadswoole.server._dispatch import EVENT_CLOSE, EVENT_CONNECT, EVENT_DATA, Dispatcher, ip_key
+from threadswoole.server._host import Host
+from threadswoole.server._mailbox import MailboxLink
+from threadswoole.server._reactor import EPOLLIN, Reactor
+
+log = logging.getLogger("threadswoole")
+
+
+def reactor_mailbox(reactor_id: int) -> int:
+    """Mailbox (and IPC source) id of reactor thread `reactor_id`; workers use their worker ids."""
+    return -100 - reactor_id
+
+
+class PipeSink:
+    """Connection events of one reactor thread, dispatched to worker processes."""
+
+    def __init__(self, owner: "ReactorThread") -> None:
+        self.owner = owner
+        self.dispatcher = owner.dispatcher
+        self.link = owner.link
+        self.reactor_id = owner.reactor_id
+        self.counters = owner.counters
+        self.state = owner.state
+        self.throttled: dict[int, set[Connection]] = {}
+        self.link.on_drained = self.resume_throttled
+
+    def _worker(self, conn: Connection, event: int, data: bytes = b"") -> int:
+        remote = conn.remote[0] if isinstance(conn.remote, tuple) else ""
+        return self.dispatcher.worker_for(conn.session_id, remote, conn.uid, event, data)
+
+    def _put(self, worker: int, type_: int, conn: Connection, payload: bytes = b"", flags: int = 0) -> None:
+        self.link.outbox(worker).put(type_, conn.session_id, payload, port=conn.listener.index, reactor=self.reactor_id, flags=flags)
+
+    def holds_record(self, conn: Connection) -> bool:
+        return self.dispatcher.deliver_connect_close
+
+    def on_open(self, conn: Connection) -> None:
+        if not self.dispatcher.deliver_connect_close:
+            return
+        worker = self._worker(conn, EVENT_CONNECT)
+        conn.worker_id = worker
+        self.state.q[conn.record + S.C_WORKER] = worker
+        self._put(worker, _ipc.T_CONNECT, conn)
+
+    def on_data(self, conn: Connection, data: bytes) -> None:
+        worker = self._worker(conn, EVENT_DATA, data)
+        self._put(worker, _ipc.T_DATA, conn, data)
+        self.counters.dispatch += 1
+        if self.link.over_limit(worker):
+            # Back-pressure: that worker is behind, so stop reading this client until its
+            # pipe drains, instead of queueing without bound in the master.
+            conn.throttled = True
+            self.owner.host.want_write(conn)
+            self.throttled.setdefault(worker, set()).add(conn)
+
+    def resume_throttled(self, worker: int) -> None:
+        for conn in self.throttled.pop(worker, ()):
+            if not conn.closed:
+                conn.throttled = False
+                self.owner.host.want_write(conn)
+
+    def on_closed(self, conn: Connection) -> None:
+        if self.dispatcher.deliver_connect_close:
+            self._put(self._worker(conn, EVENT_CLOSE), _ipc.T_CLOSE, conn)
+
+    def on_buffer_full(self, conn: Connection) -> None:
+        self._put(self._worker(conn, EVENT_DATA), _ipc.T_BUFFER_FULL, conn)
+
+    def on_buffer_empty(self, conn: Connection) -> None:
+        self._put(self._worker(conn, EVENT_DATA), _ipc.T_BUFFER_EMPTY, conn)
+
+
+class ReactorThread:
+    """One reactor thread of the master: its loop, connections, dispatcher and mailboxes."""
+
+    def __init__(self, driver: Any, reactor_id: int) -> None:
+        server = driver.server
+        self.driver = driver
+        self.server = server
+        self.state = driver.state
+        self.reactor_id = reactor_id
+        self.reactor = Reactor(f"reactor-{reactor_id}")
+        self.counters = StatCounters(self.state, 1 + reactor_id)
+        self.reactor.periodic.append(self.counters.flush)
+        self.reactor.before_poll.append(self.counters.publish_traffic)  # before the link's flush
+        self.link = MailboxLink(self.reactor, reactor_mailbox(reactor_id), driver.posts)
+        self.dispatcher = Dispatcher(server, self.state, driver.worker_num)
+        self.sink = PipeSink(self)
+        self.host = Host(server=server, state=self.state, reactor=self.reactor, reactor_id=reactor_id, counters=self.counters, sink=self.sink)
+        self.inbox = _ipc.Inbox(driver.inboxes[reactor_mailbox(reactor_id)], self.on_message)
+        self.reactor.add(self.inbox.fd, EPOLLIN, self.inbox.on_readable)
+        self.readers = [DatagramReader(self.reactor, port, self.on_packet, self.counters) for port in driver.datagram_ports(reactor_id)]
+        self.thread = threading.Thread(target=self._run, name=f"reactor-{reactor_id}", daemon=True)
+        self._round = 0
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        ctx = _context.current()
+        ctx.server = self.server
+        ctx.role = _context.ROLE_REACTOR
+        ctx.loop = self.reactor
+        interval = self.server.setting.get("heartbeat_check_interval")
+        if interval:
+            self.host.start_heartbeat(interval, self.driver.default_idle_time())
+        try:
+            self.reactor.run()
+        except BaseException:
+            log.exception("reactor thread %d died", self.reactor_id)
+            raise
+
+    # -- from the accept loop ---------------------------------------------------------------
+    def adopt(self, sock: Any, session: int, port: Any, remote: Any) -> None:
+        """Called on this thread (posted by the master's accept loop)."""
+        try:
+            self.host.adopt(sock, session, port, remote)
+        except OSError as exc:
+            log.warning("could not take over session %d: %s", session, exc)
+            sock.close()
+
+    # -- datagrams --------------------------------------------------------------------------
+    def on_packet(self, port: Any, data: bytes, client_info: dict) -> None:
+        dispatcher = self.dispatcher
+        if dispatcher.func is not None or dispatcher.mode in (1, 3):
+            worker = dispatcher.worker_for(0, client_info["address"], 0, EVENT_DATA, data)
+        else:
+            worker = (ip_key(client_info["address"]) + client_info["port"]) % self.driver.worker_num
+        self.link.outbox(worker).put(_ipc.T_PACKET, 0, pickle.dumps((data, client_info)), port=port.index, reactor=self.reactor_id)
+        self.counters.dispatch += 1
+
+    # -- from the workers -------------------------------------------------------------------
+    def on_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
+        host = self.host
+        if type_ == _ipc.T_CLOSE_DONE:
+            host.release_record(session)
+            return
+        conn = host.conns.get(session)
+        if conn is None:
+            return  # closed meanwhile: Swoole's "session does not exist", nothing to do
+        if type_ == _ipc.T_SEND:
+            overflowing = self.state.q[conn.record + S.C_FLAGS] & S.FLAG_OVERFLOW
+            if not host.send(conn, payload):
+                code = _context.current().last_error
+                if code not in (ErrorCode.SESSION_CLOSING, ErrorCode.SESSION_CLOSED) and not overflowing:
+                    log.warning("session %d: output buffer full, dropping data from worker %d until it drains (error %d)", session, src, code)
+        elif type_ == _ipc.T_CLOSE_REQUEST:
+            if not conn.closing:
+                host.close(conn, reset=payload == b"\x01")
+        elif type_ == _ipc.T_PAUSE:
+            host.set_paused(conn, True)
+        elif type_ == _ipc.T_RESUME:
+            host.set_paused(conn, False)
+        elif type_ == _ipc.T_PROTECT:
+            host.protect(conn, payload == b"\x01")
+        elif type_ == _ipc.T_CONFIRM:
+            host.confirm(conn)
+        elif type_ == _ipc.T_BIND:
+            conn.uid = int.from_bytes(payload, "big")  # the worker already wrote the shared uid
+        elif type_ == _ipc.T_SENDFILE:
+            path, offset, length = pickle.loads(payload)
+            try:
+                host.sendfile(conn, path, offset, length)
+            except ValueError as exc:
+                log.warning("sendfile from worker %d failed: %s", src, exc)
+
+    # -- shutdown ---------------------------------------------------------------------------
+    def close_everything(self, done: threading.Event) -> None:
+        """On this thread: stop reading datagrams, close every connection (the workers get their
+        close events), push the messages out, then signal `done`."""
+        try:
+            for reader in self.readers:
+                reader.stop()
+            self.host.close_all()
+            self.link.flush_now(1.0)
+        finally:
+            done.set()
+
+    def stop(self, timeout: float) -> None:
+        self.reactor.stop()
+        self.thread.join(timeout)
+        if not self.thread.is_alive():
+            self.counters.flush()
+            self.counters.release()
+            self.reactor.close()
