@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-MODES = ["base", "process"]  # grows as PROCESS and THREAD land: the core suite runs over every mode
+MODES = ["base", "process", "thread"]  # grows as PROCESS and THREAD land: the core suite runs over every mode
 
 
 def available_modes() -> list[str]:

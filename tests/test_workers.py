@@ -16,10 +16,11 @@ pytestmark = pytest.mark.timeout(90)
 
 def _report_workers(server, emit):
     def on_worker_start(srv, worker_id):
-        emit("worker_start", worker_id=worker_id, worker_pid=srv.worker_pid, pid=os.getpid(), task=srv.task_worker, get_worker_id=srv.get_worker_id())
+        # a worker instance: its pid, or its native thread id in THREAD mode
+        emit("worker_start", worker_id=worker_id, worker_pid=srv.worker_pid, pid=srv.worker_tid or os.getpid(), process=os.getpid(), task=srv.task_worker, get_worker_id=srv.get_worker_id())
 
     def on_worker_stop(srv, worker_id):
-        emit("worker_stop", worker_id=worker_id, pid=os.getpid())
+        emit("worker_stop", worker_id=worker_id, pid=srv.worker_tid or os.getpid())
 
     def on_worker_error(srv, worker_id, worker_pid, exit_code, signo):
         emit("worker_error", worker_id=worker_id, worker_pid=worker_pid, exit_code=exit_code, signal=signo, role_pid=os.getpid())
@@ -48,8 +49,9 @@ def test_worker_start_fires_once_per_worker_with_distinct_ids(run_server, mode):
     start = handle.wait("start")
     assert start["master_pid"] == handle.pid
     manager = handle.wait("manager_start")["pid"]
-    if mode == "base":
-        assert start["manager_pid"] == handle.pid == manager  # BASE: the master is the manager
+    if mode in ("base", "thread"):
+        # BASE: the master is the manager; THREAD: the manager is a thread of the master
+        assert start["manager_pid"] == handle.pid == manager
     else:
         assert start["manager_pid"] == manager != handle.pid
     assert handle.stop() == 0
@@ -57,14 +59,37 @@ def test_worker_start_fires_once_per_worker_with_distinct_ids(run_server, mode):
     assert stopped == [0, 1, 2]
 
 
+class _LoopKiller(BaseException):
+    """Escapes the reactor's exception handling: the worker thread's loop dies."""
+
+
 def test_killed_worker_is_respawned_with_the_same_id_and_worker_error_fires(run_server, mode):
     def setup(server, emit):
         _report_workers(server, emit)
-        echo(server, emit)
+
+        def on_receive(srv, fd, rid, data):
+            if data == b"die":
+                raise _LoopKiller()
+            srv.send(fd, data)
+
+        server.on("receive", on_receive)
 
     handle = run_server(setup, mode=mode, settings={"worker_num": 2})
     pids = _worker_pids(handle, 2)
     manager = handle.wait("manager_start")["pid"]
+    if mode == "thread":
+        # A thread cannot be killed -9: make its loop die instead, on whichever worker
+        # thread the connection landed, and check that one comes back.
+        client = connect(handle.port)
+        client.sendall(b"die")
+        error = handle.wait("worker_error")
+        assert error["signal"] == 0 and error["worker_pid"] == handle.pid and error["role_pid"] == manager
+        assert handle.wait("worker_start", worker_id=error["worker_id"])["pid"] != pids[error["worker_id"]]
+        client = connect(handle.port)
+        client.sendall(b"still here")
+        assert recv_exact(client, 10) == b"still here"
+        assert handle.stop() == 0
+        return
     os.kill(pids[1], signal.SIGKILL)
     error = handle.wait("worker_error")
     assert error["worker_id"] == 1 and error["worker_pid"] == pids[1] and error["signal"] == signal.SIGKILL
@@ -82,7 +107,7 @@ def test_max_request_recycles_the_worker(run_server, mode):
         _report_workers(server, emit)
 
         def on_receive(srv, fd, rid, data):
-            srv.send(fd, str(os.getpid()).encode().ljust(10))
+            srv.send(fd, str(srv.worker_tid or os.getpid()).encode().ljust(10))
 
         server.on("receive", on_receive)
 
@@ -151,8 +176,9 @@ def test_sigusr1_reloads_and_sigterm_shuts_down(run_server, mode):
     assert handle.wait_exit() == 0
     handle.wait("shutdown")
     assert handle.wait("__returned__")["result"] is True
-    for pid in after.values():
-        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    if mode != "thread":
+        for pid in after.values():
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
 def test_shutdown_from_worker_start_returns_true_after_on_shutdown(run_server, mode):

@@ -30,6 +30,7 @@ class WorkerContext(threading.local):
     loop: Any = None  # the Reactor running in this thread, if any
     router: Any = None  # mode-specific implementation of send/close/... for this worker
     runtime: Any = None  # the worker's event runtime (callbacks, counters)
+    worker_obj: Any = None  # the worker object running in this thread (EventWorker / PipeWorker)
 
     def reset(self) -> None:
         """Forget every field (a forked child or a new thread starts from the defaults)."""

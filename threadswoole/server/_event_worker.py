@@ -38,8 +38,10 @@ class WorkerWiring:
     role_thread = False  # True in THREAD mode: identity is per thread, the pid is shared
     own_list_only = True  # BASE: connections / get_client_list show this worker's only
 
-    def stat_slot(self, worker_id: int) -> int:
-        return 1 + worker_id
+    def stat_slot(self, worker_id: int, generation: int) -> int:
+        """Two stats slots per worker id, by generation parity: while an old instance drains
+        (reload_async, stop(-1, true)) and its replacement runs, each writes its own slot."""
+        return 1 + 2 * worker_id + (generation & 1)
 
     def attach(self, worker: "EventWorker") -> None:
         """Start accepting or receiving hand-offs; register datagram listeners."""
@@ -74,7 +76,8 @@ class EventWorker:
         self.wiring = wiring
         self.driver = driver
         self.reactor = Reactor(f"worker-{worker_id}")
-        self.counters = StatCounters(state, wiring.stat_slot(worker_id))
+        self.generation = state.begin_generation(worker_id)
+        self.counters = StatCounters(state, wiring.stat_slot(worker_id, self.generation))
         setting = server.setting
         self.runtime = Runtime(server, worker_id, self.counters, max_request=setting["max_request"], grace=setting.get("max_request_grace", 0), request_stop=self.request_stop)
         self.sink = InlineSink(self.runtime, worker_id)
@@ -85,6 +88,7 @@ class EventWorker:
         self.stop_reason = ""
         self.exit_code = 0
         self._stopping = False
+        self._finished = False  # the loop has ended (posted calls are drained afterwards)
         self._drain_deadline = 0.0
         self.reactor.periodic.append(self.counters.flush)
 
@@ -99,6 +103,7 @@ class EventWorker:
         ctx.loop = self.reactor
         ctx.router = self.router
         ctx.runtime = self.runtime
+        ctx.worker_obj = self
 
     def run(self) -> int:
         self.bind_context()
@@ -106,7 +111,6 @@ class EventWorker:
         state = self.state
         state.set_worker_field(self.worker_id, S.W_PID, os.getpid())
         state.set_worker_field(self.worker_id, S.W_TID, threading.get_native_id())
-        state.set_worker_field(self.worker_id, S.W_GENERATION, state.worker_field(self.worker_id, S.W_GENERATION) + 1)
         state.set_worker_field(self.worker_id, S.W_STATUS, SWOOLE_WORKER_IDLE)
         self.wiring.attach(self)
         interval = self.server.setting.get("heartbeat_check_interval")
@@ -122,8 +126,28 @@ class EventWorker:
             self.stop_reason = "exit"
             self._leave(graceful=False)
         finally:
+            self._finished = True
             self.counters.flush()
         return self.exit_code
+
+    def adopt_handoff(self, sock: Any, session: int, port: Any, remote: Any) -> None:
+        """THREAD mode: a connection the master accepted for us (runs on our thread)."""
+        if self._stopping or self._finished:
+            # We are leaving: refuse it cleanly (socket closed, record retired, counted).
+            sock.close()
+            self.state.q[self.state.record_base(session) + S.C_SESSION] = -session
+            self.counters.close += 1
+            self.counters.publish_close()
+            return
+        try:
+            self.host.adopt(sock, session, port, remote)
+        except OSError as exc:
+            log.warning("could not take over session %d: %s", session, exc)
+            sock.close()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     def request_stop(self, reason: str = "max_request", wait_event: bool = False) -> None:
         """Stop gracefully from the worker's own thread: stop accepting, close, worker_stop."""

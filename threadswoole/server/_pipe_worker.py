@@ -48,7 +48,8 @@ class PipeWorker:
         self.state = state = driver.state
         self.worker_id = worker_id
         self.reactor = Reactor(f"worker-{worker_id}")
-        self.counters = StatCounters(state, driver.worker_slot(worker_id))
+        self.generation = state.begin_generation(worker_id)
+        self.counters = StatCounters(state, driver.worker_slot(worker_id, self.generation))
         self.reactor.periodic.append(self.counters.flush)
         setting = server.setting
         self.runtime = Runtime(server, worker_id, self.counters, max_request=setting["max_request"], grace=setting.get("max_request_grace", 0), request_stop=self.request_stop)
@@ -73,7 +74,6 @@ class PipeWorker:
         ctx.runtime = self.runtime
         state = self.state
         state.set_worker_field(self.worker_id, S.W_PID, os.getpid())
-        state.set_worker_field(self.worker_id, S.W_GENERATION, state.worker_field(self.worker_id, S.W_GENERATION) + 1)
         state.set_worker_field(self.worker_id, S.W_STATUS, SWOOLE_WORKER_IDLE)
         self.reactor.add(self.inbox.fd, EPOLLIN, self._on_inbox)
         self.reactor.tick(WATCHDOG_MS, self._watchdog)

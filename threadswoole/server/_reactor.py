@@ -251,6 +251,12 @@ class Reactor:
             except Exception:
                 log.exception("%s: deferred callback failed", self.name)
 
+    def drain_posted(self) -> None:
+        """After the loop ended: run what other threads posted meanwhile (a hand-off that
+        arrives at a stopped worker is refused there instead of leaking its socket)."""
+        while self._posted:
+            self._run_posted()
+
     def close(self) -> None:
         """Release the epoll fd and the wake-up pair; the loop must not be running."""
         self.timers.clear_all()

@@ -198,6 +198,12 @@ class SharedState:
     def worker_base(self, worker_id: int) -> int:
         return self.workers_base + worker_id * WORKER_WORDS
 
+    def begin_generation(self, worker_id: int) -> int:
+        """A new instance of `worker_id` starts: its generation number (1, 2, ...)."""
+        generation = self.worker_field(worker_id, W_GENERATION) + 1
+        self.set_worker_field(worker_id, W_GENERATION, generation)
+        return generation
+
     def worker_field(self, worker_id: int, field: int) -> int:
         return self.q[self.workers_base + worker_id * WORKER_WORDS + field]
 

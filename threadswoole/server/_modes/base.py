@@ -48,7 +48,7 @@ class BaseDriver(DriverBase):
         self.begin()
         workers = self.worker_num
         try:
-            self.create_state(stat_slots=1 + workers, worker_slots=workers, acceptors=workers, capacity=workers * self.capacity())
+            self.create_state(stat_slots=1 + 2 * workers, worker_slots=workers, acceptors=workers, capacity=workers * self.capacity())
             return self._run_managed() if self.managed else self._run_single()
         finally:
             for sock in list(self.inboxes.values()) + list(self.posts.values()):

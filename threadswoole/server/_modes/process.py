@@ -50,8 +50,9 @@ class ProcessDriver(DriverBase):
         self.failed = False
         self._shutting_down = False
 
-    def worker_slot(self, worker_id: int) -> int:
-        return 1 + self.reactor_num + worker_id
+    def worker_slot(self, worker_id: int, generation: int) -> int:
+        """Two slots per worker id by generation parity (an old and a new instance may overlap)."""
+        return 1 + self.reactor_num + 2 * worker_id + (generation & 1)
 
     def datagram_ports(self, reactor_id: int) -> list[Any]:
         datagram = [port for port in self.server.ports if not port.is_stream]
@@ -61,7 +62,7 @@ class ProcessDriver(DriverBase):
     def run(self) -> bool:
         self.begin()
         reactors, workers = self.reactor_num, self.worker_num
-        state = self.create_state(stat_slots=1 + reactors + workers, worker_slots=workers, acceptors=1, capacity=self.capacity())
+        state = self.create_state(stat_slots=1 + reactors + 2 * workers, worker_slots=workers, acceptors=1, capacity=self.capacity())
         for mailbox in [*range(workers), MANAGER, *(reactor_mailbox(r) for r in range(reactors))]:
             self.inboxes[mailbox], self.posts[mailbox] = _ipc.make_pipe()
         try:
