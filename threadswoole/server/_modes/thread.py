@@ -32,13 +32,19 @@ from threadswoole.server._supervisor import Supervisor, bind_manager_context
 from threadswoole.server._worker import EVENT, ThreadWorker
 
 log = logging.getLogger("threadswoole")
+START_TIMEOUT_MS = 5000
 
 
 class ThreadDriver(DriverBase):
     def __init__(self, server: Any) -> None:
         super().__init__(server)
         self.workers: dict[int, EventWorker] = {}  # the current instance of each worker id
-        self.accepting: set[int] = set()  # ids whose current instance takes new connections
+        # Ids whose current instance takes new connections. Worker threads add and remove
+        # ids while the master thread reads them: a frozenset swapped under a lock, so a
+        # reader always iterates one consistent snapshot (a plain set would raise "changed
+        # size during iteration", and on a free-threaded build the update could be lost).
+        self.accepting: frozenset[int] = frozenset()
+        self._accepting_lock = threading.Lock()
         self.main_reactor: Reactor | None = None
         self.manager_reactor: Reactor | None = None
         self.supervisor: Supervisor | None = None
@@ -46,6 +52,7 @@ class ThreadDriver(DriverBase):
         self.dispatcher: Dispatcher | None = None
         self._manager_thread: threading.Thread | None = None
         self._listening = False
+        self._started_ids: set[int] = set()
         self._shutting_down = False
 
     def run(self) -> bool:
@@ -76,6 +83,7 @@ class ThreadDriver(DriverBase):
             self.fire("start")
             self._manager_thread = threading.Thread(target=self._manager_main, name="manager", daemon=True)
             self._manager_thread.start()
+            main.after(START_TIMEOUT_MS, self._listen)
             main.run()
             counters.flush()
             counters.release()
@@ -135,15 +143,25 @@ class ThreadDriver(DriverBase):
             return worker.run()
         finally:
             if self.workers.get(worker.worker_id) is worker:
-                self.accepting.discard(worker.worker_id)
+                self.set_accepting(worker.worker_id, False)
             worker.reactor.drain_posted()  # refuse hand-offs that raced with our exit
             worker.counters.release()
             worker.reactor.close()
             _context.current().reset()
 
     # -- accepting --------------------------------------------------------------------------
+    def set_accepting(self, worker_id: int, accepting: bool) -> None:
+        with self._accepting_lock:
+            self.accepting = self.accepting | {worker_id} if accepting else self.accepting - {worker_id}
+
     def worker_started(self, worker: EventWorker) -> None:
-        """On the master thread: start listening once the first worker can take connections."""
+        """On the master thread: listen once every worker thread can take connections, so the
+        first connections are spread as dispatch_mode says (or after 5 s, whatever started)."""
+        self._started_ids.add(worker.worker_id)
+        if len(self._started_ids) >= self.worker_num:
+            self._listen()
+
+    def _listen(self) -> None:
         if not self._listening and not self._shutting_down:
             assert self.acceptor is not None
             self._listening = True
@@ -154,7 +172,7 @@ class ThreadDriver(DriverBase):
         assert dispatcher is not None
         if dispatcher.func is None and dispatcher.mode == IDLE:
             # Per connection, "idle" means the worker holding the fewest connections.
-            candidates = [w for w in self.accepting if w in self.workers]
+            candidates = [w for w in self.accepting if w in self.workers]  # a snapshot
             if candidates:
                 return min(candidates, key=lambda w: len(self.workers[w].host.conns))
         ip = remote[0] if isinstance(remote, tuple) else ""
@@ -162,8 +180,9 @@ class ThreadDriver(DriverBase):
 
     def _place(self, session: int, sock: Any, port: Any, remote: Any) -> tuple[int, int, Any]:
         worker_id = self._choose(session, remote)
-        if worker_id not in self.accepting:
-            ready = sorted(self.accepting)
+        accepting = self.accepting  # one snapshot for this decision
+        if worker_id not in accepting:
+            ready = sorted(accepting)
             if not ready:
                 raise RuntimeError("no worker thread is accepting connections")
             worker_id = ready[session % len(ready)]  # its worker is restarting: pick another
@@ -230,7 +249,7 @@ class ThreadWiring(WorkerWiring):
 
     def attach(self, worker: EventWorker) -> None:
         worker.listen_datagrams(exclusive=True)
-        self.driver.accepting.add(worker.worker_id)
+        self.driver.set_accepting(worker.worker_id, True)
 
     def forwarder(self, worker: EventWorker) -> Any:
         return self
@@ -251,7 +270,7 @@ class ThreadWiring(WorkerWiring):
     def stopping(self, worker: EventWorker, wait_event: bool) -> None:
         driver = self.driver
         if driver.workers.get(worker.worker_id) is worker:
-            driver.accepting.discard(worker.worker_id)
+            driver.set_accepting(worker.worker_id, False)
         if wait_event:
             assert driver.manager_reactor is not None and driver.supervisor is not None
             driver.manager_reactor.post(driver.supervisor.worker_stopping, worker.worker_id, True)

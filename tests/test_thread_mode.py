@@ -1,0 +1,247 @@
+"""SWOOLE_THREAD: thread-local worker context, real concurrency for blocking handlers, and a
+stress test that hammers shared state from every thread at once and checks exact totals.
+
+These run on every build; on free-threaded CPython (3.13t) they run with no GIL at all.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from conftest import connect, recv_exact
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_worker_context_is_per_thread(run_server):
+    def setup(server, emit):
+        def on_worker_start(srv, worker_id):
+            timer = srv.tick(50, lambda timer_id: None)
+            srv.send(99999, b"x")  # fails: sets this thread's last error only
+            emit("context", worker_id=worker_id, property_id=srv.worker_id, get_id=srv.get_worker_id(), tid=srv.worker_tid, native=threading.get_native_id(), pid=srv.worker_pid, error=srv.get_last_error(), timer=timer, thread=threading.current_thread().name)
+
+        def on_receive(srv, fd, rid, data):
+            other = int(data)
+            emit("clear_other", ok=srv.clear_timer(other), worker_id=srv.worker_id)
+
+        server.on("worker_start", on_worker_start)
+        server.on("receive", on_receive)
+
+    handle = run_server(setup, mode="thread", settings={"worker_num": 3})
+    contexts = {e["worker_id"]: e for e in handle.wait_n("context", 3)}
+    assert sorted(contexts) == [0, 1, 2]
+    for worker_id, ctx in contexts.items():
+        assert ctx["property_id"] == ctx["get_id"] == worker_id
+        assert ctx["tid"] == ctx["native"] and ctx["pid"] == handle.pid
+        assert ctx["error"] == 1005 and ctx["thread"] == f"worker-{worker_id}"
+    assert len({ctx["tid"] for ctx in contexts.values()}) == 3
+    assert len({ctx["timer"] for ctx in contexts.values()}) == 3  # timer ids unique in the process
+    client = connect(handle.port)
+    owner = None
+    client.sendall(b"0")
+    first = handle.wait("clear_other")
+    owner = first["worker_id"]
+    others = [w for w in contexts if w != owner]
+    client.sendall(str(contexts[others[0]]["timer"]).encode())
+    assert handle.wait("clear_other")["ok"] is False  # another thread's timer: not ours to clear
+    client.sendall(str(contexts[owner]["timer"]).encode())
+    assert handle.wait("clear_other")["ok"] is True
+    assert handle.stop() == 0
+
+
+def test_blocking_handlers_run_concurrently(run_server):
+    """time.sleep in one worker thread must not hold the others (GIL or not)."""
+
+    def setup(server, emit):
+        active = {"now": 0, "peak": 0}
+        lock = threading.Lock()
+
+        def on_receive(srv, fd, rid, data):
+            with lock:
+                active["now"] += 1
+                active["peak"] = max(active["peak"], active["now"])
+            time.sleep(0.3)
+            with lock:
+                active["now"] -= 1
+                peak = active["peak"]
+            srv.send(fd, str(peak).encode())
+
+        server.on("receive", on_receive)
+
+    handle = run_server(setup, mode="thread", settings={"worker_num": 4, "dispatch_mode": 1})
+    clients = [connect(handle.port) for _ in range(4)]
+    for client in clients:
+        client.sendall(b"work")
+    peaks = [int(recv_exact(client, 1, timeout=10)) for client in clients]
+    assert max(peaks) == 4  # all four sleeps overlapped
+    assert handle.stop() == 0
+
+
+def test_reload_restarts_threads_one_by_one_with_the_same_ids(run_server):
+    def setup(server, emit):
+        server.on("worker_start", lambda srv, wid: emit("worker_start", worker_id=wid, tid=srv.worker_tid))
+        server.on("receive", lambda srv, fd, rid, data: srv.send(fd, data))
+
+    handle = run_server(setup, mode="thread", settings={"worker_num": 2})
+    before = {e["worker_id"]: e["tid"] for e in handle.wait_n("worker_start", 2)}
+    handle.signal(signal.SIGUSR1)
+    after = {e["worker_id"]: e["tid"] for e in handle.wait_n("worker_start", 2, timeout=20)}
+    assert sorted(after) == [0, 1] and not set(after.values()) & set(before.values())
+    client = connect(handle.port)
+    client.sendall(b"ok")
+    assert recv_exact(client, 2) == b"ok"
+    assert handle.stop() == 0
+
+
+def test_send_wait_is_base_only(run_server, mode):
+    def setup(server, emit):
+        def on_receive(srv, fd, rid, data):
+            try:
+                emit("send_wait", ok=srv.send_wait(fd, b"sync"))
+            except Exception as exc:
+                emit("send_wait", error=type(exc).__name__)
+
+        server.on("receive", on_receive)
+
+    handle = run_server(setup, mode=mode, settings={"worker_num": 1})
+    client = connect(handle.port)
+    client.sendall(b"go")
+    event = handle.wait("send_wait")
+    if mode == "base":
+        assert event["ok"] is True and recv_exact(client, 4) == b"sync"
+    else:
+        assert event["error"] == "ContextError"
+    assert handle.stop() == 0
+
+
+@pytest.mark.parametrize("workers", [4])
+def test_concurrency_stress_exact_totals(run_server, workers):
+    """Every worker thread at once: stats counters, the connection table, timers and
+    cross-thread sends. Afterwards the totals must be exact, not approximately right."""
+    clients_count, rounds, size = 40, 150, 32
+
+    def setup(server, emit):
+        timers = threading.local()
+
+        def on_receive(srv, fd, rid, data):
+            # shared-state reads from every thread
+            assert srv.exist(fd) and srv.get_client_info(fd)["server_port"] == srv.port
+            assert len(srv.get_client_list(0, 100)) >= 1
+            # timers created and cleared per thread
+            timer = srv.after(60_000, lambda: None)
+            assert srv.clear_timer(timer) is True
+            timers.count = getattr(timers, "count", 0) + 1
+            command, _, rest = data.partition(b" ")
+            if command == b"relay":
+                target, _, payload = rest.partition(b" ")
+                assert srv.send(int(target), payload)  # possibly to another thread's connection
+                srv.send(fd, b"R")
+            elif command == b"stats":
+                emit("stats", stats=srv.stats())
+            else:
+                srv.send(fd, data)
+
+        server.on("connect", lambda srv, fd, rid: emit("connect", fd=fd, worker_id=srv.worker_id))
+        server.on("receive", on_receive)
+
+    handle = run_server(setup, mode="thread", settings={"worker_num": workers})
+    sinks_count = 8  # receive-only connections: the targets of cross-thread relays
+    clients = [connect(handle.port, timeout=30) for _ in range(clients_count)]
+    for _ in clients:
+        handle.wait("connect")
+    sinks = [connect(handle.port, timeout=30) for _ in range(sinks_count)]
+    sink_fds = [handle.wait("connect")["fd"] for _ in sinks]
+    errors: list[BaseException] = []
+    relay_bytes = 0
+    relayed = [0] * sinks_count
+
+    def drive(index: int) -> None:
+        sock = clients[index]
+        try:
+            for i in range(rounds):
+                message = f"m{index:03d}-{i:05d}".encode().ljust(size, b".")
+                sock.sendall(message)
+                assert recv_exact(sock, size, timeout=30) == message
+                if i % 10 == 0:
+                    sock.sendall(f"relay {sink_fds[index % sinks_count]} X".encode())
+                    assert recv_exact(sock, 1, timeout=30) == b"R"
+        except BaseException as exc:  # report in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=drive, args=(i,)) for i in range(clients_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    assert not errors, errors[:3]
+    for index in range(clients_count):
+        relayed[index % sinks_count] += len(range(0, rounds, 10))
+        relay_bytes += len(f"relay {sink_fds[index % sinks_count]} X") * len(range(0, rounds, 10))
+    for index, sock in enumerate(sinks):  # every relayed byte arrived, exactly once
+        assert recv_exact(sock, relayed[index], timeout=10) == b"X" * relayed[index]
+        sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            sock.recv(1)
+    time.sleep(0.1)  # other threads publish their counters within 20 ms
+    probe = connect(handle.port)
+    probe.sendall(b"stats")
+    stats = handle.wait("stats")["stats"]
+    echoes = clients_count * rounds
+    assert stats["request_count"] == echoes + sum(relayed) + 1
+    assert stats["total_recv_bytes"] == echoes * size + relay_bytes + len(b"stats")
+    assert stats["total_send_bytes"] == echoes * size + 2 * sum(relayed)
+    assert stats["accept_count"] == clients_count + sinks_count + 1 and stats["close_count"] == 0
+    assert stats["connection_num"] == clients_count + sinks_count + 1
+    for sock in clients + sinks:
+        sock.close()
+    assert handle.stop() == 0
+
+
+def test_connections_spread_over_threads_and_cross_thread_close(run_server):
+    def setup(server, emit):
+        server.on("close", lambda srv, fd, rid: emit("close", fd=fd, worker_id=srv.worker_id))
+
+        def on_receive(srv, fd, rid, data):
+            if data == b"?":
+                srv.send(fd, f"{fd:08d}{srv.worker_id}{rid}".encode())
+            else:
+                srv.close(int(data))  # close a session that may belong to another thread
+
+        server.on("receive", on_receive)
+
+    handle = run_server(setup, mode="thread", settings={"worker_num": 2})
+    clients = {}
+    for _ in range(4):
+        sock = connect(handle.port)
+        sock.sendall(b"?")
+        answer = recv_exact(sock, 10).decode()
+        fd, worker_id, reactor_id = int(answer[:8]), int(answer[8]), int(answer[9])
+        assert worker_id == reactor_id
+        clients[fd] = (sock, worker_id)
+    assert {w for _, w in clients.values()} == {0, 1}  # dispatch_mode 2 spreads by session
+    victim = next(fd for fd, (_, w) in clients.items() if w == 1)
+    sender = next(sock for sock, w in clients.values() if w == 0)
+    sender.sendall(str(victim).encode())
+    closed = handle.wait("close")
+    assert closed["fd"] == victim and closed["worker_id"] == 1  # closed by its owner thread
+    victim_sock = clients[victim][0]
+    victim_sock.settimeout(5)
+    assert victim_sock.recv(10) == b""
+    assert handle.stop() == 0
+
+
+def test_worker_pid_is_the_master_pid(run_server):
+    def setup(server, emit):
+        server.on("receive", lambda srv, fd, rid, data: emit("pids", pid=srv.get_worker_pid(), other=srv.get_worker_pid(1 - srv.worker_id), master=srv.get_master_pid(), manager=srv.get_manager_pid(), os_pid=os.getpid()))
+
+    handle = run_server(setup, mode="thread", settings={"worker_num": 2})
+    connect(handle.port).sendall(b"?")
+    event = handle.wait("pids")
+    assert event["pid"] == event["other"] == event["master"] == event["manager"] == event["os_pid"] == handle.pid
+    assert handle.stop() == 0
+
