@@ -44,6 +44,11 @@ SERVERS: dict[str, ServerSpec] = {
     "threadswoole-process": ServerSpec(_TS, ("--mode", "process", "--workers", "2", "--reactors", "1")),
     "threadswoole-thread": ServerSpec(_TS, ("--mode", "thread", "--workers", "2", "--reactors", "1")),
     "threadswoole-base-length": ServerSpec(_TS, ("--mode", "base", "--workers", "1"), "length"),
+    "threadswoole-thread-w1": ServerSpec(_TS, ("--mode", "thread", "--workers", "1")),
+    "threadswoole-thread-cpu-w1": ServerSpec(_TS, ("--mode", "thread", "--workers", "1", "--handler", "cpu")),
+    "threadswoole-thread-cpu-w2": ServerSpec(_TS, ("--mode", "thread", "--workers", "2", "--handler", "cpu")),
+    "threadswoole-thread-sleep-w1": ServerSpec(_TS, ("--mode", "thread", "--workers", "1", "--handler", "sleep")),
+    "threadswoole-thread-sleep-w8": ServerSpec(_TS, ("--mode", "thread", "--workers", "8", "--handler", "sleep")),
     "asyncio": ServerSpec("asyncio_echo"),
     "asyncio-w2": ServerSpec("asyncio_echo", ("--workers", "2")),      # pre-forked: 3 processes
     "asyncio-length": ServerSpec("asyncio_echo", (), "length"),

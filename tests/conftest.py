@@ -129,7 +129,19 @@ class ServerHandle:
         return self.wait_exit(timeout)
 
     def kill_tree(self) -> None:
-        procs = self.tree()
+        """kill -9 the whole tree. Everything is stopped (SIGSTOP) first, until the tree stops
+        growing, so no process can fork a child we would miss between listing and killing."""
+        procs: list[psutil.Process] = []
+        for _ in range(20):
+            current = self.tree()
+            for proc in current:
+                try:
+                    proc.suspend()
+                except psutil.NoSuchProcess:
+                    pass
+            if {p.pid for p in current} == {p.pid for p in procs}:
+                break
+            procs = current
         for proc in procs:
             try:
                 proc.kill()
@@ -165,6 +177,7 @@ def _child_main(events_path: str, setup: Callable[..., Any], host: str, port: in
 
     code = 4
     try:
+        os.setpgid(0, 0)  # a process group of its own: cleanup finds every descendant, orphans too
         import threadswoole
 
         modes = {"base": threadswoole.SWOOLE_BASE, "process": threadswoole.SWOOLE_PROCESS, "thread": threadswoole.SWOOLE_THREAD}
@@ -226,12 +239,14 @@ class ServerFactory:
     def cleanup(self) -> None:
         from threadswoole.server import _shm
 
+        leaked = []
         for handle in self.handles:
             if handle.exit_code is None:
                 try:
                     handle.stop(timeout=10)
                 except AssertionError:
                     handle.kill_tree()
+            leaked += _kill_group(handle.pid)
             leftovers = _shm.segments_of(handle.pid)
             for name in leftovers:
                 try:
@@ -239,6 +254,31 @@ class ServerFactory:
                 except OSError:
                     pass
             handle.close()
+        assert not leaked, f"processes outlived their server: {leaked}"
+
+
+def _kill_group(pgid: int) -> list[str]:
+    """Kill whatever is left in a server's process group; describe it (a leak)."""
+    deadline = time.monotonic() + 3
+    while True:
+        left = []
+        for proc in psutil.process_iter(["pid", "status"]):
+            try:
+                if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                    left.append(proc)
+            except (ProcessLookupError, psutil.NoSuchProcess):
+                pass
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)  # a worker that saw its parent go stops by itself within a second
+    described = []
+    for proc in left:
+        try:
+            described.append(f"pid {proc.pid} (ppid {proc.ppid()}): {' '.join(proc.cmdline())[:80]}")
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    return described
 
 
 @pytest.fixture

@@ -20,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--reactors", type=int, default=None)
     ap.add_argument("--framing", choices=("none", "length"), default="none")
+    ap.add_argument("--handler", choices=("echo", "cpu", "sleep"), default="echo",
+                    help="echo; cpu: ~--cpu-ms of pure-Python work then echo; sleep: time.sleep(--sleep-ms) then echo")
+    ap.add_argument("--cpu-ms", type=float, default=1.0)
+    ap.add_argument("--sleep-ms", type=float, default=5.0)
     a = ap.parse_args(argv)
 
     import threadswoole  # noqa: F401  (imported here so --help works without the package)
@@ -38,10 +42,47 @@ def main(argv: list[str] | None = None) -> int:
     def on_receive(server, fd, reactor_id, data):
         server.send(fd, data)
 
+    if a.handler == "cpu":
+        spin = _calibrate(a.cpu_ms / 1000.0)
+
+        def on_receive(server, fd, reactor_id, data):  # noqa: F811 - the chosen handler
+            spin()
+            server.send(fd, data)
+    elif a.handler == "sleep":
+        import time
+
+        pause = a.sleep_ms / 1000.0
+
+        def on_receive(server, fd, reactor_id, data):  # noqa: F811 - the chosen handler
+            time.sleep(pause)
+            server.send(fd, data)
+
     server.on("receive", on_receive)
     server.on("start", lambda s: print("READY", s.ports[0].port, flush=True))
     ok = server.start()       # blocks; SIGTERM shuts it down gracefully and returns True
     return 0 if ok in (True, None) else 1
+
+
+def _calibrate(seconds: float):
+    """A pure-Python function that takes about `seconds` on this interpreter (measured here)."""
+    import time
+
+    def work(n: int) -> int:
+        total = 0
+        for i in range(n):
+            total += i * i % 7
+        return total
+
+    n = 1000
+    while True:
+        start = time.perf_counter()
+        work(n)
+        elapsed = time.perf_counter() - start
+        if elapsed > 0.02:
+            break
+        n *= 2
+    iterations = max(1, int(n * seconds / elapsed))
+    return lambda: work(iterations)
 
 
 if __name__ == "__main__":

@@ -27,14 +27,13 @@ from threadswoole.server import _state as S
 from threadswoole.server._counters import StatCounters
 from threadswoole.server._event_worker import check_message_target
 from threadswoole.server._mailbox import MailboxLink
-from threadswoole.server._modes._common import MANAGER
+from threadswoole.server._modes._common import MANAGER, watch_parent
 from threadswoole.server._reactor import EPOLLIN, Reactor
 from threadswoole.server._reactor_thread import reactor_mailbox
 from threadswoole.server._router import Router, send_datagram_to
 from threadswoole.server._runtime import Runtime
 
 log = logging.getLogger("threadswoole")
-WATCHDOG_MS = 1000
 DRAIN_CHECK_MS = 50
 SEND_AHEAD_LIMIT = 1024 * 1024  # bytes a worker may queue for one reactor before send() waits
 
@@ -60,7 +59,6 @@ class PipeWorker:
         self.discard_late = bool(setting.get("discard_timeout_request", True)) and setting.get("dispatch_func") is None and setting.get("dispatch_mode", 2) in (1, 3)
         self.exit_code = 0
         self._stopping = False
-        self._parent = os.getppid()
 
     def run(self) -> int:
         ctx = _context.current()
@@ -76,7 +74,7 @@ class PipeWorker:
         state.set_worker_field(self.worker_id, S.W_PID, os.getpid())
         state.set_worker_field(self.worker_id, S.W_STATUS, SWOOLE_WORKER_IDLE)
         self.reactor.add(self.inbox.fd, EPOLLIN, self._on_inbox)
-        self.reactor.tick(WATCHDOG_MS, self._watchdog)
+        watch_parent(self.reactor, lambda: self.request_stop("orphaned"))
         self.runtime.start()
         self._notify(_ipc.T_WORKER_STARTED)
         try:
@@ -91,11 +89,6 @@ class PipeWorker:
         box = self.link.outbox(MANAGER)
         box.put(op, 0, payload)
         box.flush_blocking(1.0)
-
-    def _watchdog(self, _timer_id: int) -> None:
-        if os.getppid() != self._parent:  # the manager is gone: nobody will restart or stop us
-            log.warning("worker %d: the manager died; exiting", self.worker_id)
-            self.request_stop("orphaned")
 
     # -- events from the reactor threads ----------------------------------------------------
     def _on_inbox(self, _mask: int) -> None:

@@ -22,7 +22,7 @@ from threadswoole.server._acceptor import Acceptor
 from threadswoole.server._event_worker import EventWorker, WorkerWiring, check_message_target
 from threadswoole.server._mailbox import MailboxLink
 from threadswoole.server._listener import open_listener
-from threadswoole.server._modes._common import MANAGER, DriverBase, child_signals, drop_privileges
+from threadswoole.server._modes._common import MANAGER, DriverBase, child_signals, drop_privileges, watch_parent
 from threadswoole.server._reactor import EPOLLIN, Reactor
 from threadswoole.server._supervisor import Supervisor, bind_manager_context
 from threadswoole.server._worker import EVENT, ProcessWorker
@@ -266,6 +266,7 @@ class ProcessWiring(WorkerWiring):
         self.link = MailboxLink(worker.reactor, worker.worker_id, driver.posts)
         inbox = _ipc.Inbox(driver.inboxes[worker.worker_id], lambda *message: self._message(worker, *message))
         worker.reactor.add(inbox.fd, EPOLLIN, inbox.on_readable)
+        watch_parent(worker.reactor, lambda: worker.request_stop("orphaned"))
 
     def _message(self, worker: EventWorker, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
         if type_ == _ipc.T_STOP_WORKER:

@@ -24,14 +24,13 @@ from threadswoole.server import _ipc
 from threadswoole.server import _state as S
 from threadswoole.server._acceptor import Acceptor
 from threadswoole.server._counters import StatCounters
-from threadswoole.server._modes._common import MANAGER, DriverBase, child_signals, drop_privileges
+from threadswoole.server._modes._common import MANAGER, DriverBase, child_signals, drop_privileges, watch_parent
 from threadswoole.server._reactor import EPOLLIN, Reactor
 from threadswoole.server._reactor_thread import ReactorThread, reactor_mailbox
 from threadswoole.server._supervisor import Supervisor, bind_manager_context
 from threadswoole.server._worker import EVENT, ProcessWorker
 
 log = logging.getLogger("threadswoole")
-WATCHDOG_MS = 1000
 
 
 class ProcessDriver(DriverBase):
@@ -184,7 +183,6 @@ class ProcessDriver(DriverBase):
     # -- manager ----------------------------------------------------------------------------
     def _manager_main(self) -> int:
         """The forked manager: single-threaded, forks and supervises every worker."""
-        master_pid = os.getppid()
         for mailbox in [reactor_mailbox(r) for r in range(self.reactor_num)]:
             self.inboxes.pop(mailbox).close()
         self._saved_signals.clear()
@@ -207,12 +205,7 @@ class ProcessDriver(DriverBase):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, set(handlers) | {signal.SIGINT})
 
-        def watchdog(_timer_id: int) -> None:
-            if os.getppid() != master_pid and not supervisor.shutting_down:
-                log.error("the master process died; stopping the workers")
-                stop_all()
-
-        reactor.tick(WATCHDOG_MS, watchdog)
+        watch_parent(reactor, lambda: None if supervisor.shutting_down else stop_all())
         supervisor.start_all()
         reactor.run()
         self.fire("manager_stop")
