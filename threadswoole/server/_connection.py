@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import errno
 import os
+import ssl
 from typing import TYPE_CHECKING, Any
 
 from threadswoole.errors import ErrorCode
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
     from threadswoole.server._host import Host
 
 RECV_SIZE = 65536
+# "Would block" for plain and TLS sockets alike: OpenSSL reports a full socket buffer as
+# SSLWantWriteError (and, during a renegotiation or key update, SSLWantReadError).
+WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError)
 _DISCONNECTED = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ESHUTDOWN, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EBADF})
 
 
@@ -69,6 +73,7 @@ class Connection:
         "worker_id",
         "tls",
         "opened",
+        "client_cert",
     )
 
     def __init__(self, host: "Host", sock: Any, session_id: int, listener: Any, record: int, remote: Any) -> None:
@@ -97,6 +102,7 @@ class Connection:
         self.worker_id = -1
         self.tls = None
         self.opened = False  # `connect` was delivered (TLS connections open after the handshake)
+        self.client_cert: str | None = None  # TLS client certificate (PEM), for get_client_info
 
     # -- readiness ------------------------------------------------------------------------
     def on_event(self, mask: int) -> None:
@@ -125,7 +131,7 @@ class Connection:
             return 0
         try:
             sent = self.sock.send(data)
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             sent = 0
         except OSError as exc:
             self.host.on_socket_error(self, exc.errno or errno.EPIPE)
@@ -163,7 +169,7 @@ class Connection:
                     total += len(piece)
                 try:
                     sent = sock.sendmsg(pieces) if self.tls is None else sock.send(pieces[0])
-                except (BlockingIOError, InterruptedError):
+                except WOULD_BLOCK:
                     return False
                 except OSError as exc:
                     self.host.on_socket_error(self, exc.errno or errno.EPIPE)
@@ -171,7 +177,7 @@ class Connection:
             else:
                 try:
                     sent = sock.send(head)
-                except (BlockingIOError, InterruptedError):
+                except WOULD_BLOCK:
                     return False
                 except OSError as exc:
                     self.host.on_socket_error(self, exc.errno or errno.EPIPE)
@@ -206,7 +212,7 @@ class Connection:
                     chunk.remaining = 0
                     return True
                 sent = self.sock.send(data)
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             return False
         except OSError as exc:
             self.host.on_socket_error(self, exc.errno or errno.EPIPE)

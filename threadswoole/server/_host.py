@@ -19,15 +19,14 @@ from threadswoole._context import set_error
 from threadswoole.errors import ErrorCode
 from threadswoole.protocol import FramingError
 from threadswoole.server import _state as S
+from threadswoole.server import _tls
 from threadswoole.server._counters import StatCounters
-from threadswoole.server._connection import RECV_SIZE, Connection, FileChunk, is_disconnect
+from threadswoole.server._connection import RECV_SIZE, WOULD_BLOCK, Connection, FileChunk, is_disconnect
 from threadswoole.server._reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, Reactor
-from threadswoole.server._runtime import InlineSink
+from threadswoole.server._hot_path import make_fast_handler
 
 log = logging.getLogger("threadswoole")
 _LINGER_RESET = struct.pack("ii", 1, 0)
-_EPOLLOUT = EPOLLOUT
-_READABLE = EPOLLIN | EPOLLERR | EPOLLHUP
 
 
 RECORD_HOLD_MS = 10_000
@@ -79,9 +78,7 @@ class Host:
         if conn.delayed:
             self._q[conn.record + S.C_FLAGS] |= S.FLAG_DELAYED
         if listener.tls_context is not None:
-            from threadswoole.server._tls import start_handshake
-
-            start_handshake(self, conn)
+            _tls.start_handshake(self, conn)
             return conn
         self.open(conn)
         return conn
@@ -90,93 +87,16 @@ class Host:
         """Register the socket and deliver `connect` (after the TLS handshake, for TLS)."""
         conn.opened = True
         conn.events = conn.wanted_events()
-        handler = conn.on_event if conn.tls is not None else self._fast_handler(conn)
+        handler = conn.on_event if conn.tls is not None else make_fast_handler(self, conn)
         self.reactor.add(conn.fd, conn.events, handler)
         self.sink.on_open(conn)
-
-    def _fast_handler(self, conn: Connection) -> Callable[[int], None]:
-        """The per-connection readiness handler: recv, account, frame, deliver, in one frame.
-
-        This is the hot path (ARCHITECTURE "Hot path"), so it is a closure over everything it
-        touches instead of the chain on_event -> on_readable -> received -> sink.on_data:
-        together with the flat send path that took the server's user CPU per 64-byte echo
-        from 4.1 to 3.6 us. TLS connections use the plain methods (Connection.on_event).
-        """
-        host = self
-        sock_recv = conn.sock.recv
-        counters = self.counters
-        reactor = self.reactor
-        shared = self._d
-        last_recv_word = conn.record + S.C_LAST_RECV
-        framer = conn.framer
-        sink = self.sink
-        inline = isinstance(sink, InlineSink)
-        deliver = sink.on_data
-        runtime = getattr(sink, "runtime", None)
-        server = getattr(sink, "server", None)
-        reactor_id = self.reactor_id
-        session = conn.session_id
-        on_receive = conn.listener.on_receive
-
-        def on_event(mask: int) -> None:
-            if mask & _EPOLLOUT:
-                host.on_writable(conn)
-                if conn.closed or not mask & _READABLE:
-                    return
-            if conn.closing:
-                return
-            try:
-                data = sock_recv(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                host.on_socket_error(conn, exc.errno or 0)
-                return
-            if not data:
-                host.close(conn, reason=ErrorCode.SESSION_CLOSED_BY_CLIENT)
-                return
-            counters.recv_bytes += len(data)
-            shared[last_recv_word] = reactor.clock
-            if framer is None:
-                if not inline:
-                    deliver(conn, data)
-                    return
-                # InlineSink.on_data, inlined: count, call, check max_request.
-                runtime.requests += 1
-                counters.request += 1
-                try:
-                    on_receive(server, session, reactor_id, data)
-                except Exception:
-                    runtime.failed("receive")
-                if runtime.requests == runtime.max_request:
-                    runtime.reached_max_request()
-                return
-            try:
-                packets = framer.feed(data)
-            except FramingError as exc:
-                host.framing_failed(conn, exc)
-                return
-            for packet in packets:
-                if conn.closing:
-                    return
-                if not inline:
-                    deliver(conn, packet)
-                    continue
-                # InlineSink.on_data, inlined: count, call, check max_request.
-                runtime.requests += 1
-                counters.request += 1
-                try:
-                    on_receive(server, session, reactor_id, packet)
-                except Exception:
-                    runtime.failed("receive")
-                if runtime.requests == runtime.max_request:
-                    runtime.reached_max_request()
-
-        return on_event
 
     # -- reading ----------------------------------------------------------------------------
     def on_readable(self, conn: Connection) -> None:
         if conn.closing:
+            return
+        if conn.tls is not None:
+            _tls.tls_readable(self, conn)  # handshake, or decrypt and drain OpenSSL's buffer
             return
         try:
             data = conn.sock.recv(RECV_SIZE)
@@ -252,7 +172,7 @@ class Host:
             return True
         try:
             sent = conn.sock.send(data)
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             sent = 0
         except OSError as exc:
             self.on_socket_error(conn, exc.errno or errno.EPIPE)
@@ -293,14 +213,14 @@ class Host:
             return
         events = conn.wanted_events()
         if events != conn.events and conn.opened:
+            if conn.tls is not None and events & EPOLLIN and not conn.events & EPOLLIN:
+                _tls.kick(self, conn)  # reading resumes: epoll cannot see bytes OpenSSL holds
             conn.events = events
             self.reactor.modify(conn.fd, events)
 
     def on_writable(self, conn: Connection) -> None:
         if conn.tls is not None and not conn.opened:
-            from threadswoole.server._tls import continue_handshake
-
-            continue_handshake(self, conn)
+            _tls.continue_handshake(self, conn)
             return
         empty = conn.flush()
         if conn.closed:
@@ -386,6 +306,8 @@ class Host:
         conn.discard_output()
         if conn.opened or self.reactor.has(conn.fd):
             self.reactor.remove(conn.fd)
+        if conn.tls is not None:
+            _tls.goodbye(conn)  # close_notify after a graceful server-side close
         try:
             conn.sock.close()
         except OSError:

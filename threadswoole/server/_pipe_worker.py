@@ -115,10 +115,13 @@ class PipeWorker:
                 runtime.failed("receive")
             runtime.check_max_request()
         elif type_ == _ipc.T_CONNECT:
+            if payload:  # the TLS client certificate (PEM): get_client_info shows it here only
+                self.router.client_certs[session] = payload.decode()
             runtime.call("connect", self.ports[port].on_connect, server, session, reactor)
         elif type_ == _ipc.T_CLOSE:
             self.router.forget(session)  # from here on a send fails with 1003 (closing)
             runtime.call("close", self.ports[port].on_close, server, session, reactor)
+            self.router.client_certs.pop(session, None)
             self.link.outbox(reactor_mailbox(reactor)).put(_ipc.T_CLOSE_DONE, session)
         elif type_ == _ipc.T_PACKET:
             data, client_info = pickle.loads(payload)
@@ -189,6 +192,7 @@ class PipeRouter(Router):
         self.socket_buffer_size: int = setting["socket_buffer_size"]
         self._confirmed: set[int] = set()
         self._closed_here: set[int] = set()  # close() asked by this worker, not yet applied
+        self.client_certs: dict[int, str] = {}  # session -> TLS client certificate (PEM), until close
 
     def _live(self, session: int) -> int | None:
         """The record's word index when the session is usable, else None with the error set."""
@@ -204,6 +208,14 @@ class PipeRouter(Router):
     def _to_owner(self, base: int, op: int, session: int, payload: bytes = b"") -> bool:
         self.link.outbox(reactor_mailbox(self.q[base + S.C_REACTOR])).put(op, session, payload)
         return True
+
+    def client_info(self, session: int, ignore_error: bool) -> Any:
+        """Shared-memory info plus `ssl_client_cert` when `connect` fired in this worker (§5.5)."""
+        info = super().client_info(session, ignore_error)
+        cert = self.client_certs.get(session)
+        if cert is not None and isinstance(info, dict):
+            info["ssl_client_cert"] = cert
+        return info
 
     def forget(self, session: int) -> None:
         self._confirmed.discard(session)

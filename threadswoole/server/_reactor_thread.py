@@ -63,7 +63,8 @@ class PipeSink:
         worker = self._worker(conn, EVENT_CONNECT)
         conn.worker_id = worker
         self.state.q[conn.record + S.C_WORKER] = worker
-        self._put(worker, _ipc.T_CONNECT, conn)
+        # The TLS client certificate travels with `connect`: only that worker may show it (§5.5).
+        self._put(worker, _ipc.T_CONNECT, conn, conn.client_cert.encode() if conn.client_cert else b"")
 
     def on_data(self, conn: Connection, data: bytes) -> None:
         worker = self._worker(conn, EVENT_DATA, data)

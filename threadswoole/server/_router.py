@@ -274,6 +274,12 @@ class LocalRouter(Router):
             return not conn.closing
         return self.state.alive(session)
 
+    def client_info(self, session: int, ignore_error: bool) -> Any:
+        """Shared-memory info plus `ssl_client_cert` for a TLS connection this worker holds (§5.5)."""
+        from threadswoole.server._tls import add_client_cert
+
+        return add_client_cert(super().client_info(session, ignore_error), self.conns.get(session))
+
     def client_list(self, port_index: int | None) -> list[int]:
         if not self.own_list_only:
             return super().client_list(port_index)
