@@ -122,6 +122,10 @@ class Sampler(threading.Thread):
     def finish(self) -> None:
         self.stop_event.set()
         self.join(timeout=5)
+        if self.cpu_start is not None and self.cpu_end is None:
+            # The load ended exactly at the window's end and stopped us before we took the
+            # end sample (a sampler thread is easily late on a busy machine): take it now.
+            self.cpu_end = self.tree.cpu()
 
 
 class ServerError(RuntimeError):
