@@ -55,6 +55,9 @@ SERVERS: dict[str, ServerSpec] = {
     "asyncio-64k": ServerSpec("asyncio_echo", ("--recv-size", "65536")),  # stdlib minus the 256 KiB reads
     "threaded": ServerSpec("threaded_echo"),
     "epoll": ServerSpec("epoll_echo"),
+    "epoll-length": ServerSpec("epoll_echo", (), "length"),
+    "threadswoole-process-length": ServerSpec(_TS, ("--mode", "process", "--workers", "2", "--reactors", "1"), "length"),
+    "threadswoole-thread-length": ServerSpec(_TS, ("--mode", "thread", "--workers", "2"), "length"),
 }
 
 NOTE = ("note: on a 2-core machine the load generator competes with the server for CPU, so "
@@ -68,15 +71,19 @@ FIGURES = ("rps", "p50_us", "p99_us", "p999_us", "peak_rss_mb", "cpu_s", "req_pe
 
 
 def workload_framing(names: list[str], framing: Optional[str]) -> str:
-    """The framing every server in the run gets; ``-length`` servers imply ``length``."""
+    """The run's framing: ``--framing``, else the one ``-length`` servers need, else ``none``.
+
+    A server with a fixed framing is always driven with its own (``server_framing``), so a
+    framed and an unframed server can be compared in the same run.
+    """
     fixed = {SERVERS[n].framing for n in names if SERVERS[n].framing}
-    if len(fixed) > 1:
-        raise ValueError(f"servers need different framings: {sorted(fixed)}")
-    want = framing or (fixed.pop() if fixed else "none")
-    for n in names:
-        if SERVERS[n].framing and SERVERS[n].framing != want:
-            raise ValueError(f"server {n} needs framing {SERVERS[n].framing}, workload is {want}")
-    return want
+    if framing:
+        return framing
+    return fixed.pop() if len(fixed) == 1 and all(SERVERS[n].framing for n in names) else "none"
+
+
+def server_framing(name: str, run_framing: str) -> str:
+    return SERVERS[name].framing or run_framing
 
 
 def server_command(name: str, framing: str) -> tuple[str, list[str]]:
@@ -172,7 +179,7 @@ def run_bench(servers: list[str], *, workload: str = "echo", duration: float = 1
     runs: dict[str, list[dict]] = {n: [] for n in servers}
     for _ in range(max(1, repeat)):
         for name in servers:
-            row = bench_one(name, framing=fr, host=host, **load)
+            row = bench_one(name, framing=server_framing(name, fr), host=host, **load)
             runs[name].append(row)
             if progress:
                 print("  ..", format_row(row), flush=True, file=sys.stderr)
