@@ -369,3 +369,22 @@ def test_user_and_group_drop_privileges_in_workers(run_server):
     assert workers and workers[0].uids().real == nobody.pw_uid and workers[0].gids().real == nobody.pw_gid
     assert psutil.Process(handle.pid).uids().real == 0  # the master stays root
     assert handle.stop() == 0
+
+
+def test_send_is_atomic_per_call_when_two_workers_send_to_one_connection(run_server):
+    """Swoole: concurrent sends from several processes to one connection never interleave."""
+    size = 1024 * 1024
+
+    def setup(server, emit):
+        server.on("receive", lambda srv, fd, rid, data: srv.send(fd, bytes([48 + srv.worker_id]) * size))
+
+    # round robin: consecutive requests of one connection go to different workers
+    handle = run_server(setup, mode="process", settings={"worker_num": 2, "dispatch_mode": 1, "reactor_num": 1, "socket_buffer_size": 16 * size})
+    client = connect(handle.port)
+    for _ in range(6):
+        client.sendall(b"?")
+    data = recv_exact(client, 6 * size, timeout=30)
+    blocks = [data[i : i + size] for i in range(0, len(data), size)]
+    assert all(len(set(block)) == 1 for block in blocks)  # no block mixes two workers' bytes
+    assert {block[:1] for block in blocks} == {b"0", b"1"}
+    assert handle.stop() == 0
