@@ -379,10 +379,10 @@ def test_send_is_atomic_per_call_when_two_workers_send_to_one_connection(run_ser
         server.on("receive", lambda srv, fd, rid, data: srv.send(fd, bytes([48 + srv.worker_id]) * size))
 
     # round robin: consecutive requests of one connection go to different workers
-    handle = run_server(setup, mode="process", settings={"worker_num": 2, "dispatch_mode": 1, "reactor_num": 1, "socket_buffer_size": 16 * size})
+    # (one request per line: TCP may deliver the six requests in one read)
+    handle = run_server(setup, mode="process", settings={"worker_num": 2, "dispatch_mode": 1, "reactor_num": 1, "socket_buffer_size": 16 * size, "open_eof_split": True, "package_eof": b"\n"})
     client = connect(handle.port)
-    for _ in range(6):
-        client.sendall(b"?")
+    client.sendall(b"?\n" * 6)
     data = recv_exact(client, 6 * size, timeout=30)
     blocks = [data[i : i + size] for i in range(0, len(data), size)]
     assert all(len(set(block)) == 1 for block in blocks)  # no block mixes two workers' bytes

@@ -204,26 +204,7 @@ class EventWorker:
         conn = host.conns.get(session)
         if conn is None:
             return  # closed meanwhile: the operation is dropped, like Swoole's "session does not exist"
-        if type_ == _ipc.T_SEND:
-            host.send(conn, payload)
-        elif type_ == _ipc.T_CLOSE_REQUEST:
-            host.close(conn, reset=payload == b"\x01")
-        elif type_ == _ipc.T_PAUSE:
-            host.set_paused(conn, True)
-        elif type_ == _ipc.T_RESUME:
-            host.set_paused(conn, False)
-        elif type_ == _ipc.T_PROTECT:
-            host.protect(conn, payload == b"\x01")
-        elif type_ == _ipc.T_CONFIRM:
-            host.confirm(conn)
-        elif type_ == _ipc.T_BIND:
-            host.bind_uid(conn, int.from_bytes(payload, "big"))
-        elif type_ == _ipc.T_SENDFILE:
-            path, offset, length = pickle.loads(payload)
-            try:
-                host.sendfile(conn, path, offset, length)
-            except ValueError as exc:
-                log.warning("forwarded sendfile failed: %s", exc)
+        host.apply(conn, type_, payload, src)
 
     # -- datagrams --------------------------------------------------------------------------
     def listen_datagrams(self, exclusive: bool) -> None:

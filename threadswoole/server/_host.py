@@ -360,6 +360,42 @@ class Host:
             self.want_write(conn)
         return not conn.out and not conn.closed
 
+    def apply(self, conn: Connection, op: int, payload: bytes, src: int) -> None:
+        """An operation another worker asked for on a connection we own (PROCESS reactor
+        threads, BASE and THREAD workers): the same effect as the call made here."""
+        from threadswoole.server import _ipc
+
+        if op == _ipc.T_SEND:
+            overflowing = self._q[conn.record + S.C_FLAGS] & S.FLAG_OVERFLOW
+            if not self.send(conn, payload):
+                from threadswoole._context import current
+
+                code = current().last_error
+                if code not in (ErrorCode.SESSION_CLOSING, ErrorCode.SESSION_CLOSED) and not overflowing:
+                    log.warning("session %d: output buffer full, dropping data from worker %d until it drains (error %d)", conn.session_id, src, code)
+        elif op == _ipc.T_CLOSE_REQUEST:
+            if not conn.closing:
+                self.close(conn, reset=payload == b"\x01")
+        elif op in (_ipc.T_PAUSE, _ipc.T_RESUME):
+            self.set_paused(conn, op == _ipc.T_PAUSE)
+        elif op == _ipc.T_PROTECT:
+            self.protect(conn, payload == b"\x01")
+        elif op == _ipc.T_CONFIRM:
+            self.confirm(conn)
+        elif op == _ipc.T_BIND:
+            uid = int.from_bytes(payload, "big")
+            if not conn.uid:
+                conn.uid = uid
+                self._q[conn.record + S.C_UID] = uid
+        elif op == _ipc.T_SENDFILE:
+            import pickle
+
+            path, offset, length = pickle.loads(payload)
+            try:
+                self.sendfile(conn, path, offset, length)
+            except ValueError as exc:
+                log.warning("sendfile from worker %d failed: %s", src, exc)
+
     # -- flow control -----------------------------------------------------------------------
     def set_paused(self, conn: Connection, paused: bool) -> bool:
         if conn.closing:

@@ -162,31 +162,7 @@ class ReactorThread:
         conn = host.conns.get(session)
         if conn is None:
             return  # closed meanwhile: Swoole's "session does not exist", nothing to do
-        if type_ == _ipc.T_SEND:
-            overflowing = self.state.q[conn.record + S.C_FLAGS] & S.FLAG_OVERFLOW
-            if not host.send(conn, payload):
-                code = _context.current().last_error
-                if code not in (ErrorCode.SESSION_CLOSING, ErrorCode.SESSION_CLOSED) and not overflowing:
-                    log.warning("session %d: output buffer full, dropping data from worker %d until it drains (error %d)", session, src, code)
-        elif type_ == _ipc.T_CLOSE_REQUEST:
-            if not conn.closing:
-                host.close(conn, reset=payload == b"\x01")
-        elif type_ == _ipc.T_PAUSE:
-            host.set_paused(conn, True)
-        elif type_ == _ipc.T_RESUME:
-            host.set_paused(conn, False)
-        elif type_ == _ipc.T_PROTECT:
-            host.protect(conn, payload == b"\x01")
-        elif type_ == _ipc.T_CONFIRM:
-            host.confirm(conn)
-        elif type_ == _ipc.T_BIND:
-            conn.uid = int.from_bytes(payload, "big")  # the worker already wrote the shared uid
-        elif type_ == _ipc.T_SENDFILE:
-            path, offset, length = pickle.loads(payload)
-            try:
-                host.sendfile(conn, path, offset, length)
-            except ValueError as exc:
-                log.warning("sendfile from worker %d failed: %s", src, exc)
+        host.apply(conn, type_, payload, src)
 
     # -- shutdown ---------------------------------------------------------------------------
     def close_everything(self, done: threading.Event) -> None:

@@ -232,6 +232,21 @@ class Supervisor:
             self.reactor.after(int(self.max_wait_time * 1000), self._force, worker)
         return True
 
+    # -- the manager's mailbox -----------------------------------------------------------
+    def handle_message(self, type_: int, src: int, session: int, payload: bytes) -> None:
+        """A notification from a worker (or a request from the master) to the manager."""
+        from threadswoole.server import _ipc
+
+        if type_ == _ipc.T_WORKER_STARTED:
+            self.worker_started(src)
+        elif type_ == _ipc.T_WORKER_STOPPING:
+            self.worker_stopping(src, payload[:1] == b"\x01", int.from_bytes(payload[1:], "big"))
+        elif type_ == _ipc.T_RELOAD:
+            if not self.reload(payload == b"\x01"):
+                log.info("reload request dropped: a reload is already in progress")
+        elif type_ == _ipc.T_STOP_WORKER:
+            self.stop_worker(session, payload == b"\x01")
+
     # -- shutdown -------------------------------------------------------------------------
     def shutdown(self, on_all_exited: Callable[[], Any]) -> None:
         if self.shutting_down:

@@ -212,17 +212,8 @@ class ProcessDriver(DriverBase):
         return 0
 
     def _manager_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
-        supervisor = self.supervisor
-        assert supervisor is not None
-        if type_ == _ipc.T_WORKER_STARTED:
-            supervisor.worker_started(src)
-        elif type_ == _ipc.T_WORKER_STOPPING:
-            supervisor.worker_stopping(src, payload[:1] == b"\x01", int.from_bytes(payload[1:], "big"))
-        elif type_ == _ipc.T_RELOAD:
-            if not supervisor.reload(payload == b"\x01"):
-                log.info("reload request dropped: a reload is already in progress")
-        elif type_ == _ipc.T_STOP_WORKER:
-            supervisor.stop_worker(session, payload == b"\x01")
+        assert self.supervisor is not None
+        self.supervisor.handle_message(type_, src, session, payload)
 
     def _make_worker(self, worker_id: int) -> ProcessWorker:
         def stop_message(wait_event: bool) -> None:
