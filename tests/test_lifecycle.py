@@ -80,3 +80,34 @@ def test_kill_9_of_the_whole_tree_leaves_nothing_after_the_next_start(run_server
     assert _shm.segments_of(crashed.pid) == []  # swept by the next start
     assert survivor.stop() == 0
     assert not [name for name in os.listdir(_shm.SHM_DIR) if name.startswith(f"{_shm.PREFIX}{survivor.pid}_")]
+
+
+def test_a_late_start_failure_returns_false_with_the_error(run_server):
+    """start() returns False (contract §5.2) when the server cannot be set up, here because
+    the process runs out of file descriptors for the worker mailboxes; nothing is left."""
+    import errno
+    import resource
+
+    def setup(server, emit):
+        def on_start(srv):
+            emit("started")
+
+        server.on("start", on_start)
+        server.on("receive", lambda *a: None)
+        used = len(os.listdir("/proc/self/fd"))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (used + 3, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        original = server.start
+
+        def start_and_report():
+            result = original()
+            emit("start_result", result=result, error=server.get_last_error())
+            return result
+
+        server.start = start_and_report
+
+    handle = run_server(setup, settings={"worker_num": 4}, wait_for=None)
+    event = handle.wait("start_result")
+    assert event["result"] is False and event["error"] == errno.EMFILE
+    assert handle.wait_exit() == 3  # the harness exits 3 when start() returned something else than True
+    assert not [e for e in handle.drain() if e["event"] == "started"]
+    assert _shm.segments_of(handle.pid) == []

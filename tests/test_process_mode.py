@@ -388,3 +388,27 @@ def test_send_is_atomic_per_call_when_two_workers_send_to_one_connection(run_ser
     assert all(len(set(block)) == 1 for block in blocks)  # no block mixes two workers' bytes
     assert {block[:1] for block in blocks} == {b"0", b"1"}
     assert handle.stop() == 0
+
+
+@pytest.mark.parametrize("discard", [True, False])
+def test_discard_timeout_request_drops_data_of_a_connection_already_closed(run_server, discard):
+    """dispatch_mode 1/3: data can reach a worker after its connection closed; with
+    discard_timeout_request (the default) it is dropped instead of delivered."""
+
+    def setup(server, emit):
+        def on_receive(srv, fd, rid, data):
+            emit("receive", data=data.decode())
+            if data == b"slow\n":
+                time.sleep(0.5)  # meanwhile the client sends more and closes
+
+        server.on("receive", on_receive)
+
+    handle = run_server(setup, mode="process", settings={"worker_num": 1, "dispatch_mode": 1, "discard_timeout_request": discard, "open_eof_split": True, "package_eof": b"\n"})
+    client = connect(handle.port)
+    client.sendall(b"slow\n")
+    handle.wait("receive", data="slow\n")
+    client.sendall(b"late\n")
+    client.close()
+    late = [e for e in handle.drain(1.5) if e["event"] == "receive" and e["data"] == "late\n"]
+    assert bool(late) is (not discard)
+    assert handle.stop() == 0

@@ -141,6 +141,15 @@ class Server:
             self._driver = driver
         try:
             return driver.run()
+        except OSError as exc:
+            # A late start failure (no shared memory, fork refused, ...): contract §5.2 says
+            # start() returns False with the error recorded. The driver cleaned up already.
+            import logging
+
+            from threadswoole._context import set_error
+
+            logging.getLogger("threadswoole").error("the server could not run: %s", exc)
+            return set_error(exc.errno or 1)
         finally:
             self._phase = SHUTDOWN
 
