@@ -70,6 +70,7 @@ class PipeWorker:
         ctx.loop = self.reactor
         ctx.router = self.router
         ctx.runtime = self.runtime
+        ctx.worker_obj = self
         state = self.state
         state.set_worker_field(self.worker_id, S.W_PID, os.getpid())
         state.set_worker_field(self.worker_id, S.W_STATUS, SWOOLE_WORKER_IDLE)
@@ -138,6 +139,10 @@ class PipeWorker:
             self.request_stop("stop", payload == b"\x01")
 
     # -- stopping ---------------------------------------------------------------------------
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     def request_stop(self, reason: str = "max_request", wait_event: bool = False) -> None:
         if self._stopping:
             return

@@ -10,7 +10,6 @@ as contract §18.1 asks, and anything closed or unknown fails with 1004 / 1005 (
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -173,8 +172,9 @@ class Router:
             worker_id = current().worker_id
             if worker_id < 0:
                 return False
-            if self.state.worker_field(worker_id, S.W_PID) != os.getpid() and not self.server.mode == 3:
-                return SWOOLE_WORKER_EXIT  # a draining predecessor (reload_async) reads EXIT
+            worker = current().worker_obj
+            if worker is not None and worker.stopping:
+                return SWOOLE_WORKER_EXIT  # a draining predecessor (reload_async, stop(-1, true))
             return SWOOLE_WORKER_BUSY  # asked from inside a callback: this worker is busy
         if not 0 <= worker_id < self.state.worker_slots:
             return False
