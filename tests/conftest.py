@@ -45,6 +45,7 @@ class ServerHandle:
         self.port = 0
         self.exit_code: int | None = None
         self.ports: list[int] = []
+        self.unraisable: list[str] = []
 
     # -- events -------------------------------------------------------------------------
     def _read(self, timeout: float) -> dict[str, Any] | None:
@@ -56,6 +57,8 @@ class ServerHandle:
         event = json.loads(data)
         if event["event"] == "__error__":
             raise AssertionError(f"server child failed:\n{event['traceback']}")
+        if event["event"] == "__unraisable__":
+            self.unraisable.append(event["message"])
         return event
 
     def wait(self, name: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
@@ -184,10 +187,17 @@ def _child_main(events_path: str, setup: Callable[..., Any], host: str, port: in
         server = server_class(host, port, modes[mode], sock_type)
         if settings:
             server.set(settings)
+        # Errors Python can only print ("Exception ignored in ..."), e.g. a shared-memory view
+        # that outlives its segment, become events that fail the test.
+        sys.unraisablehook = lambda unraisable: emit("__unraisable__", message=f"{unraisable.exc_type.__name__}: {unraisable.exc_value} in {unraisable.object!r}")
         setup(server, emit)
         emit("__bound__", ports=[p.port for p in server.ports])
         result = server.start()
         emit("__returned__", result=result)
+        server._driver = None  # let the finished server go, so finalizers run now
+        import gc
+
+        gc.collect()
         code = 0 if result is True else 3
     except BaseException:
         emit("__error__", traceback=traceback.format_exc())
@@ -239,7 +249,8 @@ class ServerFactory:
     def cleanup(self) -> None:
         from threadswoole.server import _shm
 
-        leaked = []
+        leaked: list[str] = []
+        unraisable: list[str] = []
         for handle in self.handles:
             if handle.exit_code is None:
                 try:
@@ -247,6 +258,11 @@ class ServerFactory:
                 except AssertionError:
                     handle.kill_tree()
             leaked += _kill_group(handle.pid)
+            try:
+                handle.drain()
+            except AssertionError:
+                pass
+            unraisable += handle.unraisable
             leftovers = _shm.segments_of(handle.pid)
             for name in leftovers:
                 try:
@@ -255,6 +271,7 @@ class ServerFactory:
                     pass
             handle.close()
         assert not leaked, f"processes outlived their server: {leaked}"
+        assert not unraisable, f"errors Python could only print: {unraisable}"
 
 
 def _kill_group(pgid: int) -> list[str]:

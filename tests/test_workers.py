@@ -281,3 +281,52 @@ def test_cross_worker_send_and_pipe_message(run_server, mode):
     message = handle.wait("pipe_message")
     assert message["src"] == 1 and message["worker_id"] == 0 and message["message"] == {"hello": [1, 2]}
     assert handle.stop() == 0
+
+
+@pytest.mark.parametrize("mode", ["base", "thread"])
+def test_connections_of_a_worker_that_died_are_closed_and_counted(run_server, mode):
+    """BASE: a worker killed -9 cannot retire its sessions, the manager does. THREAD: a worker
+    thread whose loop dies closes its connections. Either way no client hangs and the counts
+    (connection_num, exist) come back to the truth."""
+
+    def setup(server, emit):
+        _report_workers(server, emit)
+
+        def on_receive(srv, fd, rid, data):
+            if data == b"die":
+                raise _LoopKiller()
+            if data == b"stats":
+                emit("stats", connections=srv.stats()["connection_num"], exist=[srv.exist(f) for f in range(1, 40)], worker_id=srv.worker_id)
+                return
+            srv.send(fd, str(srv.worker_id).encode())
+
+        server.on("receive", on_receive)
+
+    handle = run_server(setup, mode=mode, settings={"worker_num": 2, "enable_reuse_port": mode == "base"})
+    pids = _worker_pids(handle, 2)
+    by_worker: dict[int, list] = {0: [], 1: []}
+    deadline = time.monotonic() + 20
+    while min(len(v) for v in by_worker.values()) < 3 and time.monotonic() < deadline:
+        client = connect(handle.port)
+        client.sendall(b"?")
+        by_worker[int(recv_exact(client, 1))].append(client)
+    assert min(len(v) for v in by_worker.values()) >= 3
+    victims = by_worker[1]
+    if mode == "base":
+        os.kill(pids[1], signal.SIGKILL)
+    else:
+        victims[0].sendall(b"die")
+    handle.wait("worker_error", worker_id=1)
+    for client in victims:
+        assert recv_closed(client)  # nobody is left hanging
+    survivor = by_worker[0][0]
+    expected = sum(len(v) for v in by_worker.values()) - len(victims)
+    for _ in range(50):  # the clean-up is asynchronous (the manager reaps, the thread unwinds)
+        survivor.sendall(b"stats")
+        stats = handle.wait("stats")
+        if stats["connections"] == expected:
+            break
+        time.sleep(0.1)
+    assert stats["connections"] == expected
+    assert sum(stats["exist"]) == expected
+    assert handle.stop() == 0

@@ -43,6 +43,7 @@ class Acceptor:
         self.place = place
         self.exclusive = exclusive  # several processes share the listener: wake only one
         self._base = state.acceptor_base(index)
+        self.pid = __import__("os").getpid()
         self._ports: list[Any] = []
         self.paused_ports: set[int] = set()
 
@@ -69,6 +70,7 @@ class Acceptor:
         base = state.record_base(session)
         now = self.reactor.clock
         q[base + S.C_FD] = sock.fileno()
+        q[base + S.C_OWNER_PID] = self.pid
         q[base + S.C_REACTOR] = reactor_id
         q[base + S.C_WORKER] = worker_id
         q[base + S.C_PORT_INDEX] = port.index

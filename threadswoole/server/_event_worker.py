@@ -125,6 +125,17 @@ class EventWorker:
             self.exit_code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             self.stop_reason = "exit"
             self._leave(graceful=False)
+        except BaseException:
+            # The loop died (an exception no handler may catch). Close our connections so
+            # their clients are not left hanging and their records are retired, then let the
+            # supervisor see the crash (worker_error, respawn).
+            self.stop_reason = "crash"
+            try:
+                self.host.close_all()
+                self.host.drain(time.monotonic())
+            except Exception:
+                log.exception("worker %d: closing connections after a crash failed", self.worker_id)
+            raise
         finally:
             self._finished = True
             self.counters.flush()
@@ -133,17 +144,9 @@ class EventWorker:
     def adopt_handoff(self, sock: Any, session: int, port: Any, remote: Any) -> None:
         """THREAD mode: a connection the master accepted for us (runs on our thread)."""
         if self._stopping or self._finished:
-            # We are leaving: refuse it cleanly (socket closed, record retired, counted).
-            sock.close()
-            self.state.q[self.state.record_base(session) + S.C_SESSION] = -session
-            self.counters.close += 1
-            self.counters.publish_close()
+            self.host.refuse(sock, session)  # we are leaving: refuse it cleanly
             return
-        try:
-            self.host.adopt(sock, session, port, remote)
-        except OSError as exc:
-            log.warning("could not take over session %d: %s", session, exc)
-            sock.close()
+        self.host.adopt(sock, session, port, remote)
 
     @property
     def stopping(self) -> bool:

@@ -54,7 +54,7 @@ class Host:
         self.counters = counters
         self.sink = sink
         self.conns: dict[int, Connection] = {}
-        self.held_records: dict[int, int] = {}  # closed sessions whose record a worker may still read
+        self.held_records: dict[int, tuple[int, int]] = {}  # closed session -> (record, expiry timer)
         setting = server.setting
         self.buffer_output_size: int = setting["buffer_output_size"]
         self.socket_buffer_size: int = setting["socket_buffer_size"]
@@ -64,8 +64,31 @@ class Host:
         self._heartbeat_timer: int | None = None
 
     # -- adopting sockets -------------------------------------------------------------------
-    def adopt(self, sock: socket.socket, session_id: int, listener: Any, remote: Any) -> Connection:
-        """Take ownership of an accepted socket whose shared record the acceptor published."""
+    def adopt(self, sock: socket.socket, session_id: int, listener: Any, remote: Any) -> Connection | None:
+        """Take ownership of an accepted socket whose shared record the acceptor published.
+        If that fails, the connection is refused cleanly: a live record that nobody owns would
+        count as an open connection forever (stats, exist, max_conn)."""
+        try:
+            return self._adopt(sock, session_id, listener, remote)
+        except Exception:
+            log.exception("could not take over session %d; closing it", session_id)
+            self.refuse(sock, session_id)
+            return None
+
+    def refuse(self, sock: socket.socket, session_id: int) -> None:
+        """Close a connection that never became ours: socket, record and close count."""
+        conn = self.conns.pop(session_id, None)
+        if conn is not None and self.reactor.has(conn.fd):
+            self.reactor.remove(conn.fd)
+        try:
+            sock.close()
+        except OSError:
+            pass
+        self._q[self.state.record_base(session_id) + S.C_SESSION] = -session_id
+        self.counters.close += 1
+        self.counters.publish_close()
+
+    def _adopt(self, sock: socket.socket, session_id: int, listener: Any, remote: Any) -> Connection:
         sock.setblocking(False)
         conn = Connection(self, sock, session_id, listener, self.state.record_base(session_id), remote)
         self.conns[session_id] = conn
@@ -318,15 +341,17 @@ class Host:
         if self.sink.holds_record(conn):
             # PROCESS mode: the worker's on_close may still call get_client_info(); the
             # record stays readable until the worker says it is done (or a timeout).
-            self.held_records[conn.session_id] = conn.record
-            self.reactor.after(RECORD_HOLD_MS, self.release_record, conn.session_id)
+            timer = self.reactor.after(RECORD_HOLD_MS, self.release_record, conn.session_id)
+            self.held_records[conn.session_id] = (conn.record, timer)
         else:
             self._q[conn.record + S.C_SESSION] = -conn.session_id
 
     def release_record(self, session: int) -> None:
         """Turn a held record into a tombstone (the worker finished its on_close)."""
-        record = self.held_records.pop(session, None)
-        if record is not None:
+        held = self.held_records.pop(session, None)
+        if held is not None:
+            record, timer = held
+            self.reactor.clear_timer(timer)  # (a no-op when the timer itself got us here)
             self._q[record + S.C_SESSION] = -session
 
     def close_all(self, reason: int = ErrorCode.SESSION_CLOSED_BY_SERVER) -> None:

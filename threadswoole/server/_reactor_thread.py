@@ -137,11 +137,7 @@ class ReactorThread:
     # -- from the accept loop ---------------------------------------------------------------
     def adopt(self, sock: Any, session: int, port: Any, remote: Any) -> None:
         """Called on this thread (posted by the master's accept loop)."""
-        try:
-            self.host.adopt(sock, session, port, remote)
-        except OSError as exc:
-            log.warning("could not take over session %d: %s", session, exc)
-            sock.close()
+        self.host.adopt(sock, session, port, remote)
 
     # -- datagrams --------------------------------------------------------------------------
     def on_packet(self, port: Any, data: bytes, client_info: dict) -> None:

@@ -105,7 +105,8 @@ A_ROUND, A_ACCEPTED = range(2)
     C_SEND_QUEUED,
     C_WEBSOCKET_STATUS,
     C_FLAGS,
-) = range(22)
+    C_OWNER_PID,  # the process holding the socket (BASE: lets the manager retire a dead worker's records)
+) = range(23)
 FLAG_PROTECTED = 1
 FLAG_PAUSED = 2
 FLAG_DELAYED = 4

@@ -42,13 +42,14 @@ class _Reload:
 class Supervisor:
     """Owns the Worker objects of every worker id and keeps them running."""
 
-    def __init__(self, server: Any, state: S.SharedState, reactor: Reactor, make_worker: Callable[[int], Worker], *, event_ids: list[int], task_ids: list[int]) -> None:
+    def __init__(self, server: Any, state: S.SharedState, reactor: Reactor, make_worker: Callable[[int], Worker], *, event_ids: list[int], task_ids: list[int], on_exit: Callable[[Worker], Any] | None = None) -> None:
         self.server = server
         self.state = state
         self.reactor = reactor
         self.make_worker = make_worker
         self.event_ids = event_ids
         self.task_ids = task_ids
+        self.on_exit = on_exit  # the mode's clean-up for a worker that is gone (BASE: its sessions)
         self.workers: dict[int, Worker] = {}
         self.retired: list[Worker] = []  # stopping predecessors still draining
         self.by_pid: dict[int, Worker] = {}
@@ -123,6 +124,11 @@ class Supervisor:
             self.spawn(worker_id)
 
     def worker_exited(self, worker: Worker) -> None:
+        if self.on_exit is not None:
+            try:
+                self.on_exit(worker)
+            except Exception:
+                log.exception("clean-up after worker %d failed", worker.worker_id)
         if worker in self.retired:
             self.retired.remove(worker)
             self._maybe_finished()

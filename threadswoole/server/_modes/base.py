@@ -19,6 +19,7 @@ from threadswoole import _context
 from threadswoole.server import _ipc
 from threadswoole.server import _state as S
 from threadswoole.server._acceptor import Acceptor
+from threadswoole.server._counters import StatCounters
 from threadswoole.server._event_worker import EventWorker, WorkerWiring, check_message_target
 from threadswoole.server._mailbox import MailboxLink
 from threadswoole.server._listener import open_listener
@@ -98,7 +99,9 @@ class BaseDriver(DriverBase):
         self.fire("start")
         bind_manager_context(server, reactor)
         self.fire("manager_start")
-        supervisor = Supervisor(server, self.state, reactor, self._make_worker, event_ids=list(range(self.worker_num)), task_ids=[])
+        self.manager_counters = StatCounters(self.state, 0)
+        reactor.periodic.append(self.manager_counters.flush)
+        supervisor = Supervisor(server, self.state, reactor, self._make_worker, event_ids=list(range(self.worker_num)), task_ids=[], on_exit=self._retire_sessions)
         self.supervisor = supervisor
         inbox = _ipc.Inbox(self.inboxes[MANAGER], self._manager_message)
         reactor.add(inbox.fd, EPOLLIN, inbox.on_readable)
@@ -116,7 +119,28 @@ class BaseDriver(DriverBase):
         reactor.run()
         self.fire("manager_stop")
         reactor.close()
+        self.manager_counters.flush()
+        self.manager_counters.release()  # no view may outlive the segment (it is unlinked next)
         return True
+
+    def _retire_sessions(self, worker: Any) -> None:
+        """A BASE worker is gone: its sockets died with it (the kernel closed them), but a
+        worker killed -9 could not retire their shared records. Do it here, once it is dead
+        (so there is no other writer): only records that process held, since a replacement
+        with the same worker id may already be accepting."""
+        state = self.state
+        assert state is not None
+        q = state.q
+        retired = 0
+        for session in state.live_sessions(acceptor=worker.worker_id):
+            base = state.record_base(session)
+            if q[base + S.C_OWNER_PID] == worker.pid and q[base + S.C_SESSION] == session:
+                q[base + S.C_SESSION] = -session
+                retired += 1
+        if retired:
+            self.manager_counters.close += retired
+            self.manager_counters.publish_close()
+            log.warning("worker %d (pid %d) died holding %d connections; they are closed", worker.worker_id, worker.pid, retired)
 
     def _shutdown_all(self) -> None:
         assert self.supervisor is not None and self.manager_reactor is not None
