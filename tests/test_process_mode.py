@@ -412,3 +412,52 @@ def test_discard_timeout_request_drops_data_of_a_connection_already_closed(run_s
     late = [e for e in handle.drain(1.5) if e["event"] == "receive" and e["data"] == "late\n"]
     assert bool(late) is (not discard)
     assert handle.stop() == 0
+
+
+def test_requests_a_killed_worker_had_read_are_redelivered_once_and_in_order(run_server):
+    """kill -9 while a worker holds five requests it read (one batch) but did not answer:
+    its replacement answers all five, in order, exactly once."""
+
+    def setup(server, emit):
+        _report(server, emit)
+
+        def on_receive(srv, fd, rid, data):
+            if data == b"slow\n":
+                emit("slow", pid=os.getpid())
+                time.sleep(1.5)
+            srv.send(fd, data.upper())
+
+        server.on("receive", on_receive)
+
+    handle = run_server(setup, mode="process", settings={"worker_num": 1, "open_eof_split": True, "package_eof": b"\n"})
+    client = connect(handle.port)
+    client.sendall(b"slow\na\nb\nc\nd\n")  # one read for the reactor: one batch for the worker
+    victim = handle.wait("slow")["pid"]
+    os.kill(victim, signal.SIGKILL)
+    assert handle.wait("worker_error")["signal"] == signal.SIGKILL
+    again = handle.wait("slow")["pid"]  # the event it was handling gets one second chance
+    assert again != victim
+    assert recv_exact(client, 13, timeout=15) == b"SLOW\nA\nB\nC\nD\n"
+    client.settimeout(0.5)
+    with pytest.raises(socket.timeout):
+        client.recv(10)  # and nothing twice
+    assert handle.stop() == 0
+
+
+def test_a_request_that_kills_every_worker_is_dropped_after_the_second_death(run_server):
+    def setup(server, emit):
+        _report(server, emit)
+
+        def on_receive(srv, fd, rid, data):
+            if data == b"poison\n":
+                os.kill(os.getpid(), signal.SIGKILL)
+            srv.send(fd, data.upper())
+
+        server.on("receive", on_receive)
+
+    handle = run_server(setup, mode="process", settings={"worker_num": 1, "open_eof_split": True, "package_eof": b"\n"})
+    client = connect(handle.port)
+    client.sendall(b"poison\nafter\n")
+    handle.wait_n("worker_error", 2, timeout=20)  # killed twice, then given up on
+    assert recv_exact(client, 6, timeout=15) == b"AFTER\n"
+    assert handle.stop() == 0

@@ -183,7 +183,7 @@ class EventWorker:
     def _check_drained(self) -> None:
         if self.server.setting.get("reload_async"):
             self.runtime.call("worker_exit", self.server._callbacks.lookup("worker_exit"), self.server, self.worker_id)
-        idle = not self.host.conns and len(self.reactor.timers) == 0
+        idle = not self.host.conns and self.reactor.user_timer_count() == 0
         if idle or time.monotonic() >= self._drain_deadline:
             self._leave(graceful=True)
         else:

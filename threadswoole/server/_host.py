@@ -475,7 +475,7 @@ class Host:
         def check(_timer_id: int) -> None:
             self.heartbeat(True, idle_time)
 
-        self._heartbeat_timer = self.reactor.tick(max(1.0, interval * 1000), check)
+        self._heartbeat_timer = self.reactor.internal_tick(max(1.0, interval * 1000), check)
 
     def each(self, fn: Callable[[Connection], Any]) -> None:
         for conn in list(self.conns.values()):

@@ -49,6 +49,8 @@ T_CONNECT, T_DATA, T_CLOSE, T_BUFFER_FULL, T_BUFFER_EMPTY, T_PACKET = 1, 2, 3, 4
 # worker -> reactor / owner (connection operations)
 T_SEND, T_SENDFILE, T_CLOSE_REQUEST, T_CLOSE_DONE, T_PAUSE, T_RESUME, T_CONFIRM, T_PROTECT, T_BIND, T_SENDTO = range(10, 20)
 T_HEARTBEAT = 20
+# redelivery between reactor threads and PROCESS workers (see _redelivery.py)
+T_ACK, T_HELLO, T_REPLAY = 21, 22, 23
 # between workers and task workers
 T_PIPE_MESSAGE, T_TASK, T_FINISH = 30, 31, 32
 # to and from the manager
@@ -88,23 +90,25 @@ class Outbox:
         self.blocked = False
         self.next_msg_id = 1
 
-    def put(self, type_: int, session: int = 0, payload: bytes | memoryview = b"", *, port: int = 0, reactor: int = 0, flags: int = 0) -> None:
+    def put(self, type_: int, session: int = 0, payload: bytes | memoryview = b"", *, port: int = 0, reactor: int = 0, flags: int = 0, msg_id: int = 0) -> None:
+        """Queue one message; `msg_id` (32 bits) is free for the caller (a sequence number)."""
         size = len(payload)
         if size > CHUNK_SIZE:
-            self._put_chunked(type_, session, payload, port, reactor, flags)
+            self._put_chunked(type_, session, payload, port, reactor, flags, msg_id)
             return
         batch = self.batch
         if len(batch) + HEADER_SIZE + size > BATCH_LIMIT:
             self._seal()
-        batch += HEADER.pack(type_, flags, port, reactor, self.src, session, 0, size)
+        batch += HEADER.pack(type_, flags, port, reactor, self.src, session, msg_id, size)
         if size:
             batch += payload
 
-    def _put_chunked(self, type_: int, session: int, payload: bytes | memoryview, port: int, reactor: int, flags: int) -> None:
+    def _put_chunked(self, type_: int, session: int, payload: bytes | memoryview, port: int, reactor: int, flags: int, msg_id: int = 0) -> None:
         self._seal()
         view = memoryview(payload)
-        msg_id = self.next_msg_id
-        self.next_msg_id = (msg_id + 1) & 0xFFFF_FFFF or 1
+        if not msg_id:
+            msg_id = self.next_msg_id
+            self.next_msg_id = (msg_id + 1) & 0xFFFF_FFFF or 1
         total = len(view)
         for offset in range(0, total, CHUNK_SIZE):
             piece = view[offset : offset + CHUNK_SIZE]
@@ -182,6 +186,7 @@ class Inbox:
         self._partial: dict[int, tuple[int, bytearray, tuple]] = {}  # src -> (msg_id, data, header)
         self.orphans = 0
         self.paused = False
+        self.msg_id = 0  # msg_id of the message being handed to the handler right now
 
     def on_readable(self, _mask: int = 0) -> None:
         """Read up to MAX_DATAGRAMS_PER_WAKEUP datagrams (bounded, so one busy pipe cannot starve the loop)."""
@@ -214,6 +219,7 @@ class Inbox:
                 if payload is None:
                     continue
                 flags &= ~(FLAG_CHUNK | FLAG_BEGIN | FLAG_END)
+            self.msg_id = msg_id
             handler(type_, flags, port, reactor, src, session, payload)
 
     def _reassemble(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, msg_id: int, payload: bytes) -> bytes | None:

@@ -26,6 +26,7 @@ class MailboxLink:
         self.posts = posts  # mailbox id -> post socket
         self.outboxes: dict[int, _ipc.Outbox] = {}
         self.on_drained: Callable[[int], Any] | None = None  # called with the mailbox id
+        self.before_flush: Callable[[], Any] | None = None  # last messages of an iteration (acks)
         reactor.before_poll.append(self.flush)
 
     def outbox(self, target: int) -> _ipc.Outbox:
@@ -40,12 +41,16 @@ class MailboxLink:
         return box is not None and box.pending_bytes > BACKLOG_LIMIT
 
     def flush(self) -> None:
+        if self.before_flush is not None:
+            self.before_flush()
         for box in self.outboxes.values():
             if (box.batch or box.pending) and not box.blocked:
                 box.flush()
 
     def flush_now(self, timeout: float = 1.0) -> None:
         """Flush everything, waiting for room (used when leaving: nothing may be lost)."""
+        if self.before_flush is not None:
+            self.before_flush()
         for box in self.outboxes.values():
             box.flush_blocking(timeout)
 

@@ -30,6 +30,7 @@ from threadswoole.server._mailbox import MailboxLink
 from threadswoole.server._modes._common import MANAGER, watch_parent
 from threadswoole.server._reactor import EPOLLIN, Reactor
 from threadswoole.server._reactor_thread import reactor_mailbox
+from threadswoole.server._redelivery import Receiver
 from threadswoole.server._router import Router, send_datagram_to
 from threadswoole.server._runtime import Runtime
 
@@ -75,6 +76,8 @@ class PipeWorker:
         state.set_worker_field(self.worker_id, S.W_PID, os.getpid())
         state.set_worker_field(self.worker_id, S.W_STATUS, SWOOLE_WORKER_IDLE)
         self.reactor.add(self.inbox.fd, EPOLLIN, self._on_inbox)
+        reactors = [reactor_mailbox(r) for r in range(self.driver.reactor_num)]
+        self.receiver = Receiver(reactors, self.link, self.reactor, self._event, self.state, self.worker_id)
         watch_parent(self.reactor, lambda: self.request_stop("orphaned"))
         self.runtime.start()
         self._notify(_ipc.T_WORKER_STARTED)
@@ -102,6 +105,12 @@ class PipeWorker:
                 state.set_worker_field(self.worker_id, S.W_STATUS, SWOOLE_WORKER_IDLE)
 
     def on_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
+        if src <= -100:  # from a reactor thread: numbered, possibly redelivered (see _redelivery.py)
+            self.receiver.handle(src, self.inbox.msg_id, type_, flags, port, reactor, session, payload)
+            return
+        self._event(type_, flags, port, reactor, session, payload, src)
+
+    def _event(self, type_: int, flags: int, port: int, reactor: int, session: int, payload: bytes, src: int = -1) -> None:
         server = self.server
         runtime = self.runtime
         if type_ == _ipc.T_DATA:
@@ -166,11 +175,11 @@ class PipeWorker:
         self._leave()
 
     def _wait_for_timers(self, deadline: float) -> None:
-        """Drain: leave once no timer is left (our watchdog aside) or max_wait_time passed;
+        """Drain: leave once none of the user's timers is left or max_wait_time passed;
         with reload_async, worker_exit runs at every check so the code can clear its timers."""
         if self.server.setting.get("reload_async"):
             self.runtime.call("worker_exit", self.server._callbacks.lookup("worker_exit"), self.server, self.worker_id)
-        if len(self.reactor.timers) <= 1 or time.monotonic() >= deadline:
+        if self.reactor.user_timer_count() == 0 or time.monotonic() >= deadline:
             self._leave()
         else:
             self.reactor.after(DRAIN_CHECK_MS, self._wait_for_timers, deadline)

@@ -23,8 +23,9 @@ from threadswoole.server._connection import Connection
 from threadswoole.server._counters import StatCounters
 from threadswoole.server._dispatch import EVENT_CLOSE, EVENT_CONNECT, EVENT_DATA, Dispatcher, ip_key
 from threadswoole.server._host import Host
-from threadswoole.server._mailbox import MailboxLink
+from threadswoole.server._mailbox import BACKLOG_LIMIT, MailboxLink
 from threadswoole.server._reactor import EPOLLIN, Reactor
+from threadswoole.server._redelivery import Sender
 
 log = logging.getLogger("threadswoole")
 
@@ -46,13 +47,16 @@ class PipeSink:
         self.state = owner.state
         self.throttled: dict[int, set[Connection]] = {}
         self.link.on_drained = self.resume_throttled
+        self.sender = Sender(self.link, self.reactor_id, owner.driver.worker_num)  # numbered, kept until acknowledged
+        self.worker_num = owner.driver.worker_num
+        self.by_session = self.dispatcher.func is None and self.dispatcher.mode == 2
 
     def _worker(self, conn: Connection, event: int, data: bytes = b"") -> int:
         remote = conn.remote[0] if isinstance(conn.remote, tuple) else ""
         return self.dispatcher.worker_for(conn.session_id, remote, conn.uid, event, data)
 
     def _put(self, worker: int, type_: int, conn: Connection, payload: bytes = b"", flags: int = 0) -> None:
-        self.link.outbox(worker).put(type_, conn.session_id, payload, port=conn.listener.index, reactor=self.reactor_id, flags=flags)
+        self.sender.send(worker, type_, conn.session_id, payload, conn.listener.index, flags)
 
     def holds_record(self, conn: Connection) -> bool:
         return self.dispatcher.deliver_connect_close
@@ -67,10 +71,13 @@ class PipeSink:
         self._put(worker, _ipc.T_CONNECT, conn, conn.client_cert.encode() if conn.client_cert else b"")
 
     def on_data(self, conn: Connection, data: bytes) -> None:
-        worker = self._worker(conn, EVENT_DATA, data)
-        self._put(worker, _ipc.T_DATA, conn, data)
+        # the hot path of PROCESS mode: the default dispatch (by session) without calls
+        session = conn.session_id
+        worker = session % self.worker_num if self.by_session else self._worker(conn, EVENT_DATA, data)
+        sender = self.sender
+        sender.send(worker, _ipc.T_DATA, session, data, conn.listener.index)
         self.counters.dispatch += 1
-        if self.link.over_limit(worker):
+        if sender.boxes[worker].pending_bytes > BACKLOG_LIMIT:
             # Back-pressure: that worker is behind, so stop reading this client until its
             # pipe drains, instead of queueing without bound in the master.
             conn.throttled = True
@@ -146,12 +153,18 @@ class ReactorThread:
             worker = dispatcher.worker_for(0, client_info["address"], 0, EVENT_DATA, data)
         else:
             worker = (ip_key(client_info["address"]) + client_info["port"]) % self.driver.worker_num
-        self.link.outbox(worker).put(_ipc.T_PACKET, 0, pickle.dumps((data, client_info)), port=port.index, reactor=self.reactor_id)
+        self.sink.sender.send(worker, _ipc.T_PACKET, 0, pickle.dumps((data, client_info)), port.index)
         self.counters.dispatch += 1
 
     # -- from the workers -------------------------------------------------------------------
     def on_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
         host = self.host
+        if type_ == _ipc.T_ACK:
+            self.sink.sender.acknowledged(src, session)
+            return
+        if type_ == _ipc.T_HELLO:
+            self.sink.sender.replay(src, payload)
+            return
         if type_ == _ipc.T_CLOSE_DONE:
             host.release_record(session)
             return

@@ -34,7 +34,7 @@ from threadswoole.server import _shm
 WORD = 8
 HEADER_WORDS = 16
 STAT_WORDS = 16
-WORKER_WORDS = 8
+WORKER_WORDS = 16
 ACCEPTOR_WORDS = 4
 CONN_WORDS = 32
 
@@ -77,6 +77,10 @@ STAT_NAMES = {
 
 # worker table
 W_STATUS, W_PID, W_TID, W_GENERATION, W_START_TIME, W_ROLE, W_REQUESTS = range(7)
+# PROCESS redelivery (see _redelivery.py): the event a worker is handling (written by the
+# worker), and how its previous instance ended (written by the manager before a respawn)
+W_CURRENT, W_DEATH = 7, 8
+DEATH_PLANNED, DEATH_STUCK, DEATH_CRASHED = 0, 1, 2
 
 # acceptor table
 A_ROUND, A_ACCEPTED = range(2)

@@ -121,6 +121,7 @@ class Supervisor:
         worker.stopping = True
         if wait_event:
             self._retire(worker)
+            self.state.set_worker_field(worker_id, S.W_DEATH, S.DEATH_PLANNED)
             self.spawn(worker_id)
 
     def worker_exited(self, worker: Worker) -> None:
@@ -138,6 +139,9 @@ class Supervisor:
         abnormal = bool(worker.exit_signal) or (bool(worker.exit_code) and not worker.stopping)
         if abnormal and not self.shutting_down:
             self._report_error(worker)
+        # Tell the replacement how this instance ended (what it redelivers depends on it).
+        death = S.DEATH_STUCK if getattr(worker, "force_killed", False) else S.DEATH_CRASHED if abnormal else S.DEATH_PLANNED
+        self.state.set_worker_field(worker.worker_id, S.W_DEATH, death)
         del self.workers[worker.worker_id]
         if self.shutting_down:
             self._maybe_finished()
@@ -172,6 +176,7 @@ class Supervisor:
     def _force(self, worker: Worker) -> None:
         if worker.is_alive():
             log.warning("worker %d (pid %d) did not stop within max_wait_time; killing it", worker.worker_id, worker.pid)
+            worker.force_killed = True  # type: ignore[attr-defined]  # its current event is the suspect
             worker.kill()
             if isinstance(worker, ThreadWorker):
                 worker.exit_code = worker.exit_code if worker.exit_code is not None else 0

@@ -1,0 +1,165 @@
+"""PROCESS mode: no event is lost when a worker dies (kill -9 included).
+
+A reactor thread numbers every event it sends to a worker (connect, data, close, packet,
+buffer events) and keeps it until that worker acknowledges it. A worker acknowledges what
+it finished in the same datagram that carries its replies, so a request is either answered
+and acknowledged or neither. When a worker (re)starts it says hello to every reactor thread;
+each answers with the events that are still unacknowledged, in order. The new worker
+handles those first and then its mailbox, dropping what it has already handled (the same
+events, still queued). Events a dead worker had read but not finished are therefore handled
+again by its replacement: a client never misses an answer, and a callback runs twice only
+if its worker was killed in the middle of it.
+
+One event is a suspect: the one the dead worker was handling (it records it in its worker
+slot). If the manager killed that worker for being stuck past max_wait_time, the suspect is
+not redelivered (it would hang the replacement too). If the worker crashed, the suspect is
+redelivered once, and dropped if it kills a second worker. An event whose callback raised
+SystemExit (PHP's exit()) counts as handled.
+
+Sequence numbers travel in the 32-bit msg_id of the message header and are compared with
+serial-number arithmetic (RFC 1982), so they may wrap on a long-running server.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import pickle
+import struct
+from typing import Any, Callable
+
+from threadswoole.server import _ipc
+from threadswoole.server import _state as S
+
+log = logging.getLogger("threadswoole")
+MASK = 0xFFFF_FFFF
+HALF = 1 << 31
+REPLAY_WAIT_MS = 2000  # a reactor that does not answer a hello within this is not waited for
+
+
+def after(seq: int, last: int) -> bool:
+    """Serial-number comparison: is `seq` later than `last` (both 32-bit)?"""
+    return 0 < ((seq - last) & MASK) < HALF
+
+
+HELLO = struct.Struct(">BI")  # how the predecessor ended, the seq of its suspect event (0: none)
+
+
+class Sender:
+    """Reactor side: numbered events per worker, kept until acknowledged (hot path: lists
+    indexed by worker id and cached outboxes, no dict or method lookups per event)."""
+
+    def __init__(self, link: Any, reactor_id: int, worker_num: int) -> None:
+        self.link = link
+        self.reactor_id = reactor_id
+        self.next_seq = [0] * worker_num
+        self.pending: list[collections.deque] = [collections.deque() for _ in range(worker_num)]
+        self.boxes: list[Any] = [None] * worker_num
+        self.redelivered: set[tuple[int, int]] = set()  # (worker, seq) suspects given a second chance
+
+    def send(self, worker: int, type_: int, session: int, payload: bytes, port: int, flags: int = 0) -> None:
+        seq = self.next_seq[worker] + 1
+        if seq > MASK:
+            seq = 1
+        self.next_seq[worker] = seq
+        self.pending[worker].append((seq, type_, session, payload, port, flags))
+        box = self.boxes[worker]
+        if box is None:
+            box = self.boxes[worker] = self.link.outbox(worker)
+        box.put(type_, session, payload, port=port, reactor=self.reactor_id, flags=flags, msg_id=seq)
+
+    def acknowledged(self, worker: int, seq: int) -> None:
+        pending = self.pending[worker]
+        popleft = pending.popleft
+        # pop every entry not later than seq (serial arithmetic, inlined)
+        while pending and not 0 < ((pending[0][0] - seq) & MASK) < HALF:
+            entry = popleft()
+            if self.redelivered:
+                self.redelivered.discard((worker, entry[0]))
+
+    def replay(self, worker: int, hello: bytes) -> None:
+        """A worker (re)started: send it everything it has not acknowledged, in order, less
+        the suspect event of a predecessor that was killed as stuck or crashed twice on it."""
+        death, suspect = HELLO.unpack(hello) if len(hello) == HELLO.size else (S.DEATH_PLANNED, 0)
+        pending = self.pending[worker]
+        entries = []
+        for entry in pending:
+            if suspect and entry[0] == suspect and death != S.DEATH_PLANNED:
+                if death == S.DEATH_STUCK or (worker, suspect) in self.redelivered:
+                    log.warning("reactor %d: not redelivering event %d (session %d): worker %d died handling it%s", self.reactor_id, suspect, entry[2], worker, " (stuck)" if death == S.DEATH_STUCK else " twice")
+                    continue
+                self.redelivered.add((worker, suspect))
+            entries.append(entry)
+        if len(entries) != len(pending):
+            self.pending[worker] = collections.deque(entries)
+        self.link.outbox(worker).put(_ipc.T_REPLAY, 0, pickle.dumps(entries), reactor=self.reactor_id)
+        if entries and death != S.DEATH_PLANNED:
+            log.info("reactor %d: redelivering %d unacknowledged events to worker %d", self.reactor_id, len(entries), worker)
+
+
+Deliver = Callable[[int, int, int, int, int, bytes], Any]  # type, flags, port, reactor, session, payload
+
+
+class Receiver:
+    """Worker side: hold each reactor's events until its replay arrived, drop duplicates,
+    remember the last finished event of each reactor and acknowledge it."""
+
+    def __init__(self, reactors: list[int], link: Any, reactor: Any, deliver: Deliver, state: S.SharedState, worker_id: int) -> None:
+        self.link = link
+        self.deliver = deliver
+        self.done: dict[int, int] = {}  # reactor mailbox -> last finished seq
+        self.acked: dict[int, int] = {}
+        self.waiting: dict[int, list] | None = {mailbox: [] for mailbox in reactors}
+        self.q = state.q
+        self.current_word = state.worker_base(worker_id) + S.W_CURRENT
+        # what our predecessor was handling when it ended, and how it ended
+        current = self.q[self.current_word]
+        death = state.worker_field(worker_id, S.W_DEATH)
+        self.q[self.current_word] = 0
+        state.set_worker_field(worker_id, S.W_DEATH, S.DEATH_PLANNED)
+        suspect_src, suspect_seq = -(current >> 32), current & MASK
+        link.before_flush = self.put_acks
+        for mailbox in reactors:
+            hello = HELLO.pack(death, suspect_seq if current and mailbox == suspect_src else 0)
+            link.outbox(mailbox).put(_ipc.T_HELLO, 0, hello)
+        link.flush_now(1.0)
+        reactor.internal_after(REPLAY_WAIT_MS, self._stop_waiting)
+
+    def handle(self, src: int, seq: int, type_: int, flags: int, port: int, reactor: int, session: int, payload: bytes) -> None:
+        waiting = self.waiting
+        if type_ == _ipc.T_REPLAY:
+            held = waiting.pop(src, []) if waiting is not None else []
+            for entry_seq, entry_type, entry_session, entry_payload, entry_port, entry_flags in pickle.loads(payload):
+                self._one(src, entry_seq, entry_type, entry_flags, entry_port, reactor, entry_session, entry_payload)
+            for message in held:
+                self._one(src, *message)
+            return
+        if waiting is not None and src in waiting:
+            waiting[src].append((seq, type_, flags, port, reactor, session, payload))
+            return
+        self._one(src, seq, type_, flags, port, reactor, session, payload)
+
+    def _one(self, src: int, seq: int, type_: int, flags: int, port: int, reactor: int, session: int, payload: bytes) -> None:
+        last = self.done.get(src)
+        if last is not None and not after(seq, last):
+            return  # handled already (it was replayed and is still queued too)
+        self.q[self.current_word] = (-src << 32) | seq  # the suspect, should we die now
+        try:
+            self.deliver(type_, flags, port, reactor, session, payload)
+        except SystemExit:
+            self.done[src] = seq  # exit() in a callback: handled, not to be redelivered
+            raise
+        self.done[src] = seq
+
+    def _stop_waiting(self) -> None:
+        waiting, self.waiting = self.waiting, None
+        for src, held in (waiting or {}).items():
+            log.warning("no redelivery answer from reactor mailbox %d; handling its %d queued events", src, len(held))
+            for message in held:
+                self._one(src, *message)
+
+    def put_acks(self) -> None:
+        for src, seq in self.done.items():
+            if self.acked.get(src) != seq:
+                self.link.outbox(src).put(_ipc.T_ACK, seq)
+                self.acked[src] = seq
