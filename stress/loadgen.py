@@ -13,6 +13,20 @@ Timeline: workers connect, report ready, the parent broadcasts a common
 then ``duration`` seconds are measured, then every socket is closed and the
 worker sends its counters back. Every wait has a deadline; hung workers are
 killed.
+
+Drivers for the stress scenarios, built on the same pieces (all multi-process,
+loopback-only, bounded):
+
+- ``ConnectionPool``: thousands of connections held open by processes of at
+  most 1,000 each (RLIMIT_NOFILE raised), echo traffic on a subset of them,
+  and a count of how many are still open (capacity).
+- ``run_churn``: connect / send / receive the echo / close cycles from several
+  processes (churn).
+- ``run_checked``: length-framed traffic where every message carries a tag
+  (connection id, sequence number) and the CRC32 of its payload, mixed sizes,
+  request/response and pipelined connections, a deadline per request (no
+  answer in time = failed; retries never hide a loss), per-interval counts
+  and a hook for injecting faults (soak, faults).
 """
 from __future__ import annotations
 
@@ -20,11 +34,13 @@ import argparse
 import errno
 import multiprocessing
 import os
+import random
 import select
 import socket
 import struct
 import sys
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
@@ -35,6 +51,9 @@ Address = Union[tuple, str]
 _HDR = struct.Struct(">I")
 _MAX_FRAME = 64 << 20
 _CONNECT_TIMEOUT = 10.0
+
+
+from stress._net import _check_loopback, _family_for, _reap, _recv_reply, raise_nofile  # noqa: E402,F401
 
 
 @dataclass
@@ -75,14 +94,6 @@ class LoadResult:
                 f"mismatches={self.mismatches} conns={self.connections_opened} "
                 f"failed={self.connections_failed} lost={self.connections_lost} "
                 f"sent={self.bytes_sent}B recv={self.bytes_received}B dur={self.duration:.2f}s")
-
-
-def _family_for(address: Address, family: Optional[int]) -> int:
-    if family is not None:
-        return family
-    if isinstance(address, str):
-        return socket.AF_UNIX
-    return socket.AF_INET6 if ":" in address[0] else socket.AF_INET
 
 
 class _Conn:
@@ -256,28 +267,59 @@ class _Worker:
             self._write(c, c.out, now)
 
     # ---- phases -----------------------------------------------------------
-    def connect_all(self) -> None:
-        """Open every connection; wait (bounded) for the handshakes, sending nothing yet."""
-        for c in self.conns:
-            self._open(c)
-        deadline = time.monotonic() + _CONNECT_TIMEOUT
-        while any(c.connecting for c in self.conns) and time.monotonic() < deadline:
+    def connect_all(self, timeout: float = _CONNECT_TIMEOUT, batch: int = 0) -> None:
+        """Open every connection; wait (bounded) for the handshakes, sending nothing yet.
+
+        ``batch``: at most that many handshakes in progress at once (0: all at once), so
+        that thousands of connections do not overflow the server's listen queue.
+        """
+        deadline = time.monotonic() + timeout
+        pending = list(self.conns)
+        pending.reverse()
+        connecting = 0
+        while (pending or connecting) and time.monotonic() < deadline:
+            while pending and (not batch or connecting < batch):
+                c = pending.pop()
+                self._open(c)
+                connecting += c.connecting
             for fd, _ev in self.ep.poll(0.1):
                 c = self.by_fd.get(fd)
                 if c is not None and c.connecting:
                     self._connected(c, time.monotonic(), traffic=False)
+                    connecting -= 1
         for c in self.conns:
             if c.connecting:
                 self.res.connections_failed += 1
                 self._drop(c, False, time.monotonic())
+        self.res.connections_failed += len(pending)
 
-    def run(self, start: float, warmup: float, duration: float) -> LoadResult:
+    def open_count(self) -> int:
+        """Connections still open: a non-blocking peek tells the ones the server closed."""
+        n = 0
+        for c in self.conns:
+            if c.sock is None:
+                continue
+            try:
+                if c.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                    continue
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                continue
+            n += 1
+        return n
+
+    def run(self, start: float, warmup: float, duration: float, active: Optional[int] = None,
+            close: bool = True) -> LoadResult:
+        """Traffic on the first ``active`` connections (default all); the others stay idle
+        but watched (a server closing one counts as a lost connection)."""
         self.measure_start = start + warmup
         self.measure_end = self.measure_start + duration
+        busy = self.conns if active is None else self.conns[:active]
         while time.monotonic() < start:
             time.sleep(min(0.01, max(0.0, start - time.monotonic())))
         now = time.monotonic()
-        for c in self.conns:
+        for c in busy:
             if c.sock is not None:
                 self._send_new(c, self.depth, now)
         by_fd, poll, event = self.by_fd, self.ep.poll, self._event
@@ -290,12 +332,32 @@ class _Worker:
             now = time.monotonic()
             if now >= next_retry:
                 next_retry = now + 0.05
-                for c in self.conns:
+                for c in busy:
                     if c.sock is None and c.retry_at <= now < self.measure_end:
                         self._open(c)
         self.res.duration = duration
-        self.close()
+        if close:
+            self.close()
+        else:
+            self._settle(busy)
         return self.res
+
+    def _settle(self, busy: list) -> None:
+        """After a run that keeps its connections: read the echoes still due (bounded), so
+        that the connections are idle and reusable."""
+        deadline = time.monotonic() + 5.0
+        while any(c.inflight for c in busy if c.sock is not None) and time.monotonic() < deadline:
+            now = time.monotonic()
+            for fd, ev in self.ep.poll(0.05):
+                c = self.by_fd.get(fd)
+                if c is not None:
+                    self._event(c, ev, now)
+        for c in busy:
+            if c.sock is not None and c.inflight:
+                self._drop(c, False, time.monotonic())
+            elif c.sock is not None and c.want_out:
+                c.want_out = False
+                self.ep.modify(c.fd, select.EPOLLIN)
 
     def close(self) -> None:
         for c in self.conns:
@@ -434,6 +496,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     for e in r.worker_errors:
         print("worker error:", e, file=sys.stderr)
     return 0 if not r.worker_errors and r.mismatches == 0 and r.requests > 0 else 1
+
+
+# The drivers the scenarios use, re-exported where they always were (import after the core).
+from stress.checked import DEFAULT_SIZES, IVL_FIELDS, CheckedResult, run_checked  # noqa: E402,F401
+from stress.loadtools import ChurnResult, ConnectionPool, run_churn  # noqa: E402,F401
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ named by ``--only``), each under a hard time bound, and ends with one table
 ``previous.json`` first) and, when a previous file exists, a plain-text
 comparison per scenario+mode+figure (old -> new, % change) is printed.
 
+After each scenario, any process it started that is still alive is killed (by PID) and
+reported as a failed row. The table is followed by the time each scenario took; the JSON
+also records those times, the load average at the start, the interpreter and the machine.
+
 Exit status: 0 when every row passed, 1 otherwise.
 """
 from __future__ import annotations
@@ -21,6 +25,8 @@ import time
 import traceback
 from types import ModuleType
 from typing import Any, Optional
+
+import psutil
 
 from stress.scenarios import SCENARIOS
 from stress.scenarios.common import make_row
@@ -55,13 +61,38 @@ def run_scenario(mod: ModuleType, quick: bool) -> list[dict]:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
     elapsed = time.monotonic() - t0
+    rows += leftover_rows(name)
     for r in rows:
         r.setdefault("seconds", round(elapsed, 1))
     return rows
 
 
+def leftover_rows(name: str) -> list[dict]:
+    """No process a scenario started may outlive it: any descendant of this runner still
+    alive is killed (by PID) and reported as a failed row."""
+    me = psutil.Process()
+    try:
+        left = [p for p in me.children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
+    except psutil.Error:
+        left = []
+    if not left:
+        return []
+    desc = []
+    for p in left:
+        try:
+            desc.append(f"{p.pid} {' '.join(p.cmdline())[:80]}")
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(left, timeout=3)
+    return [make_row(name, "-", "leftover processes", len(left), "proc", False,
+                     "killed after the scenario: " + "; ".join(desc))]
+
+
 def _num(v: float) -> str:
-    return f"{v:.2f}" if abs(v) < 100 else f"{v:.0f}"
+    if float(v).is_integer() or abs(v) >= 100:
+        return f"{v:.0f}"
+    return f"{v:.2f}"
 
 
 def _value(r: dict) -> str:
@@ -128,6 +159,13 @@ def compare(prev: dict, cur: dict) -> list[str]:
     return lines
 
 
+def _loadavg() -> Optional[list[float]]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m stress.run", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short durations (smoke run)")
@@ -143,13 +181,21 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     rows: list[dict] = []
+    timing: dict[str, float] = {}
+    load_start = _loadavg()
+    t_all = time.monotonic()
     for name in wanted:
         print(f"== {name} (quick={a.quick}) ...", flush=True)
+        t0 = time.monotonic()
         rows += run_scenario(known[name], a.quick)
+        timing[name] = round(time.monotonic() - t0, 1)
+    timing["total"] = round(time.monotonic() - t_all, 1)
     doc = {"started": started, "quick": a.quick, "only": wanted, "python": sys.version.split()[0],
-           "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "rows": rows}
+           "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+           "load_at_start": load_start, "timing_s": timing, "rows": rows}
     print()
     print_table(rows)
+    print("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in timing.items()))
     if not a.no_save:
         prev = save(doc, a.results_dir)
         print(f"results: {os.path.join(a.results_dir, 'latest.json')}")

@@ -6,7 +6,11 @@ are consistent (requests x size == bytes received), that byte-exactness is
 really checked (a corrupting server yields mismatches), that length framing,
 Unix sockets and ::1 work, that CPU accounting covers forked and already
 reaped children, and that stopping a server leaves no process behind, even
-one whose child ignores SIGTERM. About 30 s; loopback only.
+one whose child ignores SIGTERM. For the stress scenarios' drivers: that
+``run_checked`` reports a clean run as clean and detects corrupted, swallowed
+(timed out) and cut-off (lost) answers, that ``run_churn`` completes every
+cycle, and that ``ConnectionPool`` holds and drives its connections.
+About 40 s; loopback only.
 
 Also hosts the ``forker`` test server used for the CPU/orphan checks
 (``python -m stress.selftest serve-forker --host H --port 0 --burn S [--stubborn]``).
@@ -25,7 +29,7 @@ from typing import Callable, Optional
 
 import psutil
 
-from stress.loadgen import run_load
+from stress.loadgen import ConnectionPool, run_checked, run_churn, run_load
 from stress.proctree import ServerProcess
 
 RESULTS: list[tuple[str, bool, str]] = []
@@ -124,6 +128,89 @@ def test_loadgen() -> None:
     ls.close()
 
 
+class _FramedFaulty(threading.Thread):
+    """Length-framed echo server (thread per connection) that misbehaves on purpose:
+    ``corrupt`` flips a payload byte of every 50th frame, ``swallow`` never answers every
+    200th frame, ``close`` closes the connection at every 300th frame."""
+
+    def __init__(self, lsock: socket.socket, fault: str = "") -> None:
+        super().__init__(daemon=True)
+        self.lsock, self.fault, self.n = lsock, fault, 0
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _exact(c: socket.socket, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = c.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("eof")
+            buf += chunk
+        return buf
+
+    def serve(self, c: socket.socket) -> None:
+        with c:
+            try:
+                while True:
+                    head = self._exact(c, 4)
+                    body = self._exact(c, int.from_bytes(head, "big"))
+                    with self.lock:
+                        self.n += 1
+                        n = self.n
+                    if self.fault == "corrupt" and n % 50 == 0 and len(body) > 12:
+                        body = body[:-1] + bytes([body[-1] ^ 0xFF])
+                    elif self.fault == "swallow" and n % 200 == 0:
+                        continue
+                    elif self.fault == "close" and n % 300 == 0:
+                        return
+                    c.sendall(head + body)
+            except OSError:
+                pass
+
+
+def test_checked() -> None:
+    """run_checked (soak / faults), run_churn and ConnectionPool count what they claim."""
+    sizes = ((16, 50), (300, 30), (5000, 20))
+    expect = {
+        "": lambda r: r.ok > 0 and r.failed == 0 and r.mismatches == 0 and r.lost == 0,
+        "corrupt": lambda r: r.mismatches > 0 and r.failed >= r.mismatches,
+        "swallow": lambda r: r.timeouts > 0 and r.lost == 0 and r.mismatches == 0,
+        "close": lambda r: r.lost > 0 and r.timeouts == 0 and r.mismatches == 0,
+    }
+    for fault, ok in expect.items():
+        ls = socket.create_server(("127.0.0.1", 0))
+        _FramedFaulty(ls, fault).start()
+        # request/response only for "swallow": on a pipelined connection a missing answer
+        # shows as the next answer arriving in its place (a mismatch), not as a timeout
+        r = run_checked(ls.getsockname(), connections=6, pipelined=0 if fault == "swallow" else 2,
+                        depth=4, duration=1.5,
+                        sizes=sizes, timeout=1.0, interval=0.5, processes=1)
+        ls.close()
+        check(f"run_checked {'detects ' + fault if fault else 'clean run is clean'}", ok(r) and not r.worker_errors,
+              r.summary() + f"; {len(r.intervals)} intervals")
+
+    def churn_and_pool(srv: ServerProcess) -> None:
+        c = run_churn(("127.0.0.1", srv.port), 2000, processes=2, framing="length")
+        check("run_churn completes every cycle", c.cycles == 2000 and c.failed == 0 and c.mismatches == 0,
+              f"{c.cycles} cycles, failed {c.failed}, mismatches {c.mismatches}, {c.rate():.0f}/s")
+        with ConnectionPool(("127.0.0.1", srv.port), 600, per_process=300, framing="length") as pool:
+            opened, failed = pool.open()
+            lr = pool.traffic(100, 1.0, warmup=0.2)
+            still = pool.open_count()
+        check("ConnectionPool holds and drives its connections",
+              opened == 600 and failed == 0 and still == 600 and lr.requests > 0 and lr.mismatches == 0,
+              f"opened {opened}, failed {failed}, still open {still}; traffic {lr.summary()}")
+    with_server("stress.servers.asyncio_echo", ["--framing", "length"], "127.0.0.1", churn_and_pool)
+
+
 def test_cpu_accounting() -> None:
     def prefork(srv: ServerProcess) -> None:
         tree = srv.tree
@@ -186,7 +273,7 @@ def serve_forker(host: str, port: int, burn: float, delay: float, stubborn: bool
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m stress.selftest")
-    ap.add_argument("what", nargs="?", default="all", choices=("all", "loadgen", "cpu", "serve-forker"))
+    ap.add_argument("what", nargs="?", default="all", choices=("all", "loadgen", "checked", "cpu", "serve-forker"))
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--burn", type=float, default=1.0)
@@ -197,6 +284,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return serve_forker(a.host, a.port, a.burn, a.delay, a.stubborn)
     if a.what in ("all", "loadgen"):
         test_loadgen()
+    if a.what in ("all", "checked"):
+        test_checked()
     if a.what in ("all", "cpu"):
         test_cpu_accounting()
     failed = sum(not ok for _, ok, _ in RESULTS)

@@ -9,14 +9,20 @@ Adding a scenario: drop a module in this package that defines
   expected failure (a server that does not start is a failed row, not a crash),
 
 then add the module to ``SCENARIOS`` below. Thresholds go in ``stress/thresholds.py``.
+Each scenario covers the three modes (``common.MODES``; BASE, PROCESS and THREAD with two
+workers each) one after the other; the runner checks after each scenario that no process
+it started is left.
 """
 from __future__ import annotations
 
 from types import ModuleType
 
-from stress.scenarios import comparison
+from stress.scenarios import capacity, churn, comparison, faults, soak
 
 SCENARIOS: list[ModuleType] = [
+    capacity,
+    churn,
+    soak,
+    faults,
     comparison,
-    # capacity, churn, soak, faults: to be added
 ]
