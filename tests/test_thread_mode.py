@@ -257,3 +257,22 @@ def test_worker_pid_is_the_master_pid(run_server):
     assert event["pid"] == event["other"] == event["master"] == event["manager"] == event["os_pid"] == handle.pid
     assert handle.stop() == 0
 
+
+
+def test_shutdown_racing_worker_start_releases_every_shared_view(run_server):
+    """A shutdown while worker threads are still starting: the threads that see the stop
+    before they run must still release their view of shared memory, or the segment cannot be
+    closed (BufferError printed at exit, which the harness turns into a failure)."""
+
+    def setup(server, emit):
+        def on_worker_start(srv, worker_id):
+            srv.shutdown()  # the first thread to start stops the server while the others start
+
+        server.on("worker_start", on_worker_start)
+        server.on("receive", lambda srv, fd, rid, data: srv.send(fd, data))
+
+    for _ in range(8):
+        handle = run_server(setup, mode="thread", settings={"worker_num": 4}, wait_for=None)
+        code = handle.wait_exit(15)
+        handle.drain()  # raises with the child's traceback if it failed
+        assert code == 0 and handle.unraisable == []

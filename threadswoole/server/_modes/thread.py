@@ -137,10 +137,10 @@ class ThreadDriver(DriverBase):
         worker = EventWorker(self.server, self.state, thread_worker.worker_id, ThreadWiring(self), self)
         thread_worker.event_worker = worker  # type: ignore[attr-defined]
         self.workers[worker.worker_id] = worker
-        if thread_worker.stopping:
-            return 0
         try:
-            return worker.run()
+            # Asked to stop before it ran (a shutdown racing a respawn): still release its
+            # counters view below, or the segment cannot be closed at shutdown.
+            return 0 if thread_worker.stopping else worker.run()
         finally:
             if self.workers.get(worker.worker_id) is worker:
                 self.set_accepting(worker.worker_id, False)
