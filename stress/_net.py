@@ -1,29 +1,12 @@
 """Helpers shared by the load drivers: address family, loopback check, worker plumbing."""
 from __future__ import annotations
 
-import argparse
-import errno
 import multiprocessing
-import os
-import random
-import select
 import socket
-import struct
-import sys
-import time
-import zlib
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
 
-from stress.histogram import Histogram
-
 Address = Union[tuple, str]
-_HDR = struct.Struct(">I")
-_MAX_FRAME = 64 << 20
 _CONNECT_TIMEOUT = 10.0
-
-
 
 
 def _family_for(address: Address, family: Optional[int]) -> int:
@@ -53,6 +36,29 @@ def _check_loopback(address: Address) -> None:
         raise ValueError("load is only ever sent to loopback addresses")
 
 
+def _spawn(target: Callable, *args: object) -> tuple:
+    """Fork a load process running ``target(pipe, *args)``; returns (process, parent's pipe end)."""
+    parent_end, child_end = multiprocessing.get_context("fork").Pipe()
+    p = multiprocessing.get_context("fork").Process(target=target, daemon=True, args=(child_end, *args))
+    p.start()
+    child_end.close()
+    return p, parent_end
+
+
+def _serve_parent(pipe, body: Callable[[], None]) -> None:
+    """Run a load process's ``body``; any failure is reported as ("error", text), so the
+    parent never hangs waiting for a reply, and the pipe is closed either way."""
+    try:
+        body()
+    except BaseException as exc:
+        try:
+            pipe.send(("error", f"{type(exc).__name__}: {exc}"))
+        except Exception:
+            pass
+    finally:
+        pipe.close()
+
+
 def _recv_reply(p, pipe, timeout: float) -> tuple:
     try:
         if pipe.poll(max(0.0, timeout)):
@@ -71,5 +77,3 @@ def _reap(workers: list, kill: bool) -> None:
             p.kill()
             p.join(timeout=2)
         pipe.close()
-
-

@@ -2,31 +2,21 @@
 sequence number and the CRC32 of their body, per-request deadlines, per-interval counts."""
 from __future__ import annotations
 
-import argparse
 import errno
-import multiprocessing
-import os
 import random
 import select
 import socket
 import struct
-import sys
 import time
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
+from stress._net import Address, _check_loopback, _family_for, _reap, _serve_parent, _spawn
 from stress.histogram import Histogram
 
-Address = Union[tuple, str]
 _HDR = struct.Struct(">I")
-_MAX_FRAME = 64 << 20
-_CONNECT_TIMEOUT = 10.0
-
-
-
-from stress._net import _check_loopback, _family_for, _reap, _recv_reply, raise_nofile  # noqa: F401
 
 
 # ===========================================================================================
@@ -347,18 +337,12 @@ class _CheckedWorker:
 
 def _checked_main(pipe, address, family, cids, depths, sizes, timeout, interval, reconnect, seed,
                   start, duration) -> None:
-    try:
+    def body() -> None:
         w = _CheckedWorker(address, family, cids, depths, sizes, timeout, interval, reconnect, seed)
         w.pipe = pipe
-        res = w.run(start, duration)
-        pipe.send(("result", res))
-    except BaseException as exc:
-        try:
-            pipe.send(("error", f"{type(exc).__name__}: {exc}"))
-        except Exception:
-            pass
-    finally:
-        pipe.close()
+        pipe.send(("result", w.run(start, duration)))
+
+    _serve_parent(pipe, body)
 
 
 def run_checked(address: Address, *, connections: int = 20, duration: float = 10.0,
@@ -389,19 +373,13 @@ def run_checked(address: Address, *, connections: int = 20, duration: float = 10
     _check_loopback(address)
     fam = _family_for(address, family)
     nproc = max(1, min(processes, connections))
-    ctx = multiprocessing.get_context("fork")
     depths = [depth if i >= connections - pipelined else 1 for i in range(connections)]
     start = time.monotonic() + 0.2
     workers = []
     for i in range(nproc):
         cids = list(range(i, connections, nproc))
-        parent_end, child_end = ctx.Pipe()
-        p = ctx.Process(target=_checked_main, daemon=True,
-                        args=(child_end, address, fam, cids, [depths[c] for c in cids], sizes,
+        workers.append(_spawn(_checked_main, address, fam, cids, [depths[c] for c in cids], sizes,
                               timeout, interval, reconnect, 1000 + i, start, duration))
-        p.start()
-        child_end.close()
-        workers.append((p, parent_end))
     total = CheckedResult()
     ticks: dict[int, list] = {}
     reported: dict[int, int] = {}

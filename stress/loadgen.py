@@ -14,46 +14,40 @@ then ``duration`` seconds are measured, then every socket is closed and the
 worker sends its counters back. Every wait has a deadline; hung workers are
 killed.
 
-Drivers for the stress scenarios, built on the same pieces (all multi-process,
-loopback-only, bounded):
+The other drivers for the stress scenarios (all multi-process, loopback-only,
+bounded; the process plumbing they share is in ``stress._net``):
 
-- ``ConnectionPool``: thousands of connections held open by processes of at
-  most 1,000 each (RLIMIT_NOFILE raised), echo traffic on a subset of them,
-  and a count of how many are still open (capacity).
-- ``run_churn``: connect / send / receive the echo / close cycles from several
-  processes (churn).
-- ``run_checked``: length-framed traffic where every message carries a tag
-  (connection id, sequence number) and the CRC32 of its payload, mixed sizes,
-  request/response and pipelined connections, a deadline per request (no
-  answer in time = failed; retries never hide a loss), per-interval counts
-  and a hook for injecting faults (soak, faults).
+- ``stress.loadtools.ConnectionPool`` (built on this module's ``_Worker`` loop):
+  thousands of connections held open by processes of at most 1,000 each
+  (RLIMIT_NOFILE raised), echo traffic on a subset of them, and a count of how
+  many are still open (capacity).
+- ``stress.loadtools.run_churn``: connect / send / receive the echo / close
+  cycles from several processes (churn).
+- ``stress.checked.run_checked``: length-framed traffic where every message
+  carries a tag (connection id, sequence number) and the CRC32 of its payload,
+  mixed sizes, request/response and pipelined connections, a deadline per
+  request (no answer in time = failed; retries never hide a loss), per-interval
+  counts and a hook for injecting faults (soak, faults).
 """
 from __future__ import annotations
 
 import argparse
 import errno
-import multiprocessing
 import os
-import random
 import select
 import socket
 import struct
 import sys
 import time
-import zlib
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
+from stress._net import _CONNECT_TIMEOUT, Address, _check_loopback, _family_for, _reap, _recv_reply, _serve_parent, _spawn
 from stress.histogram import Histogram
 
-Address = Union[tuple, str]
 _HDR = struct.Struct(">I")
 _MAX_FRAME = 64 << 20
-_CONNECT_TIMEOUT = 10.0
-
-
-from stress._net import _check_loopback, _family_for, _reap, _recv_reply, raise_nofile  # noqa: E402,F401
 
 
 @dataclass
@@ -368,24 +362,17 @@ class _Worker:
 
 
 def _worker_main(pipe, address, family, cids, size, depth, framing, warmup, duration) -> None:
-    try:
+    def body() -> None:
         w = _Worker(address, family, cids, size, depth, framing)
         w.connect_all()
         pipe.send(("ready", None))
         if not pipe.poll(_CONNECT_TIMEOUT + 30):
             return
         msg, start = pipe.recv()
-        if msg != "go":
-            return
-        res = w.run(start, warmup, duration)
-        pipe.send(("result", res))
-    except BaseException as exc:  # report, never hang the parent
-        try:
-            pipe.send(("error", f"{type(exc).__name__}: {exc}"))
-        except Exception:
-            pass
-    finally:
-        pipe.close()
+        if msg == "go":
+            pipe.send(("result", w.run(start, warmup, duration)))
+
+    _serve_parent(pipe, body)
 
 
 def run_load(address: Address, *, connections: int = 100, duration: float = 10.0,
@@ -405,40 +392,20 @@ def run_load(address: Address, *, connections: int = 100, duration: float = 10.0
         raise ValueError(f"unknown framing {framing!r}")
     if message_size < (5 if framing == "length" else 1):
         raise ValueError("message_size too small for this framing")
-    if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "::1", "localhost") \
-            and not address[0].startswith("127."):
-        raise ValueError("load is only ever sent to loopback addresses")
+    _check_loopback(address)
     fam = _family_for(address, family)
     depth = pipeline_depth if pattern == "pipelined" else 1
     nproc = processes or min(2, os.cpu_count() or 1)
     nproc = max(1, min(nproc, connections))
-    ctx = multiprocessing.get_context("fork")
-    workers = []
-    for i in range(nproc):
-        parent_end, child_end = ctx.Pipe()
-        cids = list(range(i, connections, nproc))
-        p = ctx.Process(target=_worker_main, daemon=True,
-                        args=(child_end, address, fam, cids, message_size, depth, framing,
-                              warmup, duration))
-        p.start()
-        child_end.close()
-        workers.append((p, parent_end))
+    workers = [_spawn(_worker_main, address, fam, list(range(i, connections, nproc)), message_size,
+                      depth, framing, warmup, duration) for i in range(nproc)]
     total = LoadResult()
     finished = False
-
-    def recv(p, pipe, timeout: float) -> tuple[str, object]:
-        try:
-            if pipe.poll(max(0.0, timeout)):
-                return pipe.recv()
-            return "error", f"worker {p.pid} timed out"
-        except (EOFError, OSError) as exc:
-            return "error", f"worker {p.pid}: {exc!r}"
-
     try:
         live = []
         deadline = time.monotonic() + _CONNECT_TIMEOUT + 5
         for p, pipe in workers:
-            tag, val = recv(p, pipe, deadline - time.monotonic())
+            tag, val = _recv_reply(p, pipe, deadline - time.monotonic())
             if tag == "ready":
                 live.append((p, pipe))
             else:
@@ -454,21 +421,14 @@ def run_load(address: Address, *, connections: int = 100, duration: float = 10.0
                 total.worker_errors.append(f"worker {p.pid}: {exc!r}")
         deadline = start + warmup + duration + 10
         for p, pipe in live:
-            tag, val = recv(p, pipe, deadline - time.monotonic())
+            tag, val = _recv_reply(p, pipe, deadline - time.monotonic())
             if tag == "result":
                 total.merge(val)
             else:
                 total.worker_errors.append(val)
         finished = True
     finally:
-        for p, pipe in workers:
-            if not finished:                  # interrupted (e.g. a suite time limit): don't wait
-                p.kill()
-            p.join(timeout=2)
-            if p.is_alive():
-                p.kill()
-                p.join(timeout=2)
-            pipe.close()
+        _reap(workers, kill=not finished)     # interrupted (e.g. a suite time limit): don't wait
     total.duration = duration
     total.errors += len(total.worker_errors)
     return total
@@ -496,11 +456,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     for e in r.worker_errors:
         print("worker error:", e, file=sys.stderr)
     return 0 if not r.worker_errors and r.mismatches == 0 and r.requests > 0 else 1
-
-
-# The drivers the scenarios use, re-exported where they always were (import after the core).
-from stress.checked import DEFAULT_SIZES, IVL_FIELDS, CheckedResult, run_checked  # noqa: E402,F401
-from stress.loadtools import ChurnResult, ConnectionPool, run_churn  # noqa: E402,F401
 
 
 if __name__ == "__main__":

@@ -2,44 +2,23 @@
 and connect/send/receive/close cycles, from several processes (loopback only, bounded)."""
 from __future__ import annotations
 
-import argparse
-import errno
-import multiprocessing
-import os
-import random
-import select
 import socket
 import struct
-import sys
 import time
-import zlib
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
-from stress.histogram import Histogram
+from stress._net import Address, _check_loopback, _family_for, _reap, _recv_reply, _serve_parent, _spawn, raise_nofile
+from stress.loadgen import LoadResult, _Worker
 
-Address = Union[tuple, str]
 _HDR = struct.Struct(">I")
-_MAX_FRAME = 64 << 20
-_CONNECT_TIMEOUT = 10.0
-
-
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from stress.loadgen import LoadResult
-from stress._net import _check_loopback, _family_for, _reap, _recv_reply, raise_nofile  # noqa: F401
 
 
 # ===========================================================================================
 # ConnectionPool: thousands of idle connections held open, traffic on some of them
 # ===========================================================================================
 def _pool_main(pipe, address, family, cids, size, framing, connect_timeout, batch) -> None:
-    from stress.loadgen import LoadResult, _Worker  # the core loop (loadgen imports us at its end)
-
-    try:
+    def body() -> None:
         raise_nofile(len(cids) + 256)
         w = _Worker(address, family, cids, size, 1, framing)
         w.connect_all(connect_timeout, batch)
@@ -57,13 +36,8 @@ def _pool_main(pipe, address, family, cids, size, framing, connect_timeout, batc
                 w.close()
                 pipe.send(("closed", None))
                 return
-    except BaseException as exc:
-        try:
-            pipe.send(("error", f"{type(exc).__name__}: {exc}"))
-        except Exception:
-            pass
-    finally:
-        pipe.close()
+
+    _serve_parent(pipe, body)
 
 
 class ConnectionPool:
@@ -116,16 +90,10 @@ class ConnectionPool:
     def open(self) -> tuple[int, int]:
         """Fork the holders, open every connection; returns (opened, failed)."""
         raise_nofile(self.connections + 256)
-        ctx = multiprocessing.get_context("fork")
         for i in range(self.nproc):
-            parent_end, child_end = ctx.Pipe()
             cids = list(range(i, self.connections, self.nproc))
-            p = ctx.Process(target=_pool_main, daemon=True,
-                            args=(child_end, self.address, self.family, cids, self.size,
-                                  self.framing, self.connect_timeout, self.batch))
-            p.start()
-            child_end.close()
-            self.workers.append((p, parent_end))
+            self.workers.append(_spawn(_pool_main, self.address, self.family, cids, self.size,
+                                       self.framing, self.connect_timeout, self.batch))
         deadline = time.monotonic() + self.connect_timeout + 15
         for p, pipe in self.workers:
             tag, val = _recv_reply(p, pipe, deadline - time.monotonic())
@@ -137,9 +105,7 @@ class ConnectionPool:
         return self.opened, self.failed
 
     def traffic(self, active: int, duration: float, warmup: float = 0.5,
-                on_window: Optional[Callable[[float, float], None]] = None) -> "LoadResult":
-        from stress.loadgen import LoadResult
-
+                on_window: Optional[Callable[[float, float], None]] = None) -> LoadResult:
         share = max(1, active // max(1, len(self.workers)))
         start = time.monotonic() + 0.1
         if on_window is not None:
@@ -179,52 +145,49 @@ class ChurnResult:
 _IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 
-def _churn_main(pipe, address, family, first, count, size, framing, source, timeout, deadline) -> None:
+def _churn_cycles(address, family, first, count, size, framing, source, timeout, deadline) -> "ChurnResult":
+    """One process's share of the churn: blocking connect / send / read the echo / close."""
     res = ChurnResult()
     t0 = time.monotonic()
     body = max(1, size - 4) if framing == "length" else size
     filler = (bytes(range(33, 127)) * (body // 94 + 2))[:body]
-    try:
-        for i in range(first, first + count):
-            if time.monotonic() > deadline:
-                break
-            tag = b"%x;" % i
-            payload = (tag + filler[len(tag):])[:body] if len(tag) < body else tag
-            msg = _HDR.pack(len(payload)) + payload if framing == "length" else payload
-            s = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                s.settimeout(timeout)
-                if source:
-                    # Linux: pick the port at connect() time (per destination), not at bind()
-                    s.setsockopt(socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
-                    s.bind((source, 0))
-                s.connect(address)
-                s.sendall(msg)
-                got = bytearray()
-                while len(got) < len(msg):
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    got += chunk
-                if len(got) < len(msg):
-                    res.failed += 1
-                elif bytes(got) != msg:
-                    res.mismatches += 1
-                else:
-                    res.cycles += 1
-            except OSError:
-                res.failed += 1
-            finally:
-                s.close()
-        res.elapsed = time.monotonic() - t0
-        pipe.send(("result", res))
-    except BaseException as exc:
+    for i in range(first, first + count):
+        if time.monotonic() > deadline:
+            break
+        tag = b"%x;" % i
+        payload = (tag + filler[len(tag):])[:body] if len(tag) < body else tag
+        msg = _HDR.pack(len(payload)) + payload if framing == "length" else payload
+        s = socket.socket(family, socket.SOCK_STREAM)
         try:
-            pipe.send(("error", f"{type(exc).__name__}: {exc}"))
-        except Exception:
-            pass
-    finally:
-        pipe.close()
+            s.settimeout(timeout)
+            if source:
+                # Linux: pick the port at connect() time (per destination), not at bind()
+                s.setsockopt(socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+                s.bind((source, 0))
+            s.connect(address)
+            s.sendall(msg)
+            got = bytearray()
+            while len(got) < len(msg):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            if len(got) < len(msg):
+                res.failed += 1
+            elif bytes(got) != msg:
+                res.mismatches += 1
+            else:
+                res.cycles += 1
+        except OSError:
+            res.failed += 1
+        finally:
+            s.close()
+    res.elapsed = time.monotonic() - t0
+    return res
+
+
+def _churn_main(pipe, *args) -> None:
+    _serve_parent(pipe, lambda: pipe.send(("result", _churn_cycles(*args))))
 
 
 def run_churn(address: Address, cycles: int, *, processes: int = 4, size: int = 64,
@@ -239,7 +202,6 @@ def run_churn(address: Address, cycles: int, *, processes: int = 4, size: int = 
     """
     _check_loopback(address)
     fam = _family_for(address, family)
-    ctx = multiprocessing.get_context("fork")
     workers = []
     per = [cycles // processes + (1 if i < cycles % processes else 0) for i in range(processes)]
     deadline = time.monotonic() + max_seconds
@@ -247,13 +209,8 @@ def run_churn(address: Address, cycles: int, *, processes: int = 4, size: int = 
     first = 0
     for i, n in enumerate(per):
         source = f"127.0.0.{10 + i}" if spread_sources and fam == socket.AF_INET else None
-        parent_end, child_end = ctx.Pipe()
-        p = ctx.Process(target=_churn_main, daemon=True,
-                        args=(child_end, address, fam, first, n, size, framing, source, timeout, deadline))
+        workers.append(_spawn(_churn_main, address, fam, first, n, size, framing, source, timeout, deadline))
         first += n
-        p.start()
-        child_end.close()
-        workers.append((p, parent_end))
     total = ChurnResult()
     try:
         for p, pipe in workers:

@@ -29,7 +29,9 @@ from typing import Callable, Optional
 
 import psutil
 
-from stress.loadgen import ConnectionPool, run_checked, run_churn, run_load
+from stress.checked import run_checked
+from stress.loadgen import run_load
+from stress.loadtools import ConnectionPool, run_churn
 from stress.proctree import ServerProcess
 
 RESULTS: list[tuple[str, bool, str]] = []

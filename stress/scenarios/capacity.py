@@ -17,7 +17,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from stress.loadgen import ConnectionPool, raise_nofile
+from stress._net import raise_nofile
+from stress.loadtools import ConnectionPool
 from stress.proctree import Sampler
 from stress.scenarios.common import (MODES, Server, guarded, make_row, mib, say,
                                      snapshot, stats, wait_for)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from stress.loadgen import run_churn
+from stress.loadtools import run_churn
 from stress.scenarios.common import (MODES, connection_count_report, connection_num, guarded,
                                      make_row, mib, say, Server, server_warnings, settled_snapshot,
                                      shm_segments, snapshot, wait_for)

@@ -1,7 +1,7 @@
 """Faults: worker kills and reloads under load, and clients that misbehave.
 
 Each sub-case runs against its own fresh server, for each mode, and gives its own rows.
-The load is ``stress.loadgen.run_checked``: length-framed request/response traffic whose
+The load is ``stress.checked.run_checked``: length-framed request/response traffic whose
 every answer is verified (tag + CRC32); a request unanswered 5 s after it was sent
 counts as failed, and retries never hide a loss (a reconnect is a new connection; the
 requests pending on the old one are counted failed). "Lost" = connections the server
@@ -45,7 +45,7 @@ import struct
 import time
 from typing import Any, Callable, Optional
 
-from stress.loadgen import CheckedResult, run_checked
+from stress.checked import CheckedResult, run_checked
 from stress.misbehave import half_open_clients, slowloris, stalled_readers
 from stress.proctree import Sampler
 from stress.scenarios.common import (MODES, connection_count_report, connection_num, guarded,

@@ -5,7 +5,7 @@ or left unanswered: 20 connections (16 request/response, 4 pipelined with 8 requ
 flight) send length-framed messages of 16 B, 512 B, 4 KiB and 64 KiB (weights 40/30/20/10);
 each message carries its connection id, a sequence number and the CRC32 of its payload,
 and every echo must come back whole, in order, with the same tag and a payload whose
-CRC32 matches (``stress.loadgen.run_checked``). A request unanswered after 5 s fails.
+CRC32 matches (``stress.checked.run_checked``). A request unanswered after 5 s fails.
 
 Every 5 s each load process reports that interval's counts (verified answers, failed,
 mismatches, lost connections) and the server tree's RSS is sampled; the row carries the
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stress.loadgen import run_checked
+from stress.checked import run_checked
 from stress.proctree import Sampler
 from stress.scenarios.common import MODES, Server, guarded, make_row, mib, say, snapshot
 from stress.thresholds import threshold
