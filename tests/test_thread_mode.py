@@ -276,3 +276,47 @@ def test_shutdown_racing_worker_start_releases_every_shared_view(run_server):
         code = handle.wait_exit(15)
         handle.drain()  # raises with the child's traceback if it failed
         assert code == 0 and handle.unraisable == []
+
+
+def test_shared_state_read_from_every_thread_at_once_stays_closable():
+    """Threads reading connection records, listing sessions and opening/closing stats views at
+    the same moment. On free-threaded CPython, slicing one memoryview from several threads at
+    once corrupts its export count (CPython gh-127716): the segment could then not be closed,
+    or every view of it would read as released. SharedState makes its slices under a lock."""
+    from threadswoole.server import _state as S
+    from threadswoole.server._counters import StatCounters
+
+    state = S.SharedState(stat_slots=8, worker_slots=4, acceptors=1, capacity=256)
+    closed = None
+    try:
+        sessions = range(1, 65)
+        for session in sessions:
+            state.q[state.record_base(session) + S.C_SESSION] = session
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(4)
+
+        def reader(slot: int) -> None:
+            barrier.wait()
+            try:
+                for i in range(3000):
+                    assert state.client_info(1 + i % 64, False) is not None
+                    if i % 50 == 0:
+                        assert state.live_sessions() == list(sessions)
+                    if i % 100 == 0:
+                        counters = StatCounters(state, slot)
+                        counters.request += 1
+                        counters.flush()
+                        counters.release()
+            except BaseException as exc:  # reported in the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=reader, args=(slot,)) for slot in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not errors, errors[:3]
+        assert state.stat_total(S.S_REQUEST) == 4 * 30
+    finally:
+        closed = state.destroy()
+    assert closed is True  # no slice outlived the segment: the export count is intact

@@ -41,11 +41,12 @@ assert FIELDS.index("heartbeat_closes") == S.S_HEARTBEAT_CLOSES and FIELDS.index
 class StatCounters:
     """Counters of one stats slot; exactly one thread writes them."""
 
-    __slots__ = FIELDS + ("_view",)
+    __slots__ = FIELDS + ("_view", "_state")
 
     def __init__(self, state: S.SharedState, slot: int) -> None:
         base = state.stat_base(slot)
-        self._view = state.q[base : base + len(FIELDS)]
+        self._state = state
+        self._view = state.word_view(base, base + len(FIELDS))
         # resume where a previous holder of the slot (a restarted worker) stopped
         for name, value in zip(FIELDS, self._view.tolist()):
             setattr(self, name, value)
@@ -77,4 +78,4 @@ class StatCounters:
         view[_CLOSE] = self.close
 
     def release(self) -> None:
-        self._view.release()
+        self._state.release_view(self._view)

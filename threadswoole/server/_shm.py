@@ -10,6 +10,7 @@ server start unlinks segments whose master is no longer alive (a kill -9 of the 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import sys
@@ -88,14 +89,18 @@ def segments_of(pid: int) -> list[str]:
         return []
 
 
-def destroy(segment: shared_memory.SharedMemory) -> None:
-    """Close and unlink (master only, once, at shutdown)."""
+def destroy(segment: shared_memory.SharedMemory) -> bool:
+    """Close and unlink (master only, once, at shutdown). False when the mapping could not be
+    closed because a view of it is still alive (a bug: every view must be released first)."""
+    closed = True
     try:
         segment.close()
-    except (BufferError, OSError):
-        pass
+    except (BufferError, OSError) as exc:
+        closed = False
+        logging.getLogger("threadswoole").warning("shared segment %s not closed: %s", segment.name, exc)
     try:
         # shm_unlink directly: SharedMemory.unlink() before 3.13 would talk to the tracker.
         shared_memory._posixshmem.shm_unlink(segment._name)  # type: ignore[attr-defined]
     except FileNotFoundError:
         pass
+    return closed

@@ -21,11 +21,19 @@ is still in use is skipped (Swoole's session_round walk). Ids therefore grow for
 never reused, and map to their slot without a lookup. A record's SESSION word is written
 last when a connection opens (publication) and negated when it closes (a tombstone that
 `get_client_info(ignore_error=True)` can still read until the slot is reused).
+
+Slices of `q` and `d` are made only through `read_words`/`read_floats`/`word_view`, which hold
+a lock while the slice is created and released: every slice registers with the views' shared
+export count, and free-threaded CPython 3.13 updates that count without synchronisation
+(CPython gh-127716), so two threads slicing at once can lose an update. Then the segment
+cannot be closed (BufferError at exit), or worse, every view of it reads as released.
+Indexing (`q[i]`, `q[i] = v`) does not touch the count and needs no lock.
 """
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from typing import Any
 
@@ -169,16 +177,45 @@ class SharedState:
         self.q[H_CAPACITY] = capacity
         self.q[H_ACCEPTORS] = acceptors
         self._owner_pid = __import__("os").getpid()
+        self._slicing = threading.Lock()  # see the module docstring: slices are made under it
 
     @property
     def name(self) -> str:
         return self.segment.name
 
-    def destroy(self) -> None:
-        """Release the views and unlink the segment (master, once, at shutdown)."""
+    def read_words(self, start: int, stop: int, step: int = 1) -> list[int]:
+        """The int64 words q[start:stop:step] as a list (a slice made and released under the lock)."""
+        with self._slicing:
+            view = self.q[start:stop:step]
+            try:
+                return view.tolist()
+            finally:
+                view.release()
+
+    def read_floats(self, start: int, stop: int) -> list[float]:
+        """The float64 words d[start:stop] as a list (a slice made and released under the lock)."""
+        with self._slicing:
+            view = self.d[start:stop]
+            try:
+                return view.tolist()
+            finally:
+                view.release()
+
+    def word_view(self, start: int, stop: int) -> memoryview:
+        """A lasting view of q[start:stop] for one writer; give it back with `release_view`."""
+        with self._slicing:
+            return self.q[start:stop]
+
+    def release_view(self, view: memoryview) -> None:
+        with self._slicing:
+            view.release()
+
+    def destroy(self) -> bool:
+        """Release the views and unlink the segment (master, once, at shutdown); False if a
+        view outlived it (see `_shm.destroy`)."""
         for view in (self.q, self.d):
             view.release()
-        _shm.destroy(self.segment)
+        return _shm.destroy(self.segment)
 
     # -- stats ----------------------------------------------------------------------------
     def stat_base(self, slot: int) -> int:
@@ -252,14 +289,14 @@ class SharedState:
 
     def client_info(self, session_id: int, ignore_error: bool) -> dict[str, Any] | None:
         """The §5.5 dict read from the record, verified against concurrent reuse, or None."""
-        q, d = self.q, self.d
+        q = self.q
         base = self.record_base(session_id)
         for _attempt in range(3):
             word = q[base + C_SESSION]
             if word != session_id and not (ignore_error and word == -session_id):
                 return None
-            values = q[base : base + CONN_WORDS].tolist()
-            floats = d[base : base + CONN_WORDS].tolist()
+            values = self.read_words(base, base + CONN_WORDS)
+            floats = self.read_floats(base, base + CONN_WORDS)
             if q[base + C_SESSION] != word:
                 continue  # the record changed while we read it; read again
             family = values[C_FAMILY]
@@ -288,7 +325,7 @@ class SharedState:
 
     def live_sessions(self, acceptor: int | None = None) -> list[int]:
         """Every live session id, ascending (optionally only one acceptor's)."""
-        words = self.q[self.conns_base + C_SESSION :: CONN_WORDS].tolist()
+        words = self.read_words(self.conns_base + C_SESSION, len(self.q), CONN_WORDS)
         live = [word for word in words if word > 0]
         if acceptor is not None:
             live = [s for s in live if (s - 1) % self.acceptors == acceptor]
