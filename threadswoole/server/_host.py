@@ -22,7 +22,7 @@ from threadswoole.server import _state as S
 from threadswoole.server import _tls
 from threadswoole.server._counters import StatCounters
 from threadswoole.server._connection import RECV_SIZE, WOULD_BLOCK, Connection, FileChunk, is_disconnect
-from threadswoole.server._reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, Reactor
+from threadswoole.server._reactor import EPOLLIN, Reactor
 from threadswoole.server._hot_path import make_fast_handler
 
 log = logging.getLogger("threadswoole")

@@ -8,7 +8,7 @@ together with the flat send path that took the server's user CPU per 64-byte ech
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from threadswoole.errors import ErrorCode
 from threadswoole.protocol import FramingError

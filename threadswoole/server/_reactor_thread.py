@@ -15,7 +15,6 @@ import threading
 from typing import Any
 
 from threadswoole import _context
-from threadswoole.errors import ErrorCode
 from threadswoole.server import _ipc
 from threadswoole.server import _state as S
 from threadswoole.server._acceptor import DatagramReader

@@ -11,7 +11,6 @@ import logging
 import random
 from typing import TYPE_CHECKING, Any, Callable
 
-from threadswoole.server import _state as S
 
 if TYPE_CHECKING:
     from threadswoole.server._connection import Connection
