@@ -330,6 +330,22 @@ def recv_exact(sock: socket.socket, size: int, timeout: float = 5.0) -> bytes:
     return b"".join(chunks)
 
 
+def settled_stats(handle: ServerHandle, client: socket.socket, predicate: Callable[[dict], bool], *, request: bytes = b"stats", reply: bytes | int = b"stats", recv: Callable[[socket.socket, int], bytes] = recv_exact, timeout: float = 5.0) -> dict:
+    """Ask for stats() until `predicate` holds: counters of other threads (PROCESS reactor
+    threads, other workers) reach shared memory a few milliseconds late. The test's server
+    answers `request` by emitting a "stats" event and replying `reply` (bytes: checked;
+    an int: that many bytes, whatever they are); `recv` reads the reply (TLS tests pass theirs)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        client.sendall(request)
+        answer = recv(client, reply if isinstance(reply, int) else len(reply))
+        assert isinstance(reply, int) or answer == reply
+        stats = handle.wait("stats")["stats"]
+        if predicate(stats) or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.05)
+
+
 def recv_closed(sock: socket.socket, timeout: float = 5.0) -> bool:
     """True when the server closed the connection (EOF or reset) within the timeout."""
     sock.settimeout(timeout)

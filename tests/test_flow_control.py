@@ -16,19 +16,6 @@ from conftest import connect, recv_closed, recv_exact
 pytestmark = pytest.mark.timeout(120)
 
 
-def settled_stats(handle, client, predicate, timeout: float = 5.0) -> dict:
-    """Ask for stats() (the server answers b"stats" by emitting them and echoing) until
-    `predicate` holds: counters of other threads reach shared memory a few ms late."""
-    deadline = time.monotonic() + timeout
-    while True:
-        client.sendall(b"stats")
-        assert recv_exact(client, 5) == b"stats"
-        stats = handle.wait("stats")["stats"]
-        if predicate(stats) or time.monotonic() > deadline:
-            return stats
-        time.sleep(0.05)
-
-
 def slow_reader(port: int) -> socket.socket:
     """A client with a tiny receive window, so the server's output really queues."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -9,7 +9,7 @@ import time
 import psutil
 import pytest
 
-from conftest import connect, recv_closed, recv_exact
+from conftest import connect, recv_closed, recv_exact, settled_stats
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,18 +42,6 @@ def packets(handle, count: int) -> list[bytes]:
 
 def no_more_packets(handle, settle: float = 0.2) -> bool:
     return not [e for e in handle.drain(settle=settle) if e["event"] == "packet"]
-
-
-def settled_stats(handle, client, stats_packet: bytes, predicate, timeout: float = 5.0) -> dict:
-    """stats() until `predicate` holds (counters of PROCESS reactor threads arrive a bit late)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        client.sendall(stats_packet)
-        recv_exact(client, 4)
-        stats = handle.wait("stats")["stats"]
-        if predicate(stats) or time.monotonic() > deadline:
-            return stats
-        time.sleep(0.05)
 
 
 def test_length_check_two_packets_in_one_write_and_one_packet_byte_by_byte(run_server, mode):
@@ -117,7 +105,7 @@ def test_declared_length_over_package_max_length_closes_only_that_connection(run
     good.sendall(swoole_packet(b"still served"))
     assert packets(handle, 1) == [swoole_packet(b"still served")]
     recv_exact(good, 4)
-    stats = settled_stats(handle, good, swoole_packet(b"stats"), lambda s: s["protocol_error_count"] >= 1)
+    stats = settled_stats(handle, good, request=swoole_packet(b"stats"), reply=4, predicate=lambda s: s["protocol_error_count"] >= 1)
     assert stats["protocol_error_count"] == 1 and stats["connection_num"] == 1
     assert handle.stop() == 0
 
@@ -204,6 +192,6 @@ def test_package_length_func_zero_minus_one_and_n(run_server, mode):
     client.sendall(b"Z\x01x")  # -1: closed
     assert recv_closed(client)
     assert handle.wait("close")["fd"] == client_fd
-    stats = settled_stats(handle, other, b"L\x05stats", lambda s: s["protocol_error_count"] >= 1)
+    stats = settled_stats(handle, other, request=b"L\x05stats", reply=4, predicate=lambda s: s["protocol_error_count"] >= 1)
     assert stats["protocol_error_count"] == 1
     assert handle.stop() == 0

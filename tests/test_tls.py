@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import connect, recv_closed
+from conftest import connect, recv_closed, settled_stats
 from tls_certs import Certs, have_openssl, make_certs
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.skipif(not have_openssl(), reason="the openssl command makes the test certificates")]
@@ -82,19 +82,6 @@ def pem_of(path: str) -> str:
         return ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(file.read()))
 
 
-def settled_stats(handle, client, predicate, timeout: float = 5.0) -> dict:
-    """Ask for stats() until `predicate` holds: counters of other threads (PROCESS reactor
-    threads) reach shared memory a few milliseconds late."""
-    deadline = time.monotonic() + timeout
-    while True:
-        client.sendall(b"stats")
-        assert tls_recv_exact(client, 5) == b"stats"
-        stats = handle.wait("stats")["stats"]
-        if predicate(stats) or time.monotonic() > deadline:
-            return stats
-        time.sleep(0.05)
-
-
 def echo_with_events(server, emit) -> None:
     def on_connect(srv, fd, rid):
         emit("connect", fd=fd, cert=srv.get_client_info(fd).get("ssl_client_cert"))
@@ -163,7 +150,7 @@ def test_wrong_or_missing_client_certificate_is_rejected_and_others_are_served(r
     assert tls_rejected(lambda: tls_connect(handle.port, certs, with_cert=None))
     good.sendall(b"still here")
     assert tls_recv_exact(good, 10) == b"still here"
-    stats = settled_stats(handle, good, lambda s: s["protocol_error_count"] >= 2 and s["connection_num"] == 1)
+    stats = settled_stats(handle, good, recv=tls_recv_exact, predicate=lambda s: s["protocol_error_count"] >= 2 and s["connection_num"] == 1)
     assert stats["protocol_error_count"] == 2 and stats["connection_num"] == 1
     assert not [e for e in handle.drain(settle=0.2) if e["event"] == "connect"]
     assert handle.stop() == 0
@@ -207,7 +194,7 @@ def test_plaintext_clients_are_closed_counted_and_others_served(run_server, mode
     rude.sendall(b"this is not a TLS record\r\n" * 4)
     assert recv_closed(rude)
     assert handle.wait("close")["fd"] == rude_fd
-    stats = settled_stats(handle, good, lambda s: s["protocol_error_count"] >= 2 and s["connection_num"] == 1)
+    stats = settled_stats(handle, good, recv=tls_recv_exact, predicate=lambda s: s["protocol_error_count"] >= 2 and s["connection_num"] == 1)
     assert stats["protocol_error_count"] == 2 and stats["connection_num"] == 1
     assert not [e for e in handle.drain(settle=0.2) if e["event"] in ("connect", "close")]
     assert handle.stop() == 0
@@ -223,7 +210,7 @@ def test_a_client_that_never_sends_a_client_hello_is_dropped_after_the_deadline(
     assert tls_recv_exact(good, 2) == b"hi"
     assert recv_closed(silent, timeout=5)
     assert 0.4 <= time.monotonic() - started < 4
-    stats = settled_stats(handle, good, lambda s: s["protocol_error_count"] >= 1 and s["connection_num"] == 1)
+    stats = settled_stats(handle, good, recv=tls_recv_exact, predicate=lambda s: s["protocol_error_count"] >= 1 and s["connection_num"] == 1)
     assert stats["connection_num"] == 1 and stats["protocol_error_count"] == 1
     assert not [e for e in handle.drain(settle=0.2) if e["event"] == "connect"]
     assert handle.stop() == 0
