@@ -247,8 +247,7 @@ class ServerFactory:
         return handle
 
     def cleanup(self) -> None:
-        from threadswoole.server import _shm
-
+        from threadswoole.state import shm
         leaked: list[str] = []
         unraisable: list[str] = []
         for handle in self.handles:
@@ -263,10 +262,10 @@ class ServerFactory:
             except AssertionError:
                 pass
             unraisable += handle.unraisable
-            leftovers = _shm.segments_of(handle.pid)
+            leftovers = shm.segments_of(handle.pid)
             for name in leftovers:
                 try:
-                    os.unlink(os.path.join(_shm.SHM_DIR, name))
+                    os.unlink(os.path.join(shm.SHM_DIR, name))
                 except OSError:
                     pass
             handle.close()

@@ -6,44 +6,43 @@ import os
 
 import pytest
 
-from threadswoole.server import _ipc
-
+from threadswoole.ipc import messages
 pytestmark = pytest.mark.timeout(30)
 
 
 def _pair():
-    inbox, post = _ipc.make_pipe()
+    inbox, post = messages.make_pipe()
     received = []
-    reader = _ipc.Inbox(inbox, lambda *message: received.append(message))
+    reader = messages.Inbox(inbox, lambda *message: received.append(message))
     return inbox, post, reader, received
 
 
 def test_small_messages_are_batched_into_one_datagram():
     inbox, post, reader, received = _pair()
-    box = _ipc.Outbox(post, src=3)
+    box = messages.Outbox(post, src=3)
     for i in range(50):
-        box.put(_ipc.T_DATA, i + 1, b"payload-%d" % i, port=2, reactor=1)
+        box.put(messages.T_DATA, i + 1, b"payload-%d" % i, port=2, reactor=1)
     assert box.flush()
     assert inbox.recv(1 << 20)  # exactly one datagram holds all fifty
     with pytest.raises(BlockingIOError):
         inbox.recv(1)
     for i in range(50):
-        box.put(_ipc.T_DATA, i + 1, b"payload-%d" % i, port=2, reactor=1)
+        box.put(messages.T_DATA, i + 1, b"payload-%d" % i, port=2, reactor=1)
     box.flush()
     reader.on_readable()
     assert len(received) == 50
     type_, flags, port, reactor, src, session, payload = received[7]
-    assert (type_, port, reactor, src, session, payload) == (_ipc.T_DATA, 2, 1, 3, 8, b"payload-7")
+    assert (type_, port, reactor, src, session, payload) == (messages.T_DATA, 2, 1, 3, 8, b"payload-7")
     inbox.close()
     post.close()
 
 
 def test_big_payloads_are_chunked_and_reassembled_intact():
     inbox, post, reader, received = _pair()
-    box = _ipc.Outbox(post, src=0)
+    box = messages.Outbox(post, src=0)
     payload = os.urandom(5 * 1024 * 1024 + 123)
-    box.put(_ipc.T_SEND, 42, payload)
-    box.put(_ipc.T_SEND, 43, b"after")
+    box.put(messages.T_SEND, 42, payload)
+    box.put(messages.T_SEND, 43, b"after")
     while box.has_pending:
         box.flush()
         reader.on_readable()
@@ -58,15 +57,15 @@ def test_orphan_chunks_of_a_dead_sender_are_dropped_and_the_next_message_is_whol
     inbox, post, reader, received = _pair()
     payload = os.urandom(300 * 1024)
     # What a dead predecessor leaves: the middle and end of a chunked message, no BEGIN.
-    head = _ipc.HEADER
-    chunks = [payload[i : i + _ipc.CHUNK_SIZE] for i in range(0, len(payload), _ipc.CHUNK_SIZE)]
+    head = messages.HEADER
+    chunks = [payload[i : i + messages.CHUNK_SIZE] for i in range(0, len(payload), messages.CHUNK_SIZE)]
     for index, chunk in enumerate(chunks[1:], start=1):
-        flags = _ipc.FLAG_CHUNK | (_ipc.FLAG_END if index == len(chunks) - 1 else 0)
-        post.send(head.pack(_ipc.T_DATA, flags, 0, 0, 5, 9, 77, len(chunk)) + chunk)
+        flags = messages.FLAG_CHUNK | (messages.FLAG_END if index == len(chunks) - 1 else 0)
+        post.send(head.pack(messages.T_DATA, flags, 0, 0, 5, 9, 77, len(chunk)) + chunk)
     # ... then the replacement's reactor sends a fresh message from the same source
-    box = _ipc.Outbox(post, src=5)
+    box = messages.Outbox(post, src=5)
     fresh = os.urandom(200 * 1024)
-    box.put(_ipc.T_DATA, 10, fresh)
+    box.put(messages.T_DATA, 10, fresh)
     while box.has_pending:
         box.flush()
         reader.on_readable()
@@ -79,14 +78,14 @@ def test_orphan_chunks_of_a_dead_sender_are_dropped_and_the_next_message_is_whol
 
 def test_a_half_sent_message_is_discarded_when_its_source_begins_another():
     inbox, post, reader, received = _pair()
-    head = _ipc.HEADER
-    post.send(head.pack(_ipc.T_SEND, _ipc.FLAG_CHUNK | _ipc.FLAG_BEGIN, 0, 0, 2, 1, 5, 3) + b"abc")
-    box = _ipc.Outbox(post, src=2)
-    box.put(_ipc.T_SEND, 2, b"x" * (_ipc.CHUNK_SIZE * 2))
+    head = messages.HEADER
+    post.send(head.pack(messages.T_SEND, messages.FLAG_CHUNK | messages.FLAG_BEGIN, 0, 0, 2, 1, 5, 3) + b"abc")
+    box = messages.Outbox(post, src=2)
+    box.put(messages.T_SEND, 2, b"x" * (messages.CHUNK_SIZE * 2))
     while box.has_pending:
         box.flush()
         reader.on_readable()
-    assert [(m[5], len(m[6])) for m in received] == [(2, _ipc.CHUNK_SIZE * 2)]
+    assert [(m[5], len(m[6])) for m in received] == [(2, messages.CHUNK_SIZE * 2)]
     assert reader.orphans == 1
     inbox.close()
     post.close()
@@ -95,9 +94,9 @@ def test_a_half_sent_message_is_discarded_when_its_source_begins_another():
 def test_a_full_pipe_reports_blocked_and_keeps_the_data():
     inbox, post, reader, received = _pair()
     blocked = []
-    box = _ipc.Outbox(post, src=1, on_blocked=blocked.append)
+    box = messages.Outbox(post, src=1, on_blocked=blocked.append)
     for i in range(400):
-        box.put(_ipc.T_DATA, i + 1, b"y" * 60000)
+        box.put(messages.T_DATA, i + 1, b"y" * 60000)
     assert box.flush() is False and blocked == [box]
     assert box.pending_bytes > 0
     while box.has_pending:

@@ -10,8 +10,7 @@ import psutil
 import pytest
 
 from conftest import echo
-from threadswoole.server import _shm
-
+from threadswoole.state import shm
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -58,7 +57,7 @@ def test_daemonize_detaches_and_stops_on_sigterm(run_server, tmp_path):
             time.sleep(0.05)
         assert not psutil.pid_exists(daemon_pid)
         assert not pid_file.exists()
-        assert not _shm.segments_of(daemon_pid)
+        assert not shm.segments_of(daemon_pid)
         assert "server stopped" in log_file.read_text()
     finally:
         if psutil.pid_exists(daemon_pid):
@@ -67,19 +66,19 @@ def test_daemonize_detaches_and_stops_on_sigterm(run_server, tmp_path):
 
 def test_shared_memory_is_unlinked_at_shutdown(run_server, mode):
     handle = run_server(echo, mode=mode, settings={"worker_num": 2})
-    assert _shm.segments_of(handle.pid), "the server should have a shared-memory segment while it runs"
+    assert shm.segments_of(handle.pid), "the server should have a shared-memory segment while it runs"
     assert handle.stop() == 0
-    assert _shm.segments_of(handle.pid) == []
+    assert shm.segments_of(handle.pid) == []
 
 
 def test_kill_9_of_the_whole_tree_leaves_nothing_after_the_next_start(run_server, mode):
     crashed = run_server(echo, mode=mode, settings={"worker_num": 2})
-    assert _shm.segments_of(crashed.pid)
+    assert shm.segments_of(crashed.pid)
     crashed.kill_tree()  # kill -9 cannot clean up: its segment stays until some server starts
     survivor = run_server(echo, mode=mode, settings={"worker_num": 1})
-    assert _shm.segments_of(crashed.pid) == []  # swept by the next start
+    assert shm.segments_of(crashed.pid) == []  # swept by the next start
     assert survivor.stop() == 0
-    assert not [name for name in os.listdir(_shm.SHM_DIR) if name.startswith(f"{_shm.PREFIX}{survivor.pid}_")]
+    assert not [name for name in os.listdir(shm.SHM_DIR) if name.startswith(f"{shm.PREFIX}{survivor.pid}_")]
 
 
 def test_a_late_start_failure_returns_false_with_the_error(run_server):
@@ -110,4 +109,4 @@ def test_a_late_start_failure_returns_false_with_the_error(run_server):
     assert event["result"] is False and event["error"] == errno.EMFILE
     assert handle.wait_exit() == 3  # the harness exits 3 when start() returned something else than True
     assert not [e for e in handle.drain() if e["event"] == "started"]
-    assert _shm.segments_of(handle.pid) == []
+    assert shm.segments_of(handle.pid) == []

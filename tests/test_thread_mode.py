@@ -283,15 +283,15 @@ def test_shared_state_read_from_every_thread_at_once_stays_closable():
     the same moment. On free-threaded CPython, slicing one memoryview from several threads at
     once corrupts its export count (CPython gh-127716): the segment could then not be closed,
     or every view of it would read as released. SharedState makes its slices under a lock."""
-    from threadswoole.server import _state as S
-    from threadswoole.server._counters import StatCounters
+    from threadswoole.state import shared as layout
+    from threadswoole.state.counters import StatCounters
 
-    state = S.SharedState(stat_slots=8, worker_slots=4, acceptors=1, capacity=256)
+    state = layout.SharedState(stat_slots=8, worker_slots=4, acceptors=1, capacity=256)
     closed = None
     try:
         sessions = range(1, 65)
         for session in sessions:
-            state.q[state.record_base(session) + S.C_SESSION] = session
+            state.q[state.record_base(session) + layout.C_SESSION] = session
         errors: list[BaseException] = []
         barrier = threading.Barrier(4)
 
@@ -316,7 +316,7 @@ def test_shared_state_read_from_every_thread_at_once_stays_closable():
         for thread in threads:
             thread.join(60)
         assert not errors, errors[:3]
-        assert state.stat_total(S.S_REQUEST) == 4 * 30
+        assert state.stat_total(layout.S_REQUEST) == 4 * 30
     finally:
         closed = state.destroy()
     assert closed is True  # no slice outlived the segment: the export count is intact

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from conftest import connect
-from threadswoole.server._reactor import Reactor
-from threadswoole.server._timers import TimerHeap
+from threadswoole.loop.reactor import Reactor
+from threadswoole.loop.timers import TimerHeap
 
 pytestmark = pytest.mark.timeout(30)
 

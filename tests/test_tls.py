@@ -113,10 +113,10 @@ def test_tls_echo_and_events(run_server, mode, certs):
 
 
 def test_client_certificate_is_in_client_info_where_connect_fired(run_server, mode, certs, request):
-    from threadswoole.server._router import LocalRouter
+    from threadswoole.workers.router import LocalRouter
 
     if mode != "process" and "client_info" not in LocalRouter.__dict__:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="LocalRouter.client_info must call _tls.add_client_cert (see the TLS hand-over note)"))
+        request.applymarker(pytest.mark.xfail(strict=True, reason="LocalRouter.client_info must call tls.add_client_cert (see the TLS hand-over note)"))
 
     def setup(server, emit):
         def on_connect(srv, fd, rid):

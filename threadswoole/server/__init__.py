@@ -17,9 +17,9 @@ from threadswoole._context import ROLE_MANAGER, ROLE_NONE, current
 from threadswoole._context import _context as _local
 from threadswoole.constants import SWOOLE_BASE, SWOOLE_SOCK_TCP, Mode
 from threadswoole.errors import ContextError, StateError
-from threadswoole.server import _settings
-from threadswoole.server._api import ConnectionIterator, as_bytes, check_session
-from threadswoole.server._events import CallbackTable
+from threadswoole.server import settings as schema
+from threadswoole.server.arguments import ConnectionIterator, as_bytes, check_session
+from threadswoole.server.events import CallbackTable
 from threadswoole.server.port import Port
 
 INIT, RUNNING, SHUTDOWN = "init", "running", "shutdown"
@@ -77,7 +77,7 @@ class Server:
     def set(self, settings: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
         """Merge settings (contract R8); init-only."""
         self._require_init("set")
-        values = _settings.validate(settings, kwargs)
+        values = schema.validate(settings, kwargs)
         if "dispatch_func" in values and self.mode == SWOOLE_BASE:
             from threadswoole.errors import ConfigError
 
@@ -134,7 +134,7 @@ class Server:
         with self._phase_lock:
             if self._phase != INIT:
                 raise StateError("start() was already called: a server starts once")
-            from threadswoole.server._startup import make_driver
+            from threadswoole.server.startup import make_driver
 
             driver = make_driver(self)  # validates; raises before the phase changes
             self._phase = RUNNING

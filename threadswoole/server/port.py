@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from threadswoole._aliases import alias
 from threadswoole.errors import StateError
 from threadswoole.protocol import make_framer
-from threadswoole.server import _settings
-from threadswoole.server._events import PORT_EVENTS, CallbackTable
-from threadswoole.server._listener import bound_port, family_type, open_listener, split_type
+from threadswoole.server import settings as schema
+from threadswoole.server.events import PORT_EVENTS, CallbackTable
+from threadswoole.connections.listener import bound_port, family_type, open_listener, split_type
 
 if TYPE_CHECKING:
     from threadswoole.server import Server
@@ -77,7 +77,7 @@ class Port:
     def set(self, settings: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
         """Per-port settings (framing, TLS, buffers, heartbeat idle time); init-only."""
         self._server._require_init("Port.set")
-        self._own.update(_settings.validate(settings, kwargs, port=True))
+        self._own.update(schema.validate(settings, kwargs, port=True))
 
     def on(self, event: str, callback: Callable[..., Any] | None = None) -> Any:
         """Register a connection event for this port only; init-only. Without a callback, a decorator."""
@@ -104,15 +104,15 @@ class Port:
         return types.MappingProxyType(self.effective_settings())
 
     def effective_settings(self) -> dict[str, Any]:
-        merged = _settings.port_defaults()
+        merged = schema.port_defaults()
         if self.index == 0:
-            merged.update({k: v for k, v in self._server._settings.items() if k in _settings.PORT_KEYS})
+            merged.update({k: v for k, v in self._server._settings.items() if k in schema.PORT_KEYS})
         merged.update(self._own)
         return merged
 
     @property
     def connections(self) -> Any:
-        from threadswoole.server._api import ConnectionIterator
+        from threadswoole.server.arguments import ConnectionIterator
 
         return ConnectionIterator(self._server, port_index=self.index)
 
@@ -135,7 +135,7 @@ class Port:
             backlog = int(effective["backlog"])
             if self._server._settings.get("enable_reuse_port") and self.is_tcp:
                 # SO_REUSEPORT only groups sockets that all set it before bind(): re-bind ours.
-                from threadswoole.server._listener import open_listener
+                from threadswoole.connections.listener import open_listener
 
                 # The old socket holds the port without SO_REUSEPORT, so it goes first.
                 self._socket.close()
@@ -149,7 +149,7 @@ class Port:
             except OSError as exc:
                 raise StateError(f"cannot configure listener {self.host}:{self.port}: {exc}") from exc
             if self.ssl:
-                from threadswoole.server._tls import make_server_context
+                from threadswoole.connections.tls import make_server_context
 
                 self.tls_context = make_server_context(effective)
         for name in ("connect", "receive", "close", "packet", "buffer_full", "buffer_empty"):

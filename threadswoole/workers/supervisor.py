@@ -22,9 +22,9 @@ import time
 from typing import Any, Callable
 
 from threadswoole import _context
-from threadswoole.server import _state as S
-from threadswoole.server._reactor import Reactor
-from threadswoole.server._worker import ProcessWorker, ThreadWorker, Worker
+from threadswoole.state import shared as layout
+from threadswoole.loop.reactor import Reactor
+from threadswoole.workers.worker import ProcessWorker, ThreadWorker, Worker
 
 log = logging.getLogger("threadswoole")
 
@@ -42,7 +42,7 @@ class _Reload:
 class Supervisor:
     """Owns the Worker objects of every worker id and keeps them running."""
 
-    def __init__(self, server: Any, state: S.SharedState, reactor: Reactor, make_worker: Callable[[int], Worker], *, event_ids: list[int], task_ids: list[int], on_exit: Callable[[Worker], Any] | None = None) -> None:
+    def __init__(self, server: Any, state: layout.SharedState, reactor: Reactor, make_worker: Callable[[int], Worker], *, event_ids: list[int], task_ids: list[int], on_exit: Callable[[Worker], Any] | None = None) -> None:
         self.server = server
         self.state = state
         self.reactor = reactor
@@ -83,7 +83,7 @@ class Supervisor:
         self.workers[worker_id] = worker
         if isinstance(worker, ProcessWorker):
             self.by_pid[worker.pid] = worker
-            self.state.set_worker_field(worker_id, S.W_PID, worker.pid)
+            self.state.set_worker_field(worker_id, layout.W_PID, worker.pid)
         self._started_at[worker_id] = time.monotonic()
         return worker
 
@@ -121,7 +121,7 @@ class Supervisor:
         worker.stopping = True
         if wait_event:
             self._retire(worker)
-            self.state.set_worker_field(worker_id, S.W_DEATH, S.DEATH_PLANNED)
+            self.state.set_worker_field(worker_id, layout.W_DEATH, layout.DEATH_PLANNED)
             self.spawn(worker_id)
 
     def worker_exited(self, worker: Worker) -> None:
@@ -140,8 +140,8 @@ class Supervisor:
         if abnormal and not self.shutting_down:
             self._report_error(worker)
         # Tell the replacement how this instance ended (what it redelivers depends on it).
-        death = S.DEATH_STUCK if getattr(worker, "force_killed", False) else S.DEATH_CRASHED if abnormal else S.DEATH_PLANNED
-        self.state.set_worker_field(worker.worker_id, S.W_DEATH, death)
+        death = layout.DEATH_STUCK if getattr(worker, "force_killed", False) else layout.DEATH_CRASHED if abnormal else layout.DEATH_PLANNED
+        self.state.set_worker_field(worker.worker_id, layout.W_DEATH, death)
         del self.workers[worker.worker_id]
         if self.shutting_down:
             self._maybe_finished()
@@ -191,7 +191,7 @@ class Supervisor:
         if self._reload is not None or self.shutting_down:
             return False
         ids = list(self.task_ids) if only_task else list(self.event_ids + self.task_ids)
-        self.state.q[S.H_RELOADING] = 1
+        self.state.q[layout.H_RELOADING] = 1
         self._reload = _Reload(ids, self.reload_async)
         log.info("reloading %d workers (%s)", len(ids), "async" if self.reload_async else "rolling")
         callback = self.server._callbacks.lookup("before_reload")
@@ -228,7 +228,7 @@ class Supervisor:
             return
         if not reload.pending and not reload.awaiting:
             self._reload = None
-            self.state.q[S.H_RELOADING] = 0
+            self.state.q[layout.H_RELOADING] = 0
             log.info("reload finished")
             callback = self.server._callbacks.lookup("after_reload")
             if callback is not None:
@@ -246,16 +246,15 @@ class Supervisor:
     # -- the manager's mailbox -----------------------------------------------------------
     def handle_message(self, type_: int, src: int, session: int, payload: bytes) -> None:
         """A notification from a worker (or a request from the master) to the manager."""
-        from threadswoole.server import _ipc
-
-        if type_ == _ipc.T_WORKER_STARTED:
+        from threadswoole.ipc import messages
+        if type_ == messages.T_WORKER_STARTED:
             self.worker_started(src)
-        elif type_ == _ipc.T_WORKER_STOPPING:
+        elif type_ == messages.T_WORKER_STOPPING:
             self.worker_stopping(src, payload[:1] == b"\x01", int.from_bytes(payload[1:], "big"))
-        elif type_ == _ipc.T_RELOAD:
+        elif type_ == messages.T_RELOAD:
             if not self.reload(payload == b"\x01"):
                 log.info("reload request dropped: a reload is already in progress")
-        elif type_ == _ipc.T_STOP_WORKER:
+        elif type_ == messages.T_STOP_WORKER:
             self.stop_worker(session, payload == b"\x01")
 
     # -- shutdown -------------------------------------------------------------------------

@@ -15,8 +15,7 @@ import zlib
 from typing import Any, Callable
 
 from threadswoole.constants import SWOOLE_WORKER_IDLE
-from threadswoole.server import _state as S
-
+from threadswoole.state import shared as layout
 log = logging.getLogger("threadswoole")
 
 ROUND, FDMOD, IDLE, IPMOD, UIDMOD = 1, 2, 3, 4, 5
@@ -41,7 +40,7 @@ def ip_key(address: str) -> int:
 class Dispatcher:
     """Maps (session, event) to a worker index in [0, worker_num); one per reactor thread."""
 
-    def __init__(self, server: Any, state: S.SharedState, worker_num: int) -> None:
+    def __init__(self, server: Any, state: layout.SharedState, worker_num: int) -> None:
         setting = server.setting
         self.server = server
         self.state = state
@@ -77,7 +76,7 @@ class Dispatcher:
         state = self.state
         for offset in range(self.worker_num):
             worker = (start + offset) % self.worker_num
-            if state.worker_field(worker, S.W_STATUS) == SWOOLE_WORKER_IDLE:
+            if state.worker_field(worker, layout.W_STATUS) == SWOOLE_WORKER_IDLE:
                 return worker
         return start % self.worker_num
 

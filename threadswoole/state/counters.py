@@ -11,8 +11,7 @@ from __future__ import annotations
 import operator
 from array import array
 
-from threadswoole.server import _state as S
-
+from threadswoole.state import shared as layout
 FLUSH_INTERVAL = 0.02
 
 # Attribute names in the order of the S_* counter indices.
@@ -35,7 +34,7 @@ _CLOSE = FIELDS.index("close")
 _ABORT = FIELDS.index("abort")
 _RECV, _SEND, _DISPATCH, _RESPONSE, _ACCEPT_ = (FIELDS.index(n) for n in ("recv_bytes", "send_bytes", "dispatch", "response", "accept"))
 _all_fields = operator.attrgetter(*FIELDS)
-assert FIELDS.index("heartbeat_closes") == S.S_HEARTBEAT_CLOSES and FIELDS.index("request") == S.S_REQUEST
+assert FIELDS.index("heartbeat_closes") == layout.S_HEARTBEAT_CLOSES and FIELDS.index("request") == layout.S_REQUEST
 
 
 class StatCounters:
@@ -43,7 +42,7 @@ class StatCounters:
 
     __slots__ = FIELDS + ("_view", "_state")
 
-    def __init__(self, state: S.SharedState, slot: int) -> None:
+    def __init__(self, state: layout.SharedState, slot: int) -> None:
         base = state.stat_base(slot)
         self._state = state
         self._view = state.word_view(base, base + len(FIELDS))

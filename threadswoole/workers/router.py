@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from threadswoole._context import current, set_error
 from threadswoole.constants import SWOOLE_WORKER_BUSY, SWOOLE_WORKER_EXIT, SWOOLE_WORKER_IDLE
 from threadswoole.errors import ContextError, ErrorCode
-from threadswoole.server import _ipc
-from threadswoole.server import _state as S
-
+from threadswoole.ipc import messages
+from threadswoole.state import shared as layout
 if TYPE_CHECKING:
-    from threadswoole.server._host import Host
-    from threadswoole.server._runtime import Runtime
+    from threadswoole.connections.host import Host
+    from threadswoole.workers.runtime import Runtime
 
 
 class Router:
@@ -29,7 +28,7 @@ class Router:
 
     role_name = "this process"
 
-    def __init__(self, server: Any, state: S.SharedState, driver: Any) -> None:
+    def __init__(self, server: Any, state: layout.SharedState, driver: Any) -> None:
         self.server = server
         self.state = state
         self.driver = driver
@@ -94,9 +93,9 @@ class Router:
     def _missing(self, session: int) -> bool:
         """Fail for a session that is not usable: 1003 closing, 1004 closed, 1005 never existed."""
         status = self.state.session_state(session)
-        if status == S.CLOSING:
+        if status == layout.CLOSING:
             return set_error(ErrorCode.SESSION_CLOSING)
-        return set_error(ErrorCode.SESSION_CLOSED if status != S.NEVER else ErrorCode.SESSION_NOT_EXIST)
+        return set_error(ErrorCode.SESSION_CLOSED if status != layout.NEVER else ErrorCode.SESSION_NOT_EXIST)
 
     def exist(self, session: int) -> bool:
         return self.state.alive(session)
@@ -110,7 +109,7 @@ class Router:
     def client_list(self, port_index: int | None) -> list[int]:
         sessions = self.state.live_sessions()
         if port_index is not None:
-            sessions = [s for s in sessions if self.state.q[self.state.record_base(s) + S.C_PORT_INDEX] == port_index]
+            sessions = [s for s in sessions if self.state.q[self.state.record_base(s) + layout.C_PORT_INDEX] == port_index]
         return sessions
 
     def flush_counters(self) -> None:
@@ -125,11 +124,11 @@ class Router:
         totals = state.stat_totals()
         worker_num = self.server.setting["worker_num"]
         task_num = self.server.setting.get("task_worker_num", 0)
-        statuses = [state.worker_field(w, S.W_STATUS) for w in range(worker_num + task_num)]
+        statuses = [state.worker_field(w, layout.W_STATUS) for w in range(worker_num + task_num)]
         live = state.live_sessions()
         requests, responses, dispatches = self.worker_counters()
         result = {
-            "start_time": int(state.d[S.H_START_TIME]),
+            "start_time": int(state.d[layout.H_START_TIME]),
             "connection_num": totals["accept_count"] - totals["close_count"],
             "abort_count": totals["abort_count"],
             "accept_count": totals["accept_count"],
@@ -143,8 +142,8 @@ class Router:
             "response_count": totals["response_count"],
             "total_recv_bytes": totals["total_recv_bytes"],
             "total_send_bytes": totals["total_send_bytes"],
-            "pipe_packet_msg_id": state.q[S.H_PIPE_MSG_ID],
-            "session_round": sum(state.q[state.acceptor_base(a) + S.A_ROUND] for a in range(state.acceptors)),
+            "pipe_packet_msg_id": state.q[layout.H_PIPE_MSG_ID],
+            "session_round": sum(state.q[state.acceptor_base(a) + layout.A_ROUND] for a in range(state.acceptors)),
             "min_fd": live[0] if live else 0,
             "max_fd": live[-1] if live else 0,
             "worker_request_count": requests,
@@ -164,7 +163,7 @@ class Router:
             worker_id = current().worker_id
         if not 0 <= worker_id < self.state.worker_slots:
             return False
-        pid = self.state.worker_field(worker_id, S.W_PID)
+        pid = self.state.worker_field(worker_id, layout.W_PID)
         return pid if pid > 0 else False
 
     def worker_status(self, worker_id: int) -> Any:
@@ -178,7 +177,7 @@ class Router:
             return SWOOLE_WORKER_BUSY  # asked from inside a callback: this worker is busy
         if not 0 <= worker_id < self.state.worker_slots:
             return False
-        status = self.state.worker_field(worker_id, S.W_STATUS)
+        status = self.state.worker_field(worker_id, layout.W_STATUS)
         return status if status > 0 else False
 
 
@@ -193,13 +192,13 @@ class LocalRouter(Router):
 
     role_name = "an event worker"
 
-    def __init__(self, server: Any, state: S.SharedState, driver: Any, host: "Host", runtime: "Runtime", forwarder: Forwarder | None, own_list_only: bool) -> None:
+    def __init__(self, server: Any, state: layout.SharedState, driver: Any, host: "Host", runtime: "Runtime", forwarder: Forwarder | None, own_list_only: bool) -> None:
         super().__init__(server, state, driver)
         self.host = host
         # Server.send -> router.send lands directly in Host.send_session (one frame less on
         # the hot path); sessions owned elsewhere come back through remote_send.
         self.send = host.send_session  # type: ignore[method-assign]
-        host.remote_send = lambda session, data: self._remote(_ipc.T_SEND, session, data)  # type: ignore[method-assign]
+        host.remote_send = lambda session, data: self._remote(messages.T_SEND, session, data)  # type: ignore[method-assign]
         self.runtime = runtime
         self.conns = host.conns
         self.forwarder = forwarder
@@ -219,33 +218,33 @@ class LocalRouter(Router):
             return self.host.sendfile(conn, path, offset, length)
         import pickle
 
-        return self._remote(_ipc.T_SENDFILE, session, pickle.dumps((path, offset, length)))
+        return self._remote(messages.T_SENDFILE, session, pickle.dumps((path, offset, length)))
 
     def close(self, session: int, reset: bool) -> bool:
         conn = self.conns.get(session)
         if conn is not None:
             return self.host.close(conn, reset=reset)
-        return self._remote(_ipc.T_CLOSE_REQUEST, session, b"\x01" if reset else b"")
+        return self._remote(messages.T_CLOSE_REQUEST, session, b"\x01" if reset else b"")
 
     def pause(self, session: int, paused: bool) -> bool:
         conn = self.conns.get(session)
         if conn is not None:
             return self.host.set_paused(conn, paused)
-        return self._remote(_ipc.T_PAUSE if paused else _ipc.T_RESUME, session)
+        return self._remote(messages.T_PAUSE if paused else messages.T_RESUME, session)
 
     def protect(self, session: int, value: bool) -> bool:
         conn = self.conns.get(session)
         if conn is not None:
             return self.host.protect(conn, value)
-        return self._remote(_ipc.T_PROTECT, session, b"\x01" if value else b"")
+        return self._remote(messages.T_PROTECT, session, b"\x01" if value else b"")
 
     def confirm(self, session: int) -> bool:
         conn = self.conns.get(session)
         if conn is not None:
             return self.host.confirm(conn)
-        if self.state.owner(session) is not None and not (self.state.q[self.state.record_base(session) + S.C_FLAGS] & S.FLAG_DELAYED):
+        if self.state.owner(session) is not None and not (self.state.q[self.state.record_base(session) + layout.C_FLAGS] & layout.FLAG_DELAYED):
             return set_error(ErrorCode.SESSION_INVALID_ID)
-        return self._remote(_ipc.T_CONFIRM, session)
+        return self._remote(messages.T_CONFIRM, session)
 
     def bind(self, session: int, uid: int) -> bool:
         conn = self.conns.get(session)
@@ -254,9 +253,9 @@ class LocalRouter(Router):
         owner = self.state.owner(session)
         if owner is None:
             return self._missing(session)
-        if self.state.q[self.state.record_base(session) + S.C_UID]:
+        if self.state.q[self.state.record_base(session) + layout.C_UID]:
             return set_error(ErrorCode.SESSION_INVALID_ID)
-        return self._remote(_ipc.T_BIND, session, (uid & 0xFFFF_FFFF).to_bytes(4, "big"))
+        return self._remote(messages.T_BIND, session, (uid & 0xFFFF_FFFF).to_bytes(4, "big"))
 
     def exist(self, session: int) -> bool:
         conn = self.conns.get(session)
@@ -266,7 +265,7 @@ class LocalRouter(Router):
 
     def client_info(self, session: int, ignore_error: bool) -> Any:
         """Shared-memory info plus `ssl_client_cert` for a TLS connection this worker holds (§5.5)."""
-        from threadswoole.server._tls import add_client_cert
+        from threadswoole.connections.tls import add_client_cert
 
         return add_client_cert(super().client_info(session, ignore_error), self.conns.get(session))
 

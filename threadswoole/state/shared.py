@@ -37,8 +37,7 @@ import threading
 import time
 from typing import Any
 
-from threadswoole.server import _shm
-
+from threadswoole.state import shm
 WORD = 8
 HEADER_WORDS = 16
 STAT_WORDS = 16
@@ -169,7 +168,7 @@ class SharedState:
         self.acceptors_base = self.workers_base + worker_slots * WORKER_WORDS
         self.conns_base = self.acceptors_base + acceptors * ACCEPTOR_WORDS
         words = self.conns_base + capacity * CONN_WORDS
-        self.segment = _shm.create("state", words * WORD)
+        self.segment = shm.create("state", words * WORD)
         self.q = self.segment.buf.cast("q")
         self.d = self.segment.buf.cast("d")
         self.q[H_MAGIC] = MAGIC
@@ -212,10 +211,10 @@ class SharedState:
 
     def destroy(self) -> bool:
         """Release the views and unlink the segment (master, once, at shutdown); False if a
-        view outlived it (see `_shm.destroy`)."""
+        view outlived it (see `shm.destroy`)."""
         for view in (self.q, self.d):
             view.release()
-        return _shm.destroy(self.segment)
+        return shm.destroy(self.segment)
 
     # -- stats ----------------------------------------------------------------------------
     def stat_base(self, slot: int) -> int:

@@ -18,7 +18,7 @@ import socket
 import time
 from typing import Any, Callable
 
-from threadswoole.server._timers import TimerHeap
+from threadswoole.loop.timers import TimerHeap
 
 log = logging.getLogger("threadswoole")
 

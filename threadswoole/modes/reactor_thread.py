@@ -15,16 +15,16 @@ import threading
 from typing import Any
 
 from threadswoole import _context
-from threadswoole.server import _ipc
-from threadswoole.server import _state as S
-from threadswoole.server._acceptor import DatagramReader
-from threadswoole.server._connection import Connection
-from threadswoole.server._counters import StatCounters
-from threadswoole.server._dispatch import EVENT_CLOSE, EVENT_CONNECT, EVENT_DATA, Dispatcher, ip_key
-from threadswoole.server._host import Host
-from threadswoole.server._mailbox import BACKLOG_LIMIT, MailboxLink
-from threadswoole.server._reactor import EPOLLIN, Reactor
-from threadswoole.server._redelivery import Sender
+from threadswoole.ipc import messages
+from threadswoole.state import shared as layout
+from threadswoole.connections.acceptor import DatagramReader
+from threadswoole.connections.connection import Connection
+from threadswoole.state.counters import StatCounters
+from threadswoole.workers.dispatch import EVENT_CLOSE, EVENT_CONNECT, EVENT_DATA, Dispatcher, ip_key
+from threadswoole.connections.host import Host
+from threadswoole.ipc.mailbox import BACKLOG_LIMIT, MailboxLink
+from threadswoole.loop.reactor import EPOLLIN, Reactor
+from threadswoole.ipc.redelivery import Sender
 
 log = logging.getLogger("threadswoole")
 
@@ -65,16 +65,16 @@ class PipeSink:
             return
         worker = self._worker(conn, EVENT_CONNECT)
         conn.worker_id = worker
-        self.state.q[conn.record + S.C_WORKER] = worker
+        self.state.q[conn.record + layout.C_WORKER] = worker
         # The TLS client certificate travels with `connect`: only that worker may show it (§5.5).
-        self._put(worker, _ipc.T_CONNECT, conn, conn.client_cert.encode() if conn.client_cert else b"")
+        self._put(worker, messages.T_CONNECT, conn, conn.client_cert.encode() if conn.client_cert else b"")
 
     def on_data(self, conn: Connection, data: bytes) -> None:
         # the hot path of PROCESS mode: the default dispatch (by session) without calls
         session = conn.session_id
         worker = session % self.worker_num if self.by_session else self._worker(conn, EVENT_DATA, data)
         sender = self.sender
-        sender.send(worker, _ipc.T_DATA, session, data, conn.listener.index)
+        sender.send(worker, messages.T_DATA, session, data, conn.listener.index)
         self.counters.dispatch += 1
         if sender.boxes[worker].pending_bytes > BACKLOG_LIMIT:
             # Back-pressure: that worker is behind, so stop reading this client until its
@@ -91,13 +91,13 @@ class PipeSink:
 
     def on_closed(self, conn: Connection) -> None:
         if self.dispatcher.deliver_connect_close:
-            self._put(self._worker(conn, EVENT_CLOSE), _ipc.T_CLOSE, conn)
+            self._put(self._worker(conn, EVENT_CLOSE), messages.T_CLOSE, conn)
 
     def on_buffer_full(self, conn: Connection) -> None:
-        self._put(self._worker(conn, EVENT_DATA), _ipc.T_BUFFER_FULL, conn)
+        self._put(self._worker(conn, EVENT_DATA), messages.T_BUFFER_FULL, conn)
 
     def on_buffer_empty(self, conn: Connection) -> None:
-        self._put(self._worker(conn, EVENT_DATA), _ipc.T_BUFFER_EMPTY, conn)
+        self._put(self._worker(conn, EVENT_DATA), messages.T_BUFFER_EMPTY, conn)
 
 
 class ReactorThread:
@@ -117,7 +117,7 @@ class ReactorThread:
         self.dispatcher = Dispatcher(server, self.state, driver.worker_num)
         self.sink = PipeSink(self)
         self.host = Host(server=server, state=self.state, reactor=self.reactor, reactor_id=reactor_id, counters=self.counters, sink=self.sink)
-        self.inbox = _ipc.Inbox(driver.inboxes[reactor_mailbox(reactor_id)], self.on_message)
+        self.inbox = messages.Inbox(driver.inboxes[reactor_mailbox(reactor_id)], self.on_message)
         self.reactor.add(self.inbox.fd, EPOLLIN, self.inbox.on_readable)
         self.readers = [DatagramReader(self.reactor, port, self.on_packet, self.counters) for port in driver.datagram_ports(reactor_id)]
         self.thread = threading.Thread(target=self._run, name=f"reactor-{reactor_id}", daemon=True)
@@ -152,19 +152,19 @@ class ReactorThread:
             worker = dispatcher.worker_for(0, client_info["address"], 0, EVENT_DATA, data)
         else:
             worker = (ip_key(client_info["address"]) + client_info["port"]) % self.driver.worker_num
-        self.sink.sender.send(worker, _ipc.T_PACKET, 0, pickle.dumps((data, client_info)), port.index)
+        self.sink.sender.send(worker, messages.T_PACKET, 0, pickle.dumps((data, client_info)), port.index)
         self.counters.dispatch += 1
 
     # -- from the workers -------------------------------------------------------------------
     def on_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
         host = self.host
-        if type_ == _ipc.T_ACK:
+        if type_ == messages.T_ACK:
             self.sink.sender.acknowledged(src, session)
             return
-        if type_ == _ipc.T_HELLO:
+        if type_ == messages.T_HELLO:
             self.sink.sender.replay(src, payload)
             return
-        if type_ == _ipc.T_CLOSE_DONE:
+        if type_ == messages.T_CLOSE_DONE:
             host.release_record(session)
             return
         conn = host.conns.get(session)

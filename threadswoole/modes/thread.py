@@ -20,16 +20,16 @@ import threading
 from typing import Any
 
 from threadswoole import _context
-from threadswoole.server import _ipc
-from threadswoole.server import _state as S
-from threadswoole.server._acceptor import Acceptor
-from threadswoole.server._counters import StatCounters
-from threadswoole.server._dispatch import EVENT_CONNECT, IDLE, Dispatcher
-from threadswoole.server._event_worker import EventWorker, WorkerWiring, check_message_target
-from threadswoole.server._modes._common import DriverBase
-from threadswoole.server._reactor import Reactor
-from threadswoole.server._supervisor import Supervisor, bind_manager_context
-from threadswoole.server._worker import EVENT, ThreadWorker
+from threadswoole.ipc import messages
+from threadswoole.state import shared as layout
+from threadswoole.connections.acceptor import Acceptor
+from threadswoole.state.counters import StatCounters
+from threadswoole.workers.dispatch import EVENT_CONNECT, IDLE, Dispatcher
+from threadswoole.workers.event_worker import EventWorker, WorkerWiring, check_message_target
+from threadswoole.modes.common import DriverBase
+from threadswoole.loop.reactor import Reactor
+from threadswoole.workers.supervisor import Supervisor, bind_manager_context
+from threadswoole.workers.worker import EVENT, ThreadWorker
 
 log = logging.getLogger("threadswoole")
 START_TIMEOUT_MS = 5000
@@ -61,7 +61,7 @@ class ThreadDriver(DriverBase):
         state = self.create_state(stat_slots=1 + 2 * workers, worker_slots=workers, acceptors=1, capacity=self.capacity())
         server = self.server
         server.manager_pid = os.getpid()  # the manager is a thread of the master (contract §16)
-        state.q[S.H_MANAGER_PID] = os.getpid()
+        state.q[layout.H_MANAGER_PID] = os.getpid()
         main = self.main_reactor = Reactor("master")
         manager = self.manager_reactor = Reactor("manager")
         self.dispatcher = Dispatcher(server, state, workers)
@@ -97,7 +97,7 @@ class ThreadDriver(DriverBase):
     def _live_count(self, counters: StatCounters) -> int:
         state = self.state
         assert state is not None
-        closed = sum(state.q[state.stat_base(slot) + S.S_CLOSE] for slot in range(1, state.stat_slots))
+        closed = sum(state.q[state.stat_base(slot) + layout.S_CLOSE] for slot in range(1, state.stat_slots))
         return counters.accept - counters.close - closed
 
     # -- the manager thread ----------------------------------------------------------------
@@ -201,11 +201,11 @@ class ThreadDriver(DriverBase):
 
     def request_reload(self, only_task: bool) -> bool:
         assert self.state is not None and self.manager_reactor is not None and self.supervisor is not None
-        if self.state.q[S.H_RELOADING] or self._shutting_down:
+        if self.state.q[layout.H_RELOADING] or self._shutting_down:
             return False
         if only_task and not self.task_num:
             return True
-        self.state.q[S.H_RELOADING] = 1
+        self.state.q[layout.H_RELOADING] = 1
         self.manager_reactor.post(self.supervisor.reload, only_task)
         return True
 
@@ -234,7 +234,7 @@ class ThreadDriver(DriverBase):
         if target is None:
             return _context.set_error(1005)
         # A pickled copy in every mode (contract R4): threads must not share the object.
-        target.reactor.post(target.handle_message, _ipc.T_PIPE_MESSAGE, 0, 0, 0, _context.current().worker_id, 0, pickle.dumps(message))
+        target.reactor.post(target.handle_message, messages.T_PIPE_MESSAGE, 0, 0, 0, _context.current().worker_id, 0, pickle.dumps(message))
         return True
 
 

@@ -22,17 +22,17 @@ from typing import Any
 from threadswoole import _context
 from threadswoole.constants import SWOOLE_WORKER_BUSY, SWOOLE_WORKER_EXIT, SWOOLE_WORKER_IDLE
 from threadswoole.errors import ErrorCode
-from threadswoole.server import _ipc
-from threadswoole.server import _state as S
-from threadswoole.server._counters import StatCounters
-from threadswoole.server._event_worker import check_message_target
-from threadswoole.server._mailbox import MailboxLink
-from threadswoole.server._modes._common import MANAGER, watch_parent
-from threadswoole.server._reactor import EPOLLIN, Reactor
-from threadswoole.server._reactor_thread import reactor_mailbox
-from threadswoole.server._redelivery import Receiver
-from threadswoole.server._router import Router, send_datagram_to
-from threadswoole.server._runtime import Runtime
+from threadswoole.ipc import messages
+from threadswoole.state import shared as layout
+from threadswoole.state.counters import StatCounters
+from threadswoole.workers.event_worker import check_message_target
+from threadswoole.ipc.mailbox import MailboxLink
+from threadswoole.modes.common import MANAGER, watch_parent
+from threadswoole.loop.reactor import EPOLLIN, Reactor
+from threadswoole.modes.reactor_thread import reactor_mailbox
+from threadswoole.ipc.redelivery import Receiver
+from threadswoole.workers.router import Router, send_datagram_to
+from threadswoole.workers.runtime import Runtime
 
 log = logging.getLogger("threadswoole")
 DRAIN_CHECK_MS = 50
@@ -54,7 +54,7 @@ class PipeWorker:
         setting = server.setting
         self.runtime = Runtime(server, worker_id, self.counters, max_request=setting["max_request"], grace=setting.get("max_request_grace", 0), request_stop=self.request_stop)
         self.link = MailboxLink(self.reactor, worker_id, driver.posts)
-        self.inbox = _ipc.Inbox(driver.inboxes[worker_id], self.on_message)
+        self.inbox = messages.Inbox(driver.inboxes[worker_id], self.on_message)
         self.router = PipeRouter(self)
         self.ports = server.ports
         self.discard_late = bool(setting.get("discard_timeout_request", True)) and setting.get("dispatch_func") is None and setting.get("dispatch_mode", 2) in (1, 3)
@@ -73,14 +73,14 @@ class PipeWorker:
         ctx.runtime = self.runtime
         ctx.worker_obj = self
         state = self.state
-        state.set_worker_field(self.worker_id, S.W_PID, os.getpid())
-        state.set_worker_field(self.worker_id, S.W_STATUS, SWOOLE_WORKER_IDLE)
+        state.set_worker_field(self.worker_id, layout.W_PID, os.getpid())
+        state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_IDLE)
         self.reactor.add(self.inbox.fd, EPOLLIN, self._on_inbox)
         reactors = [reactor_mailbox(r) for r in range(self.driver.reactor_num)]
         self.receiver = Receiver(reactors, self.link, self.reactor, self._event, self.state, self.worker_id)
         watch_parent(self.reactor, lambda: self.request_stop("orphaned"))
         self.runtime.start()
-        self._notify(_ipc.T_WORKER_STARTED)
+        self._notify(messages.T_WORKER_STARTED)
         try:
             self.reactor.run()
         except SystemExit as exc:
@@ -97,12 +97,12 @@ class PipeWorker:
     # -- events from the reactor threads ----------------------------------------------------
     def _on_inbox(self, _mask: int) -> None:
         state = self.state
-        state.set_worker_field(self.worker_id, S.W_STATUS, SWOOLE_WORKER_BUSY)
+        state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_BUSY)
         try:
             self.inbox.on_readable()
         finally:
             if not self._stopping:
-                state.set_worker_field(self.worker_id, S.W_STATUS, SWOOLE_WORKER_IDLE)
+                state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_IDLE)
 
     def on_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
         if src <= -100:  # from a reactor thread: numbered, possibly redelivered (see _redelivery.py)
@@ -113,38 +113,38 @@ class PipeWorker:
     def _event(self, type_: int, flags: int, port: int, reactor: int, session: int, payload: bytes, src: int = -1) -> None:
         server = self.server
         runtime = self.runtime
-        if type_ == _ipc.T_DATA:
+        if type_ == messages.T_DATA:
             if self.discard_late and not self.state.alive(session):
                 return  # discard_timeout_request: data of a connection that already closed
             runtime.count_request()
             runtime.dispatches += 1
-            self.state.d[self.state.record_base(session) + S.C_LAST_DISPATCH] = time.time()
+            self.state.d[self.state.record_base(session) + layout.C_LAST_DISPATCH] = time.time()
             try:
                 self.ports[port].on_receive(server, session, reactor, payload)
             except Exception:
                 runtime.failed("receive")
             runtime.check_max_request()
-        elif type_ == _ipc.T_CONNECT:
+        elif type_ == messages.T_CONNECT:
             if payload:  # the TLS client certificate (PEM): get_client_info shows it here only
                 self.router.client_certs[session] = payload.decode()
             runtime.call("connect", self.ports[port].on_connect, server, session, reactor)
-        elif type_ == _ipc.T_CLOSE:
+        elif type_ == messages.T_CLOSE:
             self.router.forget(session)  # from here on a send fails with 1003 (closing)
             runtime.call("close", self.ports[port].on_close, server, session, reactor)
             self.router.client_certs.pop(session, None)
-            self.link.outbox(reactor_mailbox(reactor)).put(_ipc.T_CLOSE_DONE, session)
-        elif type_ == _ipc.T_PACKET:
+            self.link.outbox(reactor_mailbox(reactor)).put(messages.T_CLOSE_DONE, session)
+        elif type_ == messages.T_PACKET:
             data, client_info = pickle.loads(payload)
             runtime.count_request()
             runtime.call("packet", self.ports[port].on_packet, server, data, client_info)
             runtime.check_max_request()
-        elif type_ == _ipc.T_BUFFER_FULL:
+        elif type_ == messages.T_BUFFER_FULL:
             runtime.call("buffer_full", self.ports[port].on_buffer_full, server, session)
-        elif type_ == _ipc.T_BUFFER_EMPTY:
+        elif type_ == messages.T_BUFFER_EMPTY:
             runtime.call("buffer_empty", self.ports[port].on_buffer_empty, server, session)
-        elif type_ == _ipc.T_PIPE_MESSAGE:
+        elif type_ == messages.T_PIPE_MESSAGE:
             runtime.call("pipe_message", server._callbacks.lookup("pipe_message"), server, src, pickle.loads(payload))
-        elif type_ == _ipc.T_STOP_WORKER:
+        elif type_ == messages.T_STOP_WORKER:
             self.request_stop("stop", payload == b"\x01")
 
     # -- stopping ---------------------------------------------------------------------------
@@ -166,9 +166,9 @@ class PipeWorker:
             self.inbox.on_readable()
         self.inbox.paused = True
         self.reactor.remove(self.inbox.fd)
-        self.state.set_worker_field(self.worker_id, S.W_STATUS, SWOOLE_WORKER_EXIT)
+        self.state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_EXIT)
         if wait_event:
-            self._notify(_ipc.T_WORKER_STOPPING, b"\x01" + os.getpid().to_bytes(4, "big"))
+            self._notify(messages.T_WORKER_STOPPING, b"\x01" + os.getpid().to_bytes(4, "big"))
             deadline = time.monotonic() + self.server.setting["max_wait_time"]
             self._wait_for_timers(deadline)
             return
@@ -214,13 +214,13 @@ class PipeRouter(Router):
             _context.set_error(ErrorCode.SESSION_CLOSED_BY_SERVER)
             return None
         base = self.state.record_base(session)
-        if self.q[base + S.C_SESSION] != session or self.q[base + S.C_FLAGS] & S.FLAG_CLOSING:
+        if self.q[base + layout.C_SESSION] != session or self.q[base + layout.C_FLAGS] & layout.FLAG_CLOSING:
             self._missing(session)
             return None
         return base
 
     def _to_owner(self, base: int, op: int, session: int, payload: bytes = b"") -> bool:
-        self.link.outbox(reactor_mailbox(self.q[base + S.C_REACTOR])).put(op, session, payload)
+        self.link.outbox(reactor_mailbox(self.q[base + layout.C_REACTOR])).put(op, session, payload)
         return True
 
     def client_info(self, session: int, ignore_error: bool) -> Any:
@@ -242,12 +242,12 @@ class PipeRouter(Router):
         size = len(data)
         if size > self.buffer_output_size:
             return _context.set_error(ErrorCode.DATA_LENGTH_TOO_LARGE)
-        queued = self.q[base + S.C_SEND_QUEUED]
-        if (queued and queued + size > self.socket_buffer_size) or self.q[base + S.C_FLAGS] & S.FLAG_OVERFLOW:
+        queued = self.q[base + layout.C_SEND_QUEUED]
+        if (queued and queued + size > self.socket_buffer_size) or self.q[base + layout.C_FLAGS] & layout.FLAG_OVERFLOW:
             return _context.set_error(ErrorCode.OUTPUT_BUFFER_OVERFLOW)
         self.worker.counters.response += 1
-        box = self.link.outbox(reactor_mailbox(self.q[base + S.C_REACTOR]))
-        box.put(_ipc.T_SEND, session, data)
+        box = self.link.outbox(reactor_mailbox(self.q[base + layout.C_REACTOR]))
+        box.put(messages.T_SEND, session, data)
         if box.pending_bytes > SEND_AHEAD_LIMIT:
             # Like Swoole's blocking pipe: a worker that sends faster than the reactor writes
             # waits here, so the reactor's view of the send queue (and overflow) keeps up.
@@ -260,7 +260,7 @@ class PipeRouter(Router):
             return False
         if not os.path.isfile(path):
             return _context.set_error(ErrorCode.SESSION_NOT_EXIST)
-        return self._to_owner(base, _ipc.T_SENDFILE, session, pickle.dumps((path, offset, length)))
+        return self._to_owner(base, messages.T_SENDFILE, session, pickle.dumps((path, offset, length)))
 
     def close(self, session: int, reset: bool) -> bool:
         base = self._live(session)
@@ -269,34 +269,34 @@ class PipeRouter(Router):
         if len(self._closed_here) > 65536:  # close events never came (stateless dispatch): bound it
             self._closed_here.clear()
         self._closed_here.add(session)
-        return self._to_owner(base, _ipc.T_CLOSE_REQUEST, session, b"\x01" if reset else b"")
+        return self._to_owner(base, messages.T_CLOSE_REQUEST, session, b"\x01" if reset else b"")
 
     def pause(self, session: int, paused: bool) -> bool:
         base = self._live(session)
-        return base is not None and self._to_owner(base, _ipc.T_PAUSE if paused else _ipc.T_RESUME, session)
+        return base is not None and self._to_owner(base, messages.T_PAUSE if paused else messages.T_RESUME, session)
 
     def protect(self, session: int, value: bool) -> bool:
         base = self._live(session)
-        return base is not None and self._to_owner(base, _ipc.T_PROTECT, session, b"\x01" if value else b"")
+        return base is not None and self._to_owner(base, messages.T_PROTECT, session, b"\x01" if value else b"")
 
     def confirm(self, session: int) -> bool:
         base = self._live(session)
         if base is None:
             return False
-        if not self.q[base + S.C_FLAGS] & S.FLAG_DELAYED or session in self._confirmed:
+        if not self.q[base + layout.C_FLAGS] & layout.FLAG_DELAYED or session in self._confirmed:
             return _context.set_error(ErrorCode.SESSION_INVALID_ID)
         self._confirmed.add(session)
-        return self._to_owner(base, _ipc.T_CONFIRM, session)
+        return self._to_owner(base, messages.T_CONFIRM, session)
 
     def bind(self, session: int, uid: int) -> bool:
         base = self._live(session)
         if base is None:
             return False
-        if self.q[base + S.C_UID]:
+        if self.q[base + layout.C_UID]:
             return _context.set_error(ErrorCode.SESSION_INVALID_ID)
         uid &= 0xFFFF_FFFF
-        self.q[base + S.C_UID] = uid  # visible at once to every worker; the reactor learns it next
-        return self._to_owner(base, _ipc.T_BIND, session, uid.to_bytes(4, "big"))
+        self.q[base + layout.C_UID] = uid  # visible at once to every worker; the reactor learns it next
+        return self._to_owner(base, messages.T_BIND, session, uid.to_bytes(4, "big"))
 
     def heartbeat(self, close: bool) -> Any:
         idle_limit = self.driver.default_idle_time()
@@ -306,12 +306,12 @@ class PipeRouter(Router):
         idle = []
         for session in self.state.live_sessions():
             base = self.state.record_base(session)
-            if self.q[base + S.C_FLAGS] & (S.FLAG_PROTECTED | S.FLAG_CLOSING):
+            if self.q[base + layout.C_FLAGS] & (layout.FLAG_PROTECTED | layout.FLAG_CLOSING):
                 continue
-            if now - self.state.d[base + S.C_LAST_RECV] > idle_limit:
+            if now - self.state.d[base + layout.C_LAST_RECV] > idle_limit:
                 idle.append(session)
                 if close:
-                    self._to_owner(base, _ipc.T_CLOSE_REQUEST, session, b"\x01")
+                    self._to_owner(base, messages.T_CLOSE_REQUEST, session, b"\x01")
         return idle
 
     def sendto(self, ip: str, port: int, data: bytes, server_socket: int) -> bool:
@@ -322,7 +322,7 @@ class PipeRouter(Router):
 
     def send_message(self, message: Any, worker_id: int) -> bool:
         check_message_target(self.server, worker_id)
-        self.link.outbox(worker_id).put(_ipc.T_PIPE_MESSAGE, 0, pickle.dumps(message))
+        self.link.outbox(worker_id).put(messages.T_PIPE_MESSAGE, 0, pickle.dumps(message))
         return True
 
     def flush_counters(self) -> None:

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Callable
 
 from threadswoole.errors import ErrorCode
 from threadswoole.protocol import FramingError
-from threadswoole.server import _state as S
-from threadswoole.server._connection import RECV_SIZE, Connection
-from threadswoole.server._reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
-from threadswoole.server._runtime import InlineSink
+from threadswoole.state import shared as layout
+from threadswoole.connections.connection import RECV_SIZE, Connection
+from threadswoole.loop.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
+from threadswoole.workers.runtime import InlineSink
 
 if TYPE_CHECKING:
-    from threadswoole.server._host import Host
+    from threadswoole.connections.host import Host
 
 _EPOLLOUT = EPOLLOUT
 _READABLE = EPOLLIN | EPOLLERR | EPOLLHUP
@@ -36,7 +36,7 @@ def make_fast_handler(host: "Host", conn: Connection) -> Callable[[int], None]:
     counters = host.counters
     reactor = host.reactor
     shared = host._d
-    last_recv_word = conn.record + S.C_LAST_RECV
+    last_recv_word = conn.record + layout.C_LAST_RECV
     framer = conn.framer
     sink = host.sink
     inline = isinstance(sink, InlineSink)

@@ -20,15 +20,15 @@ import threading
 from typing import Any
 
 from threadswoole import _context
-from threadswoole.server import _ipc
-from threadswoole.server import _state as S
-from threadswoole.server._acceptor import Acceptor
-from threadswoole.server._counters import StatCounters
-from threadswoole.server._modes._common import MANAGER, DriverBase, child_signals, drop_privileges, watch_parent
-from threadswoole.server._reactor import EPOLLIN, Reactor
-from threadswoole.server._reactor_thread import ReactorThread, reactor_mailbox
-from threadswoole.server._supervisor import Supervisor, bind_manager_context
-from threadswoole.server._worker import EVENT, ProcessWorker
+from threadswoole.ipc import messages
+from threadswoole.state import shared as layout
+from threadswoole.connections.acceptor import Acceptor
+from threadswoole.state.counters import StatCounters
+from threadswoole.modes.common import MANAGER, DriverBase, child_signals, drop_privileges, watch_parent
+from threadswoole.loop.reactor import EPOLLIN, Reactor
+from threadswoole.modes.reactor_thread import ReactorThread, reactor_mailbox
+from threadswoole.workers.supervisor import Supervisor, bind_manager_context
+from threadswoole.workers.worker import EVENT, ProcessWorker
 
 log = logging.getLogger("threadswoole")
 
@@ -63,7 +63,7 @@ class ProcessDriver(DriverBase):
         reactors, workers = self.reactor_num, self.worker_num
         state = self.create_state(stat_slots=1 + reactors + 2 * workers, worker_slots=workers, acceptors=1, capacity=self.capacity())
         for mailbox in [*range(workers), MANAGER, *(reactor_mailbox(r) for r in range(reactors))]:
-            self.inboxes[mailbox], self.posts[mailbox] = _ipc.make_pipe()
+            self.inboxes[mailbox], self.posts[mailbox] = messages.make_pipe()
         try:
             self._fork_manager()
             for mailbox in [*range(workers), MANAGER]:
@@ -105,7 +105,7 @@ class ProcessDriver(DriverBase):
     def _live_count(self, counters: StatCounters) -> int:
         state = self.state
         assert state is not None
-        closed = sum(state.q[state.stat_base(1 + r) + S.S_CLOSE] for r in range(self.reactor_num))
+        closed = sum(state.q[state.stat_base(1 + r) + layout.S_CLOSE] for r in range(self.reactor_num))
         return counters.accept - counters.close - closed
 
     def _place(self, session: int, sock: Any, port: Any, remote: Any) -> tuple[int, int, Any]:
@@ -130,7 +130,7 @@ class ProcessDriver(DriverBase):
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         self.manager_pid = self.server.manager_pid = pid
         assert self.state is not None
-        self.state.q[S.H_MANAGER_PID] = pid
+        self.state.q[layout.H_MANAGER_PID] = pid
 
     def begin_shutdown(self) -> None:
         """On the master's main thread: close connections, stop the manager, then the loop."""
@@ -193,7 +193,7 @@ class ProcessDriver(DriverBase):
         self.fire("manager_start")
         assert self.state is not None
         supervisor = self.supervisor = Supervisor(self.server, self.state, reactor, self._make_worker, event_ids=list(range(self.worker_num)), task_ids=[])
-        inbox = _ipc.Inbox(self.inboxes[MANAGER], self._manager_message)
+        inbox = messages.Inbox(self.inboxes[MANAGER], self._manager_message)
         reactor.add(inbox.fd, EPOLLIN, inbox.on_readable)
 
         def stop_all() -> None:
@@ -217,15 +217,15 @@ class ProcessDriver(DriverBase):
 
     def _make_worker(self, worker_id: int) -> ProcessWorker:
         def stop_message(wait_event: bool) -> None:
-            box = _ipc.Outbox(self.posts[worker_id], MANAGER)
-            box.put(_ipc.T_STOP_WORKER, 0, b"\x01" if wait_event else b"")
+            box = messages.Outbox(self.posts[worker_id], MANAGER)
+            box.put(messages.T_STOP_WORKER, 0, b"\x01" if wait_event else b"")
             box.flush_blocking(1.0)
 
         return ProcessWorker(worker_id, EVENT, lambda: self._worker_main(worker_id), stop_message=stop_message)
 
     def _worker_main(self, worker_id: int) -> int:
         """A forked worker: keeps only its own mailbox, then runs the callbacks' loop."""
-        from threadswoole.server._pipe_worker import PipeWorker
+        from threadswoole.workers.pipe_worker import PipeWorker
 
         assert self.manager_reactor is not None
         self.manager_reactor.close_after_fork()
@@ -240,18 +240,18 @@ class ProcessDriver(DriverBase):
 
     # -- requests from routers --------------------------------------------------------------
     def _to_manager(self, op: int, session: int = 0, payload: bytes = b"") -> bool:
-        box = _ipc.Outbox(self.posts[MANAGER], _context.current().worker_id)
+        box = messages.Outbox(self.posts[MANAGER], _context.current().worker_id)
         box.put(op, session, payload)
         return box.flush_blocking(1.0)
 
     def request_reload(self, only_task: bool) -> bool:
         assert self.state is not None
-        if self.state.q[S.H_RELOADING] or self._shutting_down:
+        if self.state.q[layout.H_RELOADING] or self._shutting_down:
             return False
         if only_task and not self.task_num:
             return True  # nothing to reload
-        self.state.q[S.H_RELOADING] = 1
-        return self._to_manager(_ipc.T_RELOAD, 0, b"\x01" if only_task else b"")
+        self.state.q[layout.H_RELOADING] = 1
+        return self._to_manager(messages.T_RELOAD, 0, b"\x01" if only_task else b"")
 
     def request_shutdown(self) -> bool:
         ctx = _context.current()
@@ -270,4 +270,4 @@ class ProcessDriver(DriverBase):
             return True
         if not 0 <= worker_id < self.worker_num:
             return False
-        return self._to_manager(_ipc.T_STOP_WORKER, worker_id, b"\x01" if wait_event else b"")
+        return self._to_manager(messages.T_STOP_WORKER, worker_id, b"\x01" if wait_event else b"")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from threadswoole.server import _ipc
-from threadswoole.server._reactor import EPOLLOUT, Reactor
+from threadswoole.ipc import messages
+from threadswoole.loop.reactor import EPOLLOUT, Reactor
 
 BACKLOG_LIMIT = 8 * 1024 * 1024  # bytes queued for one destination before its producers pause
 
@@ -24,15 +24,15 @@ class MailboxLink:
         self.reactor = reactor
         self.src = src
         self.posts = posts  # mailbox id -> post socket
-        self.outboxes: dict[int, _ipc.Outbox] = {}
+        self.outboxes: dict[int, messages.Outbox] = {}
         self.on_drained: Callable[[int], Any] | None = None  # called with the mailbox id
         self.before_flush: Callable[[], Any] | None = None  # last messages of an iteration (acks)
         reactor.before_poll.append(self.flush)
 
-    def outbox(self, target: int) -> _ipc.Outbox:
+    def outbox(self, target: int) -> messages.Outbox:
         box = self.outboxes.get(target)
         if box is None:
-            box = _ipc.Outbox(self.posts[target], self.src, lambda box, target=target: self._blocked(box, target))
+            box = messages.Outbox(self.posts[target], self.src, lambda box, target=target: self._blocked(box, target))
             self.outboxes[target] = box
         return box
 
@@ -54,7 +54,7 @@ class MailboxLink:
         for box in self.outboxes.values():
             box.flush_blocking(timeout)
 
-    def _blocked(self, box: _ipc.Outbox, target: int) -> None:
+    def _blocked(self, box: messages.Outbox, target: int) -> None:
         def writable(_mask: int) -> None:
             if box.flush():
                 self.reactor.remove(box.fd)

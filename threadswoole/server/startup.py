@@ -1,22 +1,14 @@
 """What `start()` checks and prepares before any mode runs: required callbacks, consistent
-settings, the effective setting values (contract R8), logging, the pid file and daemonizing."""
+settings, the effective setting values (contract R8), and the mode's driver."""
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 from typing import Any
 
 from threadswoole.constants import SWOOLE_BASE, SWOOLE_PROCESS, SWOOLE_THREAD
 from threadswoole.errors import ConfigError, StateError
-from threadswoole.server import _settings
-
-log = logging.getLogger("threadswoole")
-
-# Swoole's log levels: 0 DEBUG, 1 TRACE, 2 INFO, 3 NOTICE, 4 WARNING, 5 ERROR.
-_LOG_LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.INFO, 3: logging.INFO, 4: logging.WARNING, 5: logging.ERROR}
-_FORMAT = "[%(asctime)s %(process)d %(threadName)s] %(levelname)s threadswoole: %(message)s"
+from threadswoole.server import settings as schema
 
 
 def check_callbacks(server: Any) -> None:
@@ -37,7 +29,7 @@ def check_settings(server: Any) -> None:
     settings = server._settings
     for port in server.ports:
         effective = port.effective_settings()
-        for key in _settings.UNSUPPORTED_PROTOCOLS:
+        for key in schema.UNSUPPORTED_PROTOCOLS:
             if effective.get(key):
                 raise NotImplementedError(f"{key}: the HTTP and WebSocket servers are not implemented yet")
         if port.ssl:
@@ -60,73 +52,10 @@ def complete_settings(server: Any) -> None:
     """Fill in the effective values that callbacks read from `server.setting`."""
     settings = server._settings
     for key in ("worker_num", "task_worker_num", "reactor_num", "dispatch_mode", "task_ipc_mode", "buffer_output_size", "package_max_length", "max_wait_time", "socket_buffer_size", "max_request"):
-        settings.setdefault(key, _settings.default(key))
-    settings.setdefault("max_connection", _settings.default_max_connection())
+        settings.setdefault(key, schema.default(key))
+    settings.setdefault("max_connection", schema.default_max_connection())
     if server.mode == SWOOLE_THREAD:
         settings["reactor_num"] = settings["worker_num"]
-
-
-def configure_logging(settings: dict[str, Any]) -> None:
-    logger = logging.getLogger("threadswoole")
-    level = settings.get("log_level")
-    if level is not None:
-        logger.setLevel(_LOG_LEVELS[level])
-    elif logger.level == logging.NOTSET:
-        logger.setLevel(logging.INFO)
-    log_file = settings.get("log_file")
-    if log_file:
-        handler: logging.Handler = logging.FileHandler(log_file)
-    elif not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler(sys.stderr)
-    else:
-        return
-    handler.setFormatter(logging.Formatter(_FORMAT))
-    handler._threadswoole = True  # type: ignore[attr-defined]
-    logger.addHandler(handler)
-    logger.propagate = False
-
-
-def remove_logging() -> None:
-    logger = logging.getLogger("threadswoole")
-    for handler in list(logger.handlers):
-        if getattr(handler, "_threadswoole", False):
-            logger.removeHandler(handler)
-            handler.close()
-    logger.propagate = True
-
-
-def daemonize(log_file: str | None) -> None:
-    """Detach from the terminal: fork twice, new session, cwd '/', stdio to the log or /dev/null."""
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    os.chdir("/")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    null = os.open(os.devnull, os.O_RDWR)
-    out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if log_file else null
-    os.dup2(null, 0)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
-
-
-def write_pid_file(path: str | None) -> None:
-    if path:
-        with open(path, "w") as file:
-            file.write(f"{os.getpid()}\n")
-
-
-def remove_pid_file(path: str | None) -> None:
-    if path:
-        try:
-            with open(path) as file:
-                if file.read().strip() != str(os.getpid()):
-                    return  # another server owns it now
-            os.unlink(path)
-        except OSError:
-            pass
 
 
 def make_driver(server: Any) -> Any:
@@ -137,15 +66,15 @@ def make_driver(server: Any) -> Any:
     for port in server.ports:
         port.prepare()
     if server.mode == SWOOLE_BASE:
-        from threadswoole.server._modes.base import BaseDriver
+        from threadswoole.modes.base import BaseDriver
 
         return BaseDriver(server)
     if server.mode == SWOOLE_PROCESS:
-        from threadswoole.server._modes.process import ProcessDriver
+        from threadswoole.modes.process import ProcessDriver
 
         return ProcessDriver(server)
     if server.mode == SWOOLE_THREAD:
-        from threadswoole.server._modes.thread import ThreadDriver
+        from threadswoole.modes.thread import ThreadDriver
 
         return ThreadDriver(server)
     raise ValueError(f"unknown mode {server.mode}")

@@ -19,14 +19,14 @@ from typing import Any, Callable
 from threadswoole import _context
 from threadswoole.constants import SWOOLE_WORKER_EXIT, SWOOLE_WORKER_IDLE
 from threadswoole.errors import ErrorCode, StateError
-from threadswoole.server import _ipc
-from threadswoole.server import _state as S
-from threadswoole.server._acceptor import DatagramReader
-from threadswoole.server._counters import StatCounters
-from threadswoole.server._host import Host
-from threadswoole.server._reactor import Reactor
-from threadswoole.server._router import LocalRouter
-from threadswoole.server._runtime import InlineSink, Runtime
+from threadswoole.ipc import messages
+from threadswoole.state import shared as layout
+from threadswoole.connections.acceptor import DatagramReader
+from threadswoole.state.counters import StatCounters
+from threadswoole.connections.host import Host
+from threadswoole.loop.reactor import Reactor
+from threadswoole.workers.router import LocalRouter
+from threadswoole.workers.runtime import InlineSink, Runtime
 
 log = logging.getLogger("threadswoole")
 DRAIN_CHECK_MS = 50
@@ -69,7 +69,7 @@ class WorkerWiring:
 class EventWorker:
     """One event worker. `run()` blocks until the worker stops and returns its exit code."""
 
-    def __init__(self, server: Any, state: S.SharedState, worker_id: int, wiring: WorkerWiring, driver: Any) -> None:
+    def __init__(self, server: Any, state: layout.SharedState, worker_id: int, wiring: WorkerWiring, driver: Any) -> None:
         self.server = server
         self.state = state
         self.worker_id = worker_id
@@ -109,9 +109,9 @@ class EventWorker:
         self.bind_context()
         self.router.forwarder = self.wiring.forwarder(self)
         state = self.state
-        state.set_worker_field(self.worker_id, S.W_PID, os.getpid())
-        state.set_worker_field(self.worker_id, S.W_TID, threading.get_native_id())
-        state.set_worker_field(self.worker_id, S.W_STATUS, SWOOLE_WORKER_IDLE)
+        state.set_worker_field(self.worker_id, layout.W_PID, os.getpid())
+        state.set_worker_field(self.worker_id, layout.W_TID, threading.get_native_id())
+        state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_IDLE)
         self.wiring.attach(self)
         interval = self.server.setting.get("heartbeat_check_interval")
         if interval:
@@ -174,7 +174,7 @@ class EventWorker:
         if wait_event:
             # stop(-1, True): keep serving what is already here until the loop is empty
             # (no connections, no timers) or max_wait_time passes, then leave.
-            self.state.set_worker_field(self.worker_id, S.W_STATUS, SWOOLE_WORKER_EXIT)
+            self.state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_EXIT)
             self._drain_deadline = time.monotonic() + self.server.setting["max_wait_time"]
             self.reactor.after(DRAIN_CHECK_MS, self._check_drained)
             return
@@ -200,7 +200,7 @@ class EventWorker:
     # -- messages from other workers or the owner of a session ------------------------------
     def handle_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
         host = self.host
-        if type_ == _ipc.T_PIPE_MESSAGE:
+        if type_ == messages.T_PIPE_MESSAGE:
             callback = self.server._callbacks.lookup("pipe_message")
             self.runtime.call("pipe_message", callback, self.server, src, pickle.loads(payload))
             return

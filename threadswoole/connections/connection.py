@@ -14,11 +14,11 @@ import ssl
 from typing import TYPE_CHECKING, Any
 
 from threadswoole.errors import ErrorCode
-from threadswoole.server import _state as S
-from threadswoole.server._reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
+from threadswoole.state import shared as layout
+from threadswoole.loop.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 
 if TYPE_CHECKING:
-    from threadswoole.server._host import Host
+    from threadswoole.connections.host import Host
 
 RECV_SIZE = 65536
 # "Would block" for plain and TLS sockets alike: OpenSSL reports a full socket buffer as
@@ -96,7 +96,7 @@ class Connection:
         self.protected = False
         self.above_high_watermark = False
         self.drain_timer: int | None = None
-        self.send_word = record + S.C_LAST_SEND  # shared-memory word of last_send_time
+        self.send_word = record + layout.C_LAST_SEND  # shared-memory word of last_send_time
         self.remote = remote
         self.uid = 0
         self.worker_id = -1

@@ -9,9 +9,10 @@ from typing import Any, Callable
 
 from threadswoole import _context
 from threadswoole.errors import ContextError
-from threadswoole.server import _shm, _startup
-from threadswoole.server._router import Router
-from threadswoole.server._state import SharedState
+from threadswoole.state import shm
+from threadswoole.modes import process_setup
+from threadswoole.workers.router import Router
+from threadswoole.state.shared import SharedState
 
 log = logging.getLogger("threadswoole")
 
@@ -42,13 +43,13 @@ class DriverBase:
     def begin(self) -> None:
         settings = self.server._settings
         if settings.get("daemonize"):
-            _startup.daemonize(settings.get("log_file"))
-        _startup.configure_logging(settings)
-        removed = _shm.sweep_stale()
+            process_setup.daemonize(settings.get("log_file"))
+        process_setup.configure_logging(settings)
+        removed = shm.sweep_stale()
         if removed:
             log.info("removed %d shared-memory segments left by a server that died: %s", len(removed), ", ".join(removed))
         self.server.master_pid = os.getpid()
-        _startup.write_pid_file(settings.get("pid_file"))
+        process_setup.write_pid_file(settings.get("pid_file"))
         listening = ", ".join(f"{p.host}:{p.port}" if p.port else p.host for p in self.server.ports)
         log.info("%s server starting on %s: %d worker(s), master pid %d", self.server.mode.name, listening, self.worker_num, os.getpid())
 
@@ -65,10 +66,10 @@ class DriverBase:
         self.fire("shutdown")
         log.info("server stopped (master pid %d)", os.getpid())
         self.restore_signals()
-        _startup.remove_pid_file(self.server._settings.get("pid_file"))
+        process_setup.remove_pid_file(self.server._settings.get("pid_file"))
         if self.state is not None:
             self.state.destroy()
-        _startup.remove_logging()
+        process_setup.remove_logging()
         _context.current().reset()
 
     # -- contexts and callbacks -----------------------------------------------------------

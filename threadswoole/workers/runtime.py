@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 
 if TYPE_CHECKING:
-    from threadswoole.server._connection import Connection
-    from threadswoole.server._counters import StatCounters
+    from threadswoole.connections.connection import Connection
+    from threadswoole.state.counters import StatCounters
 
 log = logging.getLogger("threadswoole")
 

@@ -15,8 +15,8 @@ import socket
 import struct
 from typing import Any, Callable
 
-from threadswoole.server import _state as S
-from threadswoole.server._reactor import EPOLLIN, Reactor
+from threadswoole.state import shared as layout
+from threadswoole.loop.reactor import EPOLLIN, Reactor
 
 log = logging.getLogger("threadswoole")
 
@@ -33,7 +33,7 @@ Placer = Callable[[int, socket.socket, Any, Any], tuple[int, int, Callable[..., 
 class Acceptor:
     """Issues session ids and publishes connection records; accepts from stream listeners."""
 
-    def __init__(self, state: S.SharedState, index: int, reactor: Reactor, counters: Any, *, max_connection: int, live_count: Callable[[], int], place: Placer, exclusive: bool = False) -> None:
+    def __init__(self, state: layout.SharedState, index: int, reactor: Reactor, counters: Any, *, max_connection: int, live_count: Callable[[], int], place: Placer, exclusive: bool = False) -> None:
         self.state = state
         self.index = index
         self.reactor = reactor
@@ -53,14 +53,14 @@ class Acceptor:
         state = self.state
         q = state.q
         acceptors = state.acceptors
-        k = q[self._base + S.A_ROUND]
+        k = q[self._base + layout.A_ROUND]
         for _ in range(state.capacity // acceptors):
             session = k * acceptors + self.index + 1
             k += 1
-            if q[state.record_base(session) + S.C_SESSION] <= 0:
-                q[self._base + S.A_ROUND] = k
+            if q[state.record_base(session) + layout.C_SESSION] <= 0:
+                q[self._base + layout.A_ROUND] = k
                 return session
-        q[self._base + S.A_ROUND] = k
+        q[self._base + layout.A_ROUND] = k
         return None
 
     def publish(self, session: int, sock: socket.socket, port: Any, remote: Any, reactor_id: int, worker_id: int) -> None:
@@ -69,30 +69,30 @@ class Acceptor:
         q, d = state.q, state.d
         base = state.record_base(session)
         now = self.reactor.clock
-        q[base + S.C_FD] = sock.fileno()
-        q[base + S.C_OWNER_PID] = self.pid
-        q[base + S.C_REACTOR] = reactor_id
-        q[base + S.C_WORKER] = worker_id
-        q[base + S.C_PORT_INDEX] = port.index
-        q[base + S.C_SERVER_FD] = port.sock
-        q[base + S.C_SERVER_PORT] = port.port
-        q[base + S.C_SOCKET_TYPE] = port.type
+        q[base + layout.C_FD] = sock.fileno()
+        q[base + layout.C_OWNER_PID] = self.pid
+        q[base + layout.C_REACTOR] = reactor_id
+        q[base + layout.C_WORKER] = worker_id
+        q[base + layout.C_PORT_INDEX] = port.index
+        q[base + layout.C_SERVER_FD] = port.sock
+        q[base + layout.C_SERVER_PORT] = port.port
+        q[base + layout.C_SOCKET_TYPE] = port.type
         family = port.family
-        q[base + S.C_FAMILY] = family
+        q[base + layout.C_FAMILY] = family
         if family in (socket.AF_INET, socket.AF_INET6) and isinstance(remote, tuple):
-            high, low = S.pack_ip(family, remote[0])
-            q[base + S.C_IP_HIGH] = high
-            q[base + S.C_IP_LOW] = low
-            q[base + S.C_REMOTE_PORT] = remote[1]
+            high, low = layout.pack_ip(family, remote[0])
+            q[base + layout.C_IP_HIGH] = high
+            q[base + layout.C_IP_LOW] = low
+            q[base + layout.C_REMOTE_PORT] = remote[1]
         else:
-            q[base + S.C_IP_HIGH] = q[base + S.C_IP_LOW] = q[base + S.C_REMOTE_PORT] = 0
-        d[base + S.C_CONNECT_TIME] = now
-        d[base + S.C_LAST_RECV] = now
-        d[base + S.C_LAST_SEND] = 0.0
-        d[base + S.C_LAST_DISPATCH] = 0.0
-        for field in (S.C_CLOSE_ERRNO, S.C_UID, S.C_RECV_QUEUED, S.C_SEND_QUEUED, S.C_WEBSOCKET_STATUS, S.C_FLAGS):
+            q[base + layout.C_IP_HIGH] = q[base + layout.C_IP_LOW] = q[base + layout.C_REMOTE_PORT] = 0
+        d[base + layout.C_CONNECT_TIME] = now
+        d[base + layout.C_LAST_RECV] = now
+        d[base + layout.C_LAST_SEND] = 0.0
+        d[base + layout.C_LAST_DISPATCH] = 0.0
+        for field in (layout.C_CLOSE_ERRNO, layout.C_UID, layout.C_RECV_QUEUED, layout.C_SEND_QUEUED, layout.C_WEBSOCKET_STATUS, layout.C_FLAGS):
             q[base + field] = 0
-        q[base + S.C_SESSION] = session
+        q[base + layout.C_SESSION] = session
 
     # -- listeners ------------------------------------------------------------------------
     def listen(self, ports: list[Any]) -> None:

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from threadswoole.constants import SSLMethod
 from threadswoole.errors import ConfigError, ErrorCode
-from threadswoole.server._connection import RECV_SIZE, is_disconnect
-from threadswoole.server._reactor import EPOLLIN, EPOLLOUT
+from threadswoole.connections.connection import RECV_SIZE, is_disconnect
+from threadswoole.loop.reactor import EPOLLIN, EPOLLOUT
 
 if TYPE_CHECKING:
-    from threadswoole.server._connection import Connection
-    from threadswoole.server._host import Host
+    from threadswoole.connections.connection import Connection
+    from threadswoole.connections.host import Host
 
 log = logging.getLogger("threadswoole")
 

@@ -28,9 +28,8 @@ import pickle
 import struct
 from typing import Any, Callable
 
-from threadswoole.server import _ipc
-from threadswoole.server import _state as S
-
+from threadswoole.ipc import messages
+from threadswoole.state import shared as layout
 log = logging.getLogger("threadswoole")
 MASK = 0xFFFF_FFFF
 HALF = 1 << 31
@@ -80,20 +79,20 @@ class Sender:
     def replay(self, worker: int, hello: bytes) -> None:
         """A worker (re)started: send it everything it has not acknowledged, in order, less
         the suspect event of a predecessor that was killed as stuck or crashed twice on it."""
-        death, suspect = HELLO.unpack(hello) if len(hello) == HELLO.size else (S.DEATH_PLANNED, 0)
+        death, suspect = HELLO.unpack(hello) if len(hello) == HELLO.size else (layout.DEATH_PLANNED, 0)
         pending = self.pending[worker]
         entries = []
         for entry in pending:
-            if suspect and entry[0] == suspect and death != S.DEATH_PLANNED:
-                if death == S.DEATH_STUCK or (worker, suspect) in self.redelivered:
-                    log.warning("reactor %d: not redelivering event %d (session %d): worker %d died handling it%s", self.reactor_id, suspect, entry[2], worker, " (stuck)" if death == S.DEATH_STUCK else " twice")
+            if suspect and entry[0] == suspect and death != layout.DEATH_PLANNED:
+                if death == layout.DEATH_STUCK or (worker, suspect) in self.redelivered:
+                    log.warning("reactor %d: not redelivering event %d (session %d): worker %d died handling it%s", self.reactor_id, suspect, entry[2], worker, " (stuck)" if death == layout.DEATH_STUCK else " twice")
                     continue
                 self.redelivered.add((worker, suspect))
             entries.append(entry)
         if len(entries) != len(pending):
             self.pending[worker] = collections.deque(entries)
-        self.link.outbox(worker).put(_ipc.T_REPLAY, 0, pickle.dumps(entries), reactor=self.reactor_id)
-        if entries and death != S.DEATH_PLANNED:
+        self.link.outbox(worker).put(messages.T_REPLAY, 0, pickle.dumps(entries), reactor=self.reactor_id)
+        if entries and death != layout.DEATH_PLANNED:
             log.info("reactor %d: redelivering %d unacknowledged events to worker %d", self.reactor_id, len(entries), worker)
 
 
@@ -104,30 +103,30 @@ class Receiver:
     """Worker side: hold each reactor's events until its replay arrived, drop duplicates,
     remember the last finished event of each reactor and acknowledge it."""
 
-    def __init__(self, reactors: list[int], link: Any, reactor: Any, deliver: Deliver, state: S.SharedState, worker_id: int) -> None:
+    def __init__(self, reactors: list[int], link: Any, reactor: Any, deliver: Deliver, state: layout.SharedState, worker_id: int) -> None:
         self.link = link
         self.deliver = deliver
         self.done: dict[int, int] = {}  # reactor mailbox -> last finished seq
         self.acked: dict[int, int] = {}
         self.waiting: dict[int, list] | None = {mailbox: [] for mailbox in reactors}
         self.q = state.q
-        self.current_word = state.worker_base(worker_id) + S.W_CURRENT
+        self.current_word = state.worker_base(worker_id) + layout.W_CURRENT
         # what our predecessor was handling when it ended, and how it ended
         current = self.q[self.current_word]
-        death = state.worker_field(worker_id, S.W_DEATH)
+        death = state.worker_field(worker_id, layout.W_DEATH)
         self.q[self.current_word] = 0
-        state.set_worker_field(worker_id, S.W_DEATH, S.DEATH_PLANNED)
+        state.set_worker_field(worker_id, layout.W_DEATH, layout.DEATH_PLANNED)
         suspect_src, suspect_seq = -(current >> 32), current & MASK
         link.before_flush = self.put_acks
         for mailbox in reactors:
             hello = HELLO.pack(death, suspect_seq if current and mailbox == suspect_src else 0)
-            link.outbox(mailbox).put(_ipc.T_HELLO, 0, hello)
+            link.outbox(mailbox).put(messages.T_HELLO, 0, hello)
         link.flush_now(1.0)
         reactor.internal_after(REPLAY_WAIT_MS, self._stop_waiting)
 
     def handle(self, src: int, seq: int, type_: int, flags: int, port: int, reactor: int, session: int, payload: bytes) -> None:
         waiting = self.waiting
-        if type_ == _ipc.T_REPLAY:
+        if type_ == messages.T_REPLAY:
             held = waiting.pop(src, []) if waiting is not None else []
             for entry_seq, entry_type, entry_session, entry_payload, entry_port, entry_flags in pickle.loads(payload):
                 self._one(src, entry_seq, entry_type, entry_flags, entry_port, reactor, entry_session, entry_payload)
@@ -161,5 +160,5 @@ class Receiver:
     def put_acks(self) -> None:
         for src, seq in self.done.items():
             if self.acked.get(src) != seq:
-                self.link.outbox(src).put(_ipc.T_ACK, seq)
+                self.link.outbox(src).put(messages.T_ACK, seq)
                 self.acked[src] = seq

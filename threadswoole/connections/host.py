@@ -18,12 +18,12 @@ from typing import Any, Callable, Protocol
 from threadswoole._context import set_error
 from threadswoole.errors import ErrorCode
 from threadswoole.protocol import FramingError
-from threadswoole.server import _state as S
-from threadswoole.server import _tls
-from threadswoole.server._counters import StatCounters
-from threadswoole.server._connection import RECV_SIZE, WOULD_BLOCK, Connection, FileChunk, is_disconnect
-from threadswoole.server._reactor import EPOLLIN, Reactor
-from threadswoole.server._hot_path import make_fast_handler
+from threadswoole.state import shared as layout
+from threadswoole.connections import tls
+from threadswoole.state.counters import StatCounters
+from threadswoole.connections.connection import RECV_SIZE, WOULD_BLOCK, Connection, FileChunk, is_disconnect
+from threadswoole.loop.reactor import EPOLLIN, Reactor
+from threadswoole.connections.hot_path import make_fast_handler
 
 log = logging.getLogger("threadswoole")
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -46,7 +46,7 @@ class Sink(Protocol):
 class Host:
     """Owns the connections of one reactor and enforces the per-connection limits."""
 
-    def __init__(self, *, server: Any, state: S.SharedState, reactor: Reactor, reactor_id: int, counters: StatCounters, sink: Sink) -> None:
+    def __init__(self, *, server: Any, state: layout.SharedState, reactor: Reactor, reactor_id: int, counters: StatCounters, sink: Sink) -> None:
         self.server = server
         self.state = state
         self.reactor = reactor
@@ -84,7 +84,7 @@ class Host:
             sock.close()
         except OSError:
             pass
-        self._q[self.state.record_base(session_id) + S.C_SESSION] = -session_id
+        self._q[self.state.record_base(session_id) + layout.C_SESSION] = -session_id
         self.counters.close += 1
         self.counters.publish_close()
 
@@ -99,9 +99,9 @@ class Host:
                 pass
         conn.delayed = listener.delay_receive
         if conn.delayed:
-            self._q[conn.record + S.C_FLAGS] |= S.FLAG_DELAYED
+            self._q[conn.record + layout.C_FLAGS] |= layout.FLAG_DELAYED
         if listener.tls_context is not None:
-            _tls.start_handshake(self, conn)
+            tls.start_handshake(self, conn)
             return conn
         self.open(conn)
         return conn
@@ -119,7 +119,7 @@ class Host:
         if conn.closing:
             return
         if conn.tls is not None:
-            _tls.tls_readable(self, conn)  # handshake, or decrypt and drain OpenSSL's buffer
+            tls.tls_readable(self, conn)  # handshake, or decrypt and drain OpenSSL's buffer
             return
         try:
             data = conn.sock.recv(RECV_SIZE)
@@ -136,7 +136,7 @@ class Host:
     def received(self, conn: Connection, data: bytes) -> None:
         """Account, frame and deliver bytes read from `conn` (TLS reads arrive here too)."""
         self.counters.recv_bytes += len(data)
-        self._d[conn.record + S.C_LAST_RECV] = self.reactor.clock
+        self._d[conn.record + layout.C_LAST_RECV] = self.reactor.clock
         framer = conn.framer
         if framer is None:
             self.sink.on_data(conn, data)
@@ -186,7 +186,7 @@ class Host:
         counters = self.counters
         if conn.out:
             if conn.out_bytes + size > self.socket_buffer_size:
-                self._q[conn.record + S.C_FLAGS] |= S.FLAG_OVERFLOW
+                self._q[conn.record + layout.C_FLAGS] |= layout.FLAG_OVERFLOW
                 return set_error(ErrorCode.OUTPUT_BUFFER_OVERFLOW)
             conn.out.append(data)
             conn.out_bytes += size
@@ -229,7 +229,7 @@ class Host:
 
     def sent_bytes(self, conn: Connection, count: int) -> None:
         self.counters.send_bytes += count
-        self._d[conn.record + S.C_LAST_SEND] = self.reactor.clock
+        self._d[conn.record + layout.C_LAST_SEND] = self.reactor.clock
 
     def want_write(self, conn: Connection) -> None:
         if conn.closed:
@@ -237,13 +237,13 @@ class Host:
         events = conn.wanted_events()
         if events != conn.events and conn.opened:
             if conn.tls is not None and events & EPOLLIN and not conn.events & EPOLLIN:
-                _tls.kick(self, conn)  # reading resumes: epoll cannot see bytes OpenSSL holds
+                tls.kick(self, conn)  # reading resumes: epoll cannot see bytes OpenSSL holds
             conn.events = events
             self.reactor.modify(conn.fd, events)
 
     def on_writable(self, conn: Connection) -> None:
         if conn.tls is not None and not conn.opened:
-            _tls.continue_handshake(self, conn)
+            tls.continue_handshake(self, conn)
             return
         empty = conn.flush()
         if conn.closed:
@@ -257,7 +257,7 @@ class Host:
 
     def _queued_changed(self, conn: Connection) -> None:
         queued = conn.out_bytes
-        self._q[conn.record + S.C_SEND_QUEUED] = queued
+        self._q[conn.record + layout.C_SEND_QUEUED] = queued
         listener = conn.listener
         high = listener.high_watermark
         if high:
@@ -268,7 +268,7 @@ class Host:
                 conn.above_high_watermark = False
                 self.sink.on_buffer_empty(conn)
         if not conn.out:
-            self._q[conn.record + S.C_FLAGS] &= ~S.FLAG_OVERFLOW
+            self._q[conn.record + layout.C_FLAGS] &= ~layout.FLAG_OVERFLOW
 
     # -- closing ----------------------------------------------------------------------------
     def close(self, conn: Connection, *, reason: int = ErrorCode.SESSION_CLOSED_BY_SERVER, errno_: int = 0, reset: bool = False) -> bool:
@@ -279,10 +279,10 @@ class Host:
         conn.closing = True
         conn.close_reason = reason
         q = self._q
-        flags = S.FLAG_CLOSING | (S.FLAG_CLOSED_BY_SERVER if reason == ErrorCode.SESSION_CLOSED_BY_SERVER else 0)
-        q[conn.record + S.C_FLAGS] |= flags
+        flags = layout.FLAG_CLOSING | (layout.FLAG_CLOSED_BY_SERVER if reason == ErrorCode.SESSION_CLOSED_BY_SERVER else 0)
+        q[conn.record + layout.C_FLAGS] |= flags
         if errno_:
-            q[conn.record + S.C_CLOSE_ERRNO] = errno_
+            q[conn.record + layout.C_CLOSE_ERRNO] = errno_
         if reset or reason != ErrorCode.SESSION_CLOSED_BY_SERVER:
             conn.discard_output()
             if reset:
@@ -330,7 +330,7 @@ class Host:
         if conn.opened or self.reactor.has(conn.fd):
             self.reactor.remove(conn.fd)
         if conn.tls is not None:
-            _tls.goodbye(conn)  # close_notify after a graceful server-side close
+            tls.goodbye(conn)  # close_notify after a graceful server-side close
         try:
             conn.sock.close()
         except OSError:
@@ -344,7 +344,7 @@ class Host:
             timer = self.reactor.after(RECORD_HOLD_MS, self.release_record, conn.session_id)
             self.held_records[conn.session_id] = (conn.record, timer)
         else:
-            self._q[conn.record + S.C_SESSION] = -conn.session_id
+            self._q[conn.record + layout.C_SESSION] = -conn.session_id
 
     def release_record(self, session: int) -> None:
         """Turn a held record into a tombstone (the worker finished its on_close)."""
@@ -352,7 +352,7 @@ class Host:
         if held is not None:
             record, timer = held
             self.reactor.clear_timer(timer)  # (a no-op when the timer itself got us here)
-            self._q[record + S.C_SESSION] = -session
+            self._q[record + layout.C_SESSION] = -session
 
     def close_all(self, reason: int = ErrorCode.SESSION_CLOSED_BY_SERVER) -> None:
         """Close every connection (worker stop / shutdown), firing `close` for each."""
@@ -388,31 +388,30 @@ class Host:
     def apply(self, conn: Connection, op: int, payload: bytes, src: int) -> None:
         """An operation another worker asked for on a connection we own (PROCESS reactor
         threads, BASE and THREAD workers): the same effect as the call made here."""
-        from threadswoole.server import _ipc
-
-        if op == _ipc.T_SEND:
-            overflowing = self._q[conn.record + S.C_FLAGS] & S.FLAG_OVERFLOW
+        from threadswoole.ipc import messages
+        if op == messages.T_SEND:
+            overflowing = self._q[conn.record + layout.C_FLAGS] & layout.FLAG_OVERFLOW
             if not self.send(conn, payload):
                 from threadswoole._context import current
 
                 code = current().last_error
                 if code not in (ErrorCode.SESSION_CLOSING, ErrorCode.SESSION_CLOSED) and not overflowing:
                     log.warning("session %d: output buffer full, dropping data from worker %d until it drains (error %d)", conn.session_id, src, code)
-        elif op == _ipc.T_CLOSE_REQUEST:
+        elif op == messages.T_CLOSE_REQUEST:
             if not conn.closing:
                 self.close(conn, reset=payload == b"\x01")
-        elif op in (_ipc.T_PAUSE, _ipc.T_RESUME):
-            self.set_paused(conn, op == _ipc.T_PAUSE)
-        elif op == _ipc.T_PROTECT:
+        elif op in (messages.T_PAUSE, messages.T_RESUME):
+            self.set_paused(conn, op == messages.T_PAUSE)
+        elif op == messages.T_PROTECT:
             self.protect(conn, payload == b"\x01")
-        elif op == _ipc.T_CONFIRM:
+        elif op == messages.T_CONFIRM:
             self.confirm(conn)
-        elif op == _ipc.T_BIND:
+        elif op == messages.T_BIND:
             uid = int.from_bytes(payload, "big")
             if not conn.uid:
                 conn.uid = uid
-                self._q[conn.record + S.C_UID] = uid
-        elif op == _ipc.T_SENDFILE:
+                self._q[conn.record + layout.C_UID] = uid
+        elif op == messages.T_SENDFILE:
             import pickle
 
             path, offset, length = pickle.loads(payload)
@@ -426,8 +425,8 @@ class Host:
         if conn.closing:
             return set_error(ErrorCode.SESSION_CLOSED)
         conn.paused = paused
-        flag = S.FLAG_PAUSED
-        self._q[conn.record + S.C_FLAGS] = (self._q[conn.record + S.C_FLAGS] | flag) if paused else (self._q[conn.record + S.C_FLAGS] & ~flag)
+        flag = layout.FLAG_PAUSED
+        self._q[conn.record + layout.C_FLAGS] = (self._q[conn.record + layout.C_FLAGS] | flag) if paused else (self._q[conn.record + layout.C_FLAGS] & ~flag)
         self.want_write(conn)
         return True
 
@@ -435,21 +434,21 @@ class Host:
         if conn.closing or not conn.delayed:
             return set_error(ErrorCode.SESSION_NOT_EXIST if conn.closing else ErrorCode.SESSION_INVALID_ID)
         conn.delayed = False
-        self._q[conn.record + S.C_FLAGS] &= ~S.FLAG_DELAYED
+        self._q[conn.record + layout.C_FLAGS] &= ~layout.FLAG_DELAYED
         self.want_write(conn)
         return True
 
     def protect(self, conn: Connection, value: bool) -> bool:
         conn.protected = value
-        flags = self._q[conn.record + S.C_FLAGS]
-        self._q[conn.record + S.C_FLAGS] = (flags | S.FLAG_PROTECTED) if value else (flags & ~S.FLAG_PROTECTED)
+        flags = self._q[conn.record + layout.C_FLAGS]
+        self._q[conn.record + layout.C_FLAGS] = (flags | layout.FLAG_PROTECTED) if value else (flags & ~layout.FLAG_PROTECTED)
         return True
 
     def bind_uid(self, conn: Connection, uid: int) -> bool:
         if conn.uid:
             return set_error(ErrorCode.SESSION_INVALID_ID)
         conn.uid = uid & 0xFFFF_FFFF
-        self._q[conn.record + S.C_UID] = conn.uid
+        self._q[conn.record + layout.C_UID] = conn.uid
         return True
 
     # -- heartbeat --------------------------------------------------------------------------
@@ -459,7 +458,7 @@ class Host:
             if conn.protected or conn.closing:
                 continue
             limit = conn.listener.heartbeat_idle_time or default_idle
-            if limit and now - self._d[conn.record + S.C_LAST_RECV] > limit:
+            if limit and now - self._d[conn.record + layout.C_LAST_RECV] > limit:
                 idle.append(conn)
         return idle
 

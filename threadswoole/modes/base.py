@@ -16,17 +16,17 @@ import signal
 from typing import Any
 
 from threadswoole import _context
-from threadswoole.server import _ipc
-from threadswoole.server import _state as S
-from threadswoole.server._acceptor import Acceptor
-from threadswoole.server._counters import StatCounters
-from threadswoole.server._event_worker import EventWorker, WorkerWiring, check_message_target
-from threadswoole.server._mailbox import MailboxLink
-from threadswoole.server._listener import open_listener
-from threadswoole.server._modes._common import MANAGER, DriverBase, child_signals, drop_privileges, watch_parent
-from threadswoole.server._reactor import EPOLLIN, Reactor
-from threadswoole.server._supervisor import Supervisor, bind_manager_context
-from threadswoole.server._worker import EVENT, ProcessWorker
+from threadswoole.ipc import messages
+from threadswoole.state import shared as layout
+from threadswoole.connections.acceptor import Acceptor
+from threadswoole.state.counters import StatCounters
+from threadswoole.workers.event_worker import EventWorker, WorkerWiring, check_message_target
+from threadswoole.ipc.mailbox import MailboxLink
+from threadswoole.connections.listener import open_listener
+from threadswoole.modes.common import MANAGER, DriverBase, child_signals, drop_privileges, watch_parent
+from threadswoole.loop.reactor import EPOLLIN, Reactor
+from threadswoole.workers.supervisor import Supervisor, bind_manager_context
+from threadswoole.workers.worker import EVENT, ProcessWorker
 
 log = logging.getLogger("threadswoole")
 
@@ -79,7 +79,7 @@ class BaseDriver(DriverBase):
                 if not self._shutdown and worker.stop_reason == "exit":
                     continue  # SystemExit in a callback: the worker restarts, like a respawn
                 break
-            self.state.q[S.H_RELOADING] = 0
+            self.state.q[layout.H_RELOADING] = 0
         return True
 
     def _reload_all(self) -> None:
@@ -90,11 +90,11 @@ class BaseDriver(DriverBase):
         assert self.state is not None
         server = self.server
         for worker_id in [*range(self.worker_num), MANAGER]:
-            self.inboxes[worker_id], self.posts[worker_id] = _ipc.make_pipe()
+            self.inboxes[worker_id], self.posts[worker_id] = messages.make_pipe()
         reactor = Reactor("manager")
         self.manager_reactor = reactor
         server.manager_pid = os.getpid()
-        self.state.q[S.H_MANAGER_PID] = os.getpid()
+        self.state.q[layout.H_MANAGER_PID] = os.getpid()
         self.bind_master_context(reactor)
         self.fire("start")
         bind_manager_context(server, reactor)
@@ -103,7 +103,7 @@ class BaseDriver(DriverBase):
         reactor.periodic.append(self.manager_counters.flush)
         supervisor = Supervisor(server, self.state, reactor, self._make_worker, event_ids=list(range(self.worker_num)), task_ids=[], on_exit=self._retire_sessions)
         self.supervisor = supervisor
-        inbox = _ipc.Inbox(self.inboxes[MANAGER], self._manager_message)
+        inbox = messages.Inbox(self.inboxes[MANAGER], self._manager_message)
         reactor.add(inbox.fd, EPOLLIN, inbox.on_readable)
         self.install_signals(
             {
@@ -134,8 +134,8 @@ class BaseDriver(DriverBase):
         retired = 0
         for session in state.live_sessions(acceptor=worker.worker_id):
             base = state.record_base(session)
-            if q[base + S.C_OWNER_PID] == worker.pid and q[base + S.C_SESSION] == session:
-                q[base + S.C_SESSION] = -session
+            if q[base + layout.C_OWNER_PID] == worker.pid and q[base + layout.C_SESSION] == session:
+                q[base + layout.C_SESSION] = -session
                 retired += 1
         if retired:
             self.manager_counters.close += retired
@@ -149,15 +149,15 @@ class BaseDriver(DriverBase):
 
     def _manager_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
         assert self.supervisor is not None
-        if type_ == _ipc.T_SHUTDOWN:
+        if type_ == messages.T_SHUTDOWN:
             self._shutdown_all()
         else:
             self.supervisor.handle_message(type_, src, session, payload)
 
     def _make_worker(self, worker_id: int) -> ProcessWorker:
         def stop_message(wait_event: bool) -> None:
-            box = _ipc.Outbox(self.posts[worker_id], MANAGER)
-            box.put(_ipc.T_STOP_WORKER, worker_id, b"\x01" if wait_event else b"")
+            box = messages.Outbox(self.posts[worker_id], MANAGER)
+            box.put(messages.T_STOP_WORKER, worker_id, b"\x01" if wait_event else b"")
             box.flush()
 
         return ProcessWorker(worker_id, EVENT, lambda: self._worker_body(worker_id), stop_message=stop_message)
@@ -186,9 +186,9 @@ class BaseDriver(DriverBase):
         if only_task:
             return False  # SWOOLE_BASE cannot reload only task workers (seed 000/002)
         assert self.state is not None
-        if self.state.q[S.H_RELOADING]:
+        if self.state.q[layout.H_RELOADING]:
             return False
-        self.state.q[S.H_RELOADING] = 1
+        self.state.q[layout.H_RELOADING] = 1
         ctx = _context.current()
         if not self.managed:
             self._restart = True
@@ -196,9 +196,9 @@ class BaseDriver(DriverBase):
             self.worker.reactor.post(self.worker.request_stop, "reload")
             return True
         if ctx.role == _context.ROLE_WORKER:
-            return self._to_manager(_ipc.T_RELOAD)
+            return self._to_manager(messages.T_RELOAD)
         assert self.supervisor is not None
-        self.state.q[S.H_RELOADING] = 0
+        self.state.q[layout.H_RELOADING] = 0
         return self.supervisor.reload(False)
 
     def request_shutdown(self) -> bool:
@@ -209,7 +209,7 @@ class BaseDriver(DriverBase):
             self.worker.reactor.post(self.worker.request_stop, "shutdown")
             return True
         if ctx.role == _context.ROLE_WORKER:
-            return self._to_manager(_ipc.T_SHUTDOWN)
+            return self._to_manager(messages.T_SHUTDOWN)
         assert self.manager_reactor is not None
         self.manager_reactor.post(self._shutdown_all)
         return True
@@ -228,12 +228,12 @@ class BaseDriver(DriverBase):
         if not self.managed:
             return False
         if ctx.role == _context.ROLE_WORKER:
-            return self._to_manager(_ipc.T_STOP_WORKER, worker_id, b"\x01" if wait_event else b"")
+            return self._to_manager(messages.T_STOP_WORKER, worker_id, b"\x01" if wait_event else b"")
         assert self.supervisor is not None
         return self.supervisor.stop_worker(worker_id, wait_event)
 
     def _to_manager(self, op: int, session: int = 0, payload: bytes = b"") -> bool:
-        box = _ipc.Outbox(self.posts[MANAGER], _context.current().worker_id)
+        box = messages.Outbox(self.posts[MANAGER], _context.current().worker_id)
         box.put(op, session, payload)
         return box.flush_blocking(1.0)
 
@@ -243,10 +243,10 @@ class BaseDriver(DriverBase):
         assert worker is not None
         data = pickle.dumps(message)
         if not self.managed:
-            worker.reactor.post(worker.handle_message, _ipc.T_PIPE_MESSAGE, 0, 0, 0, _context.current().worker_id, 0, data)
+            worker.reactor.post(worker.handle_message, messages.T_PIPE_MESSAGE, 0, 0, 0, _context.current().worker_id, 0, data)
             return True
         link: MailboxLink = worker.wiring.link  # type: ignore[attr-defined]
-        link.outbox(worker_id).put(_ipc.T_PIPE_MESSAGE, 0, data)
+        link.outbox(worker_id).put(messages.T_PIPE_MESSAGE, 0, data)
         return True
 
 
@@ -280,12 +280,12 @@ class ProcessWiring(WorkerWiring):
         _attach_acceptor(driver, worker, exclusive=not reuse_port)
         worker.listen_datagrams(exclusive=True)
         self.link = MailboxLink(worker.reactor, worker.worker_id, driver.posts)
-        inbox = _ipc.Inbox(driver.inboxes[worker.worker_id], lambda *message: self._message(worker, *message))
+        inbox = messages.Inbox(driver.inboxes[worker.worker_id], lambda *message: self._message(worker, *message))
         worker.reactor.add(inbox.fd, EPOLLIN, inbox.on_readable)
         watch_parent(worker.reactor, lambda: worker.request_stop("orphaned"))
 
     def _message(self, worker: EventWorker, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
-        if type_ == _ipc.T_STOP_WORKER:
+        if type_ == messages.T_STOP_WORKER:
             worker.request_stop("stop", payload == b"\x01")
             return
         worker.handle_message(type_, flags, port, reactor, src, session, payload)
@@ -305,10 +305,10 @@ class ProcessWiring(WorkerWiring):
         box.flush_blocking(1.0)
 
     def started(self, worker: EventWorker) -> None:
-        self._notify(_ipc.T_WORKER_STARTED)
+        self._notify(messages.T_WORKER_STARTED)
 
     def stopping(self, worker: EventWorker, wait_event: bool) -> None:
-        self._notify(_ipc.T_WORKER_STOPPING, (b"\x01" if wait_event else b"\x00") + os.getpid().to_bytes(4, "big"))
+        self._notify(messages.T_WORKER_STOPPING, (b"\x01" if wait_event else b"\x00") + os.getpid().to_bytes(4, "big"))
 
     def default_idle_time(self) -> float:
         return self.driver.default_idle_time()

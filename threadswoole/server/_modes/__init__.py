@@ -1,1 +1,0 @@
-"""Mode drivers: how BASE, PROCESS and THREAD wire the shared parts together."""
