@@ -29,6 +29,7 @@ class WorkerContext(threading.local):
     last_error: int = 0
     loop: Any = None  # the Reactor running in this thread, if any
     router: Any = None  # mode-specific implementation of send/close/... for this worker
+    send_function: Any = None  # Server.send's fast path: this worker's send(session, data)
     runtime: Any = None  # the worker's event runtime (callbacks, counters)
     worker_obj: Any = None  # the worker object running in this thread (EventWorker / PipeWorker)
 

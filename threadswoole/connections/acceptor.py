@@ -13,7 +13,7 @@ import logging
 import select
 import socket
 import struct
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple, Protocol
 
 from threadswoole.state import shared as layout
 from threadswoole.loop.reactor import EPOLLIN, Reactor
@@ -26,8 +26,24 @@ ACCEPT_RETRY_MS = 100
 _RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
-# place(session, sock, port, remote) -> (reactor_id, worker_id, hand_off); hand_off(sock, session, port, remote)
-Placer = Callable[[int, socket.socket, Any, Any], tuple[int, int, Callable[..., Any]]]
+
+
+class ConnectionReceiver(Protocol):
+    """Whoever takes over an accepted socket: a Host on the accepting thread, or an object that
+    posts the hand-over to the owning thread's loop (a PROCESS reactor thread, a THREAD worker)."""
+
+    def take_connection(self, sock: socket.socket, session: int, port: Any, remote: Any) -> Any: ...
+
+
+class Placement(NamedTuple):
+    """Where a new connection goes: the ids written into its shared record, and its receiver."""
+
+    reactor_id: int
+    worker_id: int
+    receiver: ConnectionReceiver
+
+
+Placer = Callable[[int, socket.socket, Any, Any], Placement]  # (session, sock, port, remote)
 
 
 class Acceptor:
@@ -90,7 +106,7 @@ class Acceptor:
         d[base + layout.C_LAST_RECV] = now
         d[base + layout.C_LAST_SEND] = 0.0
         d[base + layout.C_LAST_DISPATCH] = 0.0
-        for field in (layout.C_CLOSE_ERRNO, layout.C_UID, layout.C_RECV_QUEUED, layout.C_SEND_QUEUED, layout.C_WEBSOCKET_STATUS, layout.C_FLAGS):
+        for field in (layout.C_CLOSE_ERRNO, layout.C_UID, layout.C_RECV_QUEUED, layout.C_SEND_QUEUED, layout.C_WEBSOCKET_STATUS, layout.C_FLAGS, layout.C_SEND_WRITTEN):
             q[base + field] = 0
         q[base + layout.C_SESSION] = session
 
@@ -138,27 +154,29 @@ class Acceptor:
             self.counters.accept += 1
             if live >= self.max_connection:
                 self.refuse(sock)
-                self.counters.publish_accepts()
                 continue
             session = self.allocate()
             if session is None:
                 self.refuse(sock)
                 continue
             try:
-                reactor_id, worker_id, hand_off = self.place(session, sock, port, remote)
+                placement = self.place(session, sock, port, remote)
             except Exception:
                 log.exception("placing a new connection failed; closing it")
                 self.refuse(sock)
                 continue
-            self.publish(session, sock, port, remote, reactor_id, worker_id)
+            self.publish(session, sock, port, remote, placement.reactor_id, placement.worker_id)
             self.counters.publish_accepts()
-            hand_off(sock, session, port, remote)
+            placement.receiver.take_connection(sock, session, port, remote)
 
     def refuse(self, sock: socket.socket) -> None:
         """Over max_conn: reset the connection and count it (stats abort_count)."""
         counters = self.counters
         counters.abort += 1
         counters.close += 1  # it was counted as accepted
+        # Published before the socket closes: the refused client may ask another worker for
+        # stats() the moment it sees the reset.
+        counters.publish_accepts()
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         except OSError:

@@ -11,20 +11,26 @@ import collections
 import errno
 import os
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from threadswoole.errors import ErrorCode
 from threadswoole.state import shared as layout
 from threadswoole.loop.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
-
-if TYPE_CHECKING:
-    from threadswoole.connections.host import Host
 
 RECV_SIZE = 65536
 # "Would block" for plain and TLS sockets alike: OpenSSL reports a full socket buffer as
 # SSLWantWriteError (and, during a renegotiation or key update, SSLWantReadError).
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError)
 _DISCONNECTED = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ESHUTDOWN, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EBADF})
+
+
+class ConnectionOwner(Protocol):
+    """What a Connection calls on the Host that owns it (the Host, one layer up)."""
+
+    def on_writable(self, conn: "Connection") -> None: ...
+    def on_readable(self, conn: "Connection") -> None: ...
+    def on_socket_error(self, conn: "Connection", code: int) -> None: ...
+    def sent_bytes(self, conn: "Connection", count: int) -> None: ...
+    def want_write(self, conn: "Connection") -> None: ...
 
 
 class FileChunk:
@@ -45,7 +51,7 @@ class FileChunk:
 
 
 class Connection:
-    """One accepted stream socket (TCP or Unix): identity, flags, framer and output queue."""
+    """One accepted stream socket (TCP or Unix): identity, flags, codec and output queue."""
 
     __slots__ = (
         "session_id",
@@ -54,7 +60,7 @@ class Connection:
         "host",
         "listener",
         "record",
-        "framer",
+        "codec",
         "out",
         "out_bytes",
         "events",
@@ -74,16 +80,18 @@ class Connection:
         "tls",
         "opened",
         "client_cert",
+        "linger",
+        "written",
     )
 
-    def __init__(self, host: "Host", sock: Any, session_id: int, listener: Any, record: int, remote: Any) -> None:
+    def __init__(self, host: ConnectionOwner, sock: Any, session_id: int, listener: Any, record: int, remote: Any) -> None:
         self.host = host
         self.sock = sock
         self.fd = sock.fileno()
         self.session_id = session_id
         self.listener = listener
         self.record = record  # word index of this connection's shared-memory record
-        self.framer = listener.make_framer()
+        self.codec = listener.protocol.new_codec()  # None: a raw stream, bytes delivered as read
         self.out: collections.deque[Any] = collections.deque()
         self.out_bytes = 0
         self.events = 0
@@ -103,6 +111,8 @@ class Connection:
         self.tls = None
         self.opened = False  # `connect` was delivered (TLS connections open after the handshake)
         self.client_cert: str | None = None  # TLS client certificate (PEM), for get_client_info
+        self.linger = False  # after an error answer: half-close and discard input before closing
+        self.written = 0  # bytes written to the socket (published in PROCESS mode, see Host)
 
     # -- readiness ------------------------------------------------------------------------
     def on_event(self, mask: int) -> None:
@@ -123,27 +133,6 @@ class Connection:
         return events
 
     # -- output ---------------------------------------------------------------------------
-    def write(self, data: Any) -> int:
-        """Send now what the socket takes, queue the rest; returns an ErrorCode or 0."""
-        if self.out:
-            self.out.append(data)
-            self.out_bytes += len(data)
-            return 0
-        try:
-            sent = self.sock.send(data)
-        except WOULD_BLOCK:
-            sent = 0
-        except OSError as exc:
-            self.host.on_socket_error(self, exc.errno or errno.EPIPE)
-            return ErrorCode.SESSION_CLOSED_BY_CLIENT
-        self.host.sent_bytes(self, sent)
-        if sent < len(data):
-            rest = memoryview(data)[sent:]
-            self.out.append(rest)
-            self.out_bytes += len(rest)
-            self.host.want_write(self)
-        return 0
-
     def queue_file(self, chunk: FileChunk) -> None:
         self.out.append(chunk)
         self.host.want_write(self)

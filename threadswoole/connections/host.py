@@ -1,67 +1,84 @@
-"""The connections one reactor owns: reading, framing, writing, closing, heartbeat, flow control.
+"""The connections one reactor owns: reading through each connection's codec, writing, closing.
 
 A Host runs on its reactor's thread and reports what happens to a *sink*: in BASE and THREAD
 modes the sink runs the user's callbacks inline; in PROCESS mode it forwards events to worker
-processes over pipes. Everything mode-specific lives in the sink, so framing, flow control
-and TLS are written once and every mode gets them.
+processes over pipes. What the codec returns is delivered in order: packets and parsed events
+go to the sink, a codec's own `Reply` (a pong, `100 Continue`) is written here at once. A call
+for a session this Host does not own goes to the *forwarder* it was built with (another
+thread's queue, another process's mailbox, or a refusal). Everything mode-specific lives in
+the sink and the forwarder, so codecs, flow control and TLS are written once for every mode.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 import struct
 import time
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from threadswoole._context import set_error
-from threadswoole.errors import ErrorCode
-from threadswoole.protocol import FramingError
-from threadswoole.state import shared as layout
-from threadswoole.connections import tls
-from threadswoole.state.counters import StatCounters
-from threadswoole.connections.connection import RECV_SIZE, WOULD_BLOCK, Connection, FileChunk, is_disconnect
-from threadswoole.loop.reactor import EPOLLIN, Reactor
+from threadswoole.connections import operations
+from threadswoole.connections import tls as _tls
+from threadswoole.connections.connection import WOULD_BLOCK, Connection, FileChunk, is_disconnect
 from threadswoole.connections.hot_path import make_fast_handler
+from threadswoole.errors import ErrorCode
+from threadswoole.loop.reactor import EPOLLIN, Reactor
+from threadswoole.protocol import ProtocolError, Reply
+from threadswoole.state import shared as layout
+from threadswoole.state.counters import StatCounters
 
 log = logging.getLogger("threadswoole")
 _LINGER_RESET = struct.pack("ii", 1, 0)
-
-
 RECORD_HOLD_MS = 10_000
+LINGER_MS = 2_000  # after an error answer: read and discard for this long before closing
 
 
 class Sink(Protocol):
-    """Where a Host reports connection events."""
+    """Where a Host reports connection events (`inline_runtime` is set for inline sinks)."""
+
+    inline_runtime: Any
+    server: Any
 
     def holds_record(self, conn: Connection) -> bool: ...
     def on_open(self, conn: Connection) -> None: ...
     def on_data(self, conn: Connection, data: bytes) -> None: ...
+    def on_event(self, conn: Connection, event: Any) -> None: ...
     def on_closed(self, conn: Connection) -> None: ...
     def on_buffer_full(self, conn: Connection) -> None: ...
     def on_buffer_empty(self, conn: Connection) -> None: ...
 
 
+class Forwarder(Protocol):
+    """Carries an operation on a session this Host does not own to the one that does."""
+
+    def forward(self, op: int, session: int, payload: bytes) -> bool: ...
+
+
 class Host:
     """Owns the connections of one reactor and enforces the per-connection limits."""
 
-    def __init__(self, *, server: Any, state: layout.SharedState, reactor: Reactor, reactor_id: int, counters: StatCounters, sink: Sink) -> None:
-        self.server = server
+    def __init__(self, *, settings: Any, state: layout.SharedState, reactor: Reactor, reactor_id: int, counters: StatCounters, sink: Sink | None, forwarder: Forwarder, publish_written: bool = False) -> None:
+        """`sink` may be given later (set the attribute before the first connection arrives):
+        a worker's sink needs its dispatcher, which needs the router, which needs this Host."""
         self.state = state
         self.reactor = reactor
         self.reactor_id = reactor_id
         self.counters = counters
-        self.sink = sink
+        self.sink: Sink = sink  # type: ignore[assignment]
+        self.forwarder = forwarder
+        # PROCESS reactor threads publish, per connection, how many bytes of the workers'
+        # sends they wrote: a worker compares that with what it sent to see the queue (1008).
+        self.publish_written = publish_written
         self.conns: dict[int, Connection] = {}
         self.held_records: dict[int, tuple[int, int]] = {}  # closed session -> (record, expiry timer)
-        setting = server.setting
-        self.buffer_output_size: int = setting["buffer_output_size"]
-        self.socket_buffer_size: int = setting["socket_buffer_size"]
-        self.max_wait_time: float = setting["max_wait_time"]
+        self.buffer_output_size: int = settings["buffer_output_size"]
+        self.socket_buffer_size: int = settings["socket_buffer_size"]
+        self.max_wait_time: float = settings["max_wait_time"]
         self._q = state.q
         self._d = state.d
-        self._heartbeat_timer: int | None = None
 
     # -- adopting sockets -------------------------------------------------------------------
     def adopt(self, sock: socket.socket, session_id: int, listener: Any, remote: Any) -> Connection | None:
@@ -74,6 +91,8 @@ class Host:
             log.exception("could not take over session %d; closing it", session_id)
             self.refuse(sock, session_id)
             return None
+
+    take_connection = adopt  # the acceptor's hand-off, when this Host runs on the accepting thread
 
     def refuse(self, sock: socket.socket, session_id: int) -> None:
         """Close a connection that never became ours: socket, record and close count."""
@@ -101,7 +120,7 @@ class Host:
         if conn.delayed:
             self._q[conn.record + layout.C_FLAGS] |= layout.FLAG_DELAYED
         if listener.tls_context is not None:
-            tls.start_handshake(self, conn)
+            _tls.start_handshake(self, conn)
             return conn
         self.open(conn)
         return conn
@@ -109,88 +128,151 @@ class Host:
     def open(self, conn: Connection) -> None:
         """Register the socket and deliver `connect` (after the TLS handshake, for TLS)."""
         conn.opened = True
+        self._register(conn)
+        self.sink.on_open(conn)
+
+    def _register(self, conn: Connection) -> None:
         conn.events = conn.wanted_events()
         handler = conn.on_event if conn.tls is not None else make_fast_handler(self, conn)
         self.reactor.add(conn.fd, conn.events, handler)
-        self.sink.on_open(conn)
+
+    # -- moving connections between threads (THREAD mode: reload keeps them) -----------------
+    def detach_all(self) -> list[Connection]:
+        """Give up every open connection without closing it (its socket, codec, queue and
+        shared record stay as they are), so another Host in this process can take it over."""
+        moved = []
+        for conn in list(self.conns.values()):
+            if conn.closing or not conn.opened:
+                continue
+            if conn.drain_timer is not None:
+                self.reactor.clear_timer(conn.drain_timer)
+                conn.drain_timer = None
+            self.reactor.remove(conn.fd)
+            del self.conns[conn.session_id]
+            moved.append(conn)
+        return moved
+
+    def attach(self, conn: Connection, owner_id: int) -> None:
+        """Take over a connection another Host of this process detached (on our thread)."""
+        conn.host = self
+        self.conns[conn.session_id] = conn
+        self._q[conn.record + layout.C_REACTOR] = self.reactor_id
+        self._q[conn.record + layout.C_WORKER] = owner_id
+        self._q[conn.record + layout.C_OWNER_PID] = os.getpid()
+        self._register(conn)
 
     # -- reading ----------------------------------------------------------------------------
     def on_readable(self, conn: Connection) -> None:
-        if conn.closing:
-            return
-        if conn.tls is not None:
-            tls.tls_readable(self, conn)  # handshake, or decrypt and drain OpenSSL's buffer
-            return
-        try:
-            data = conn.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self.on_socket_error(conn, exc.errno or 0)
-            return
-        if not data:
-            self.close(conn, reason=ErrorCode.SESSION_CLOSED_BY_CLIENT)
-            return
-        self.received(conn, data)
+        """A TLS connection is readable (plain connections use the hot path's handler)."""
+        if not conn.closing:
+            _tls.tls_readable(self, conn)  # handshake, or decrypt and drain OpenSSL's buffer
 
     def received(self, conn: Connection, data: bytes) -> None:
-        """Account, frame and deliver bytes read from `conn` (TLS reads arrive here too)."""
+        """Account for bytes read from `conn` (TLS reads arrive here), then decode and deliver."""
         self.counters.recv_bytes += len(data)
         self._d[conn.record + layout.C_LAST_RECV] = self.reactor.clock
-        framer = conn.framer
-        if framer is None:
+        codec = conn.codec
+        if codec is None:
             self.sink.on_data(conn, data)
+        else:
+            self.feed(conn, codec, data)
+
+    def feed(self, conn: Connection, codec: Any, data: bytes) -> None:
+        """Run the connection's codec over `data` and deliver what it returns, in order."""
+        try:
+            items = codec.feed(data)
+        except ProtocolError as exc:
+            self.protocol_failed(conn, exc)
+            return
+        for item in items:
+            if conn.closing:
+                return
+            self.deliver_item(conn, item)
+
+    def deliver_item(self, conn: Connection, item: Any) -> None:
+        """One thing a codec returned: a packet (bytes), a Reply for the peer, or an Event."""
+        kind = type(item)
+        if kind is bytes:
+            self.sink.on_data(conn, item)
+        elif kind is Reply:
+            self.send(conn, item.data)
+            if item.close and not conn.closing:
+                self.close(conn)
+        else:
+            self.sink.on_event(conn, item)
+
+    def protocol_failed(self, conn: Connection, exc: ProtocolError) -> None:
+        """Bad or oversized input: deliver what was complete before it, answer with the
+        protocol's error response if it has one, count it, and close the connection (a reset
+        when there is nothing to say, so a hostile peer cannot hold the socket open)."""
+        for item in exc.events:
+            if conn.closing:
+                break
+            self.deliver_item(conn, item)
+        self.counters.protocol_errors += 1
+        log.info("session %d: %s; closing the connection", conn.session_id, exc)
+        if conn.closing:
+            return
+        if exc.response:
+            self.send(conn, exc.response)
+            conn.linger = True
+            self.close(conn)
+        else:
+            self.close(conn, reset=True)
+
+    def switch_codec(self, conn: Connection, codec: Any) -> None:
+        """Replace the connection's codec (HTTP -> WebSocket); the bytes the old one held back
+        are fed to the new one first."""
+        old = conn.codec
+        held = old.detach() if old is not None else b""
+        conn.codec = codec
+        if held and not conn.closing:
+            self.feed(conn, codec, held)
+
+    def resume_codec(self, conn: Connection) -> None:
+        """An upgrade was refused: the codec parses what it held back as its own protocol."""
+        resume = getattr(conn.codec, "resume", None)
+        if resume is None or conn.closing:
             return
         try:
-            packets = framer.feed(data)
-        except FramingError as exc:
-            self.framing_failed(conn, exc)
+            items = resume()
+        except ProtocolError as exc:
+            self.protocol_failed(conn, exc)
             return
-        sink = self.sink
-        for packet in packets:
+        for item in items:
             if conn.closing:
-                break
-            sink.on_data(conn, packet)
-
-    def framing_failed(self, conn: Connection, exc: FramingError) -> None:
-        """Bad or oversized input: deliver the packets completed before it, then close (reset)."""
-        for packet in exc.packets:
-            if conn.closing:
-                break
-            self.sink.on_data(conn, packet)
-        self.counters.protocol_errors += 1
-        log.warning("session %d: %s; closing the connection", conn.session_id, exc)
-        if not conn.closing:
-            self.close(conn, reason=ErrorCode.SESSION_CLOSED_BY_SERVER, reset=True)
+                return
+            self.deliver_item(conn, item)
 
     # -- writing ----------------------------------------------------------------------------
     def send_session(self, session: int, data: Any) -> bool:
-        """`Server.send` for the calling worker: its own session here, any other via the router."""
+        """`Server.send` for the calling worker: its own session here, any other forwarded."""
         conn = self.conns.get(session)
         if conn is None:
-            return self.remote_send(session, data)
+            return self.forwarder.forward(operations.SEND, session, data)
         return self.send(conn, data)
-
-    def remote_send(self, session: int, data: Any) -> bool:
-        """Replaced by the router: forward to the owner or fail with 1004/1005."""
-        return set_error(ErrorCode.SESSION_NOT_EXIST)
 
     def send(self, conn: Connection, data: Any) -> bool:
         """The checks of `Server.send` for a connection this reactor owns, then write first,
-        queue the rest (hot path: Connection.write and sent_bytes are inlined here)."""
+        queue the rest (the hot path: the write and its accounting are inlined here)."""
         if conn.closing:
             return set_error(ErrorCode.SESSION_CLOSING if not conn.closed else ErrorCode.SESSION_CLOSED)
         size = len(data)
         if size > self.buffer_output_size:
             return set_error(ErrorCode.DATA_LENGTH_TOO_LARGE)
+        if conn.out and conn.out_bytes + size > self.socket_buffer_size:
+            self._q[conn.record + layout.C_FLAGS] |= layout.FLAG_OVERFLOW
+            return set_error(ErrorCode.OUTPUT_BUFFER_OVERFLOW)
+        return self.write(conn, data)
+
+    def write(self, conn: Connection, data: Any) -> bool:
+        """Send now what the socket takes, queue the rest; no limit is checked here (the
+        caller admitted `data`: Server.send above, or a PROCESS worker for its own sends)."""
         counters = self.counters
+        counters.response += 1
         if conn.out:
-            if conn.out_bytes + size > self.socket_buffer_size:
-                self._q[conn.record + layout.C_FLAGS] |= layout.FLAG_OVERFLOW
-                return set_error(ErrorCode.OUTPUT_BUFFER_OVERFLOW)
             conn.out.append(data)
-            conn.out_bytes += size
-            counters.response += 1
+            conn.out_bytes += len(data)
             self._queued_changed(conn)
             return True
         try:
@@ -200,10 +282,12 @@ class Host:
         except OSError as exc:
             self.on_socket_error(conn, exc.errno or errno.EPIPE)
             return set_error(ErrorCode.SESSION_CLOSED_BY_CLIENT)
-        counters.response += 1
         counters.send_bytes += sent
         self._d[conn.send_word] = self.reactor.clock
-        if sent < size:
+        if self.publish_written:
+            conn.written += sent
+            self._q[conn.record + layout.C_SEND_WRITTEN] = conn.written
+        if sent < len(data):
             rest = memoryview(data)[sent:]
             conn.out.append(rest)
             conn.out_bytes += len(rest)
@@ -218,7 +302,7 @@ class Host:
             file = open(path, "rb")
         except OSError as exc:
             return set_error(exc.errno or ErrorCode.SESSION_NOT_EXIST)
-        size = __import__("os").fstat(file.fileno()).st_size
+        size = os.fstat(file.fileno()).st_size
         if offset < 0 or offset > size:
             file.close()
             raise ValueError(f"sendfile offset {offset} is outside the file ({size} bytes)")
@@ -228,8 +312,12 @@ class Host:
         return True
 
     def sent_bytes(self, conn: Connection, count: int) -> None:
+        """Bytes of the queue went out (Connection.flush and sendfile report here)."""
         self.counters.send_bytes += count
         self._d[conn.record + layout.C_LAST_SEND] = self.reactor.clock
+        if self.publish_written:
+            conn.written += count
+            self._q[conn.record + layout.C_SEND_WRITTEN] = conn.written
 
     def want_write(self, conn: Connection) -> None:
         if conn.closed:
@@ -237,13 +325,13 @@ class Host:
         events = conn.wanted_events()
         if events != conn.events and conn.opened:
             if conn.tls is not None and events & EPOLLIN and not conn.events & EPOLLIN:
-                tls.kick(self, conn)  # reading resumes: epoll cannot see bytes OpenSSL holds
+                _tls.kick(self, conn)  # reading resumes: epoll cannot see bytes OpenSSL holds
             conn.events = events
             self.reactor.modify(conn.fd, events)
 
     def on_writable(self, conn: Connection) -> None:
         if conn.tls is not None and not conn.opened:
-            tls.continue_handshake(self, conn)
+            _tls.continue_handshake(self, conn)
             return
         empty = conn.flush()
         if conn.closed:
@@ -270,6 +358,23 @@ class Host:
         if not conn.out:
             self._q[conn.record + layout.C_FLAGS] &= ~layout.FLAG_OVERFLOW
 
+    def wait_flushed(self, conn: Connection, timeout: float) -> bool:
+        """send_wait(): block this worker until the queue of `conn` is written (BASE only)."""
+        import select
+
+        deadline = time.monotonic() + timeout
+        while conn.out and not conn.closed:
+            if conn.flush():
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            select.select([], [conn.fd], [], remaining)
+        if not conn.closed:
+            self._queued_changed(conn)
+            self.want_write(conn)
+        return not conn.out and not conn.closed
+
     # -- closing ----------------------------------------------------------------------------
     def close(self, conn: Connection, *, reason: int = ErrorCode.SESSION_CLOSED_BY_SERVER, errno_: int = 0, reset: bool = False) -> bool:
         """Start closing: stop reading, tell the sink (which fires `close`), then release the
@@ -285,6 +390,7 @@ class Host:
             q[conn.record + layout.C_CLOSE_ERRNO] = errno_
         if reset or reason != ErrorCode.SESSION_CLOSED_BY_SERVER:
             conn.discard_output()
+            conn.linger = False
             if reset:
                 try:
                     conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
@@ -307,11 +413,13 @@ class Host:
         conn.drain_timer = None
         if not conn.closed:
             conn.discard_output()
+            conn.linger = False
             self._release(conn)
 
     def on_socket_error(self, conn: Connection, code: int) -> None:
         if conn.closing:
             conn.discard_output()
+            conn.linger = False
             self._release(conn)
             return
         if not is_disconnect(code):
@@ -322,6 +430,8 @@ class Host:
         """Unregister, close the socket and turn the shared record into a tombstone."""
         if conn.closed:
             return
+        if conn.linger and conn.tls is None and self._start_linger(conn):
+            return
         conn.closed = True
         if conn.drain_timer is not None:
             self.reactor.clear_timer(conn.drain_timer)
@@ -330,7 +440,7 @@ class Host:
         if conn.opened or self.reactor.has(conn.fd):
             self.reactor.remove(conn.fd)
         if conn.tls is not None:
-            tls.goodbye(conn)  # close_notify after a graceful server-side close
+            _tls.goodbye(conn)  # close_notify after a graceful server-side close
         try:
             conn.sock.close()
         except OSError:
@@ -345,6 +455,32 @@ class Host:
             self.held_records[conn.session_id] = (conn.record, timer)
         else:
             self._q[conn.record + layout.C_SESSION] = -conn.session_id
+
+    def _start_linger(self, conn: Connection) -> bool:
+        """After an error answer (HTTP 400, RESP -ERR): half-close and read what the peer is
+        still sending for a moment. Closing with unread input would make the kernel reset the
+        connection, and the peer could lose the answer before reading it (a lingering close,
+        as nginx and h11 do)."""
+        conn.linger = False
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return False
+
+        def discard(_mask: int) -> None:
+            try:
+                data = conn.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._release(conn)
+
+        self.reactor.remove(conn.fd)
+        self.reactor.add(conn.fd, EPOLLIN, discard)
+        conn.drain_timer = self.reactor.after(LINGER_MS, self._drain_expired, conn)
+        return True
 
     def release_record(self, session: int) -> None:
         """Turn a held record into a tombstone (the worker finished its on_close)."""
@@ -366,67 +502,15 @@ class Host:
             self.reactor.run_once(min(0.05, max(0.0, deadline - time.monotonic())))
         for conn in list(self.conns.values()):
             conn.discard_output()
+            conn.linger = False
             self._release(conn)
-
-    def wait_flushed(self, conn: Connection, timeout: float) -> bool:
-        """send_wait(): block this worker until the queue of `conn` is written (BASE only)."""
-        import select
-
-        deadline = time.monotonic() + timeout
-        while conn.out and not conn.closed:
-            if conn.flush():
-                break
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            select.select([], [conn.fd], [], remaining)
-        if not conn.closed:
-            self._queued_changed(conn)
-            self.want_write(conn)
-        return not conn.out and not conn.closed
-
-    def apply(self, conn: Connection, op: int, payload: bytes, src: int) -> None:
-        """An operation another worker asked for on a connection we own (PROCESS reactor
-        threads, BASE and THREAD workers): the same effect as the call made here."""
-        from threadswoole.ipc import messages
-        if op == messages.T_SEND:
-            overflowing = self._q[conn.record + layout.C_FLAGS] & layout.FLAG_OVERFLOW
-            if not self.send(conn, payload):
-                from threadswoole._context import current
-
-                code = current().last_error
-                if code not in (ErrorCode.SESSION_CLOSING, ErrorCode.SESSION_CLOSED) and not overflowing:
-                    log.warning("session %d: output buffer full, dropping data from worker %d until it drains (error %d)", conn.session_id, src, code)
-        elif op == messages.T_CLOSE_REQUEST:
-            if not conn.closing:
-                self.close(conn, reset=payload == b"\x01")
-        elif op in (messages.T_PAUSE, messages.T_RESUME):
-            self.set_paused(conn, op == messages.T_PAUSE)
-        elif op == messages.T_PROTECT:
-            self.protect(conn, payload == b"\x01")
-        elif op == messages.T_CONFIRM:
-            self.confirm(conn)
-        elif op == messages.T_BIND:
-            uid = int.from_bytes(payload, "big")
-            if not conn.uid:
-                conn.uid = uid
-                self._q[conn.record + layout.C_UID] = uid
-        elif op == messages.T_SENDFILE:
-            import pickle
-
-            path, offset, length = pickle.loads(payload)
-            try:
-                self.sendfile(conn, path, offset, length)
-            except ValueError as exc:
-                log.warning("sendfile from worker %d failed: %s", src, exc)
 
     # -- flow control -----------------------------------------------------------------------
     def set_paused(self, conn: Connection, paused: bool) -> bool:
         if conn.closing:
             return set_error(ErrorCode.SESSION_CLOSED)
         conn.paused = paused
-        flag = layout.FLAG_PAUSED
-        self._q[conn.record + layout.C_FLAGS] = (self._q[conn.record + layout.C_FLAGS] | flag) if paused else (self._q[conn.record + layout.C_FLAGS] & ~flag)
+        self._set_flag(conn, layout.FLAG_PAUSED, paused)
         self.want_write(conn)
         return True
 
@@ -434,14 +518,13 @@ class Host:
         if conn.closing or not conn.delayed:
             return set_error(ErrorCode.SESSION_NOT_EXIST if conn.closing else ErrorCode.SESSION_INVALID_ID)
         conn.delayed = False
-        self._q[conn.record + layout.C_FLAGS] &= ~layout.FLAG_DELAYED
+        self._set_flag(conn, layout.FLAG_DELAYED, False)
         self.want_write(conn)
         return True
 
     def protect(self, conn: Connection, value: bool) -> bool:
         conn.protected = value
-        flags = self._q[conn.record + layout.C_FLAGS]
-        self._q[conn.record + layout.C_FLAGS] = (flags | layout.FLAG_PROTECTED) if value else (flags & ~layout.FLAG_PROTECTED)
+        self._set_flag(conn, layout.FLAG_PROTECTED, value)
         return True
 
     def bind_uid(self, conn: Connection, uid: int) -> bool:
@@ -451,35 +534,6 @@ class Host:
         self._q[conn.record + layout.C_UID] = conn.uid
         return True
 
-    # -- heartbeat --------------------------------------------------------------------------
-    def idle_connections(self, now: float, default_idle: float) -> list[Connection]:
-        idle = []
-        for conn in self.conns.values():
-            if conn.protected or conn.closing:
-                continue
-            limit = conn.listener.heartbeat_idle_time or default_idle
-            if limit and now - self._d[conn.record + layout.C_LAST_RECV] > limit:
-                idle.append(conn)
-        return idle
-
-    def heartbeat(self, close: bool, default_idle: float) -> list[int]:
-        idle = self.idle_connections(time.time(), default_idle)
-        if close:
-            for conn in idle:
-                self.counters.heartbeat_closes += 1
-                self.close(conn, reason=ErrorCode.SESSION_CLOSED_BY_SERVER, reset=True)
-        return sorted(conn.session_id for conn in idle)
-
-    def start_heartbeat(self, interval: float, idle_time: float) -> None:
-        def check(_timer_id: int) -> None:
-            self.heartbeat(True, idle_time)
-
-        self._heartbeat_timer = self.reactor.internal_tick(max(1.0, interval * 1000), check)
-
-    def each(self, fn: Callable[[Connection], Any]) -> None:
-        for conn in list(self.conns.values()):
-            fn(conn)
-
-
-def readable_events() -> int:
-    return EPOLLIN
+    def _set_flag(self, conn: Connection, flag: int, on: bool) -> None:
+        word = conn.record + layout.C_FLAGS
+        self._q[word] = (self._q[word] | flag) if on else (self._q[word] & ~flag)

@@ -1,48 +1,44 @@
 """The per-connection readiness handler for plain (non-TLS) connections: the hot path.
 
-ARCHITECTURE "Hot path": per event one recv, the framer's scan, one callback, one send.
-The handler is a closure over everything it touches rather than a chain of Host methods;
-together with the flat send path that took the server's user CPU per 64-byte echo from
-4.1 to 3.6 us (stress/bench). TLS connections use the plain methods (Connection.on_event).
+ARCHITECTURE "Hot path": per event one recv, the codec's scan, one callback, one send. The
+handler is a closure over everything it touches rather than the chain on_event ->
+on_readable -> received -> sink.on_data; together with the flat send path that took the
+server's user CPU per 64-byte echo from 4.1 to 3.6 us (stress/bench). TLS connections use the
+plain methods (Connection.on_event -> Host.on_readable).
+
+For an inline sink (BASE, THREAD: `sink.inline_runtime` is set) a raw packet runs the
+listener's `receive` callback right here: this is the one deliberate copy of what the event
+dispatcher does for `receive` (count, call, log a failure, check max_request), kept inline
+because it is the hottest line of the server. Everything else a codec returns (protocol
+events, replies) goes through `Host.deliver_item`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
-from threadswoole.errors import ErrorCode
-from threadswoole.protocol import FramingError
-from threadswoole.state import shared as layout
 from threadswoole.connections.connection import RECV_SIZE, Connection
+from threadswoole.errors import ErrorCode
 from threadswoole.loop.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
-from threadswoole.workers.runtime import InlineSink
-
-if TYPE_CHECKING:
-    from threadswoole.connections.host import Host
+from threadswoole.protocol import ProtocolError
+from threadswoole.state import shared as layout
 
 _EPOLLOUT = EPOLLOUT
 _READABLE = EPOLLIN | EPOLLERR | EPOLLHUP
 
 
-def make_fast_handler(host: "Host", conn: Connection) -> Callable[[int], None]:
-    """The per-connection readiness handler: recv, account, frame, deliver, in one frame.
-
-    This is the hot path (ARCHITECTURE "Hot path"), so it is a closure over everything it
-    touches instead of the chain on_event -> on_readable -> received -> sink.on_data:
-    together with the flat send path that took the server's user CPU per 64-byte echo
-    from 4.1 to 3.6 us. TLS connections use the plain methods (Connection.on_event).
-    """
+def make_fast_handler(host: Any, conn: Connection) -> Callable[[int], None]:
+    """The readiness handler of one plain connection: recv, account, decode, deliver."""
     sock_recv = conn.sock.recv
     counters = host.counters
     reactor = host.reactor
-    shared = host._d
+    shared = host.state.d
     last_recv_word = conn.record + layout.C_LAST_RECV
-    framer = conn.framer
     sink = host.sink
-    inline = isinstance(sink, InlineSink)
     deliver = sink.on_data
-    runtime = getattr(sink, "runtime", None)
-    server = getattr(sink, "server", None)
+    deliver_item = host.deliver_item
+    runtime = sink.inline_runtime  # None: not inline (PROCESS reactor threads)
+    server = sink.server
     reactor_id = host.reactor_id
     session = conn.session_id
     on_receive = conn.listener.on_receive
@@ -66,11 +62,11 @@ def make_fast_handler(host: "Host", conn: Connection) -> Callable[[int], None]:
             return
         counters.recv_bytes += len(data)
         shared[last_recv_word] = reactor.clock
-        if framer is None:
-            if not inline:
+        codec = conn.codec  # read each time: an upgrade may replace it
+        if codec is None:
+            if runtime is None:
                 deliver(conn, data)
                 return
-            # InlineSink.on_data, inlined: count, call, check max_request.
             runtime.requests += 1
             counters.request += 1
             try:
@@ -81,25 +77,23 @@ def make_fast_handler(host: "Host", conn: Connection) -> Callable[[int], None]:
                 runtime.reached_max_request()
             return
         try:
-            packets = framer.feed(data)
-        except FramingError as exc:
-            host.framing_failed(conn, exc)
+            items = codec.feed(data)
+        except ProtocolError as exc:
+            host.protocol_failed(conn, exc)
             return
-        for packet in packets:
+        for item in items:
             if conn.closing:
                 return
-            if not inline:
-                deliver(conn, packet)
+            if runtime is None or type(item) is not bytes:
+                deliver_item(conn, item)
                 continue
-            # InlineSink.on_data, inlined: count, call, check max_request.
             runtime.requests += 1
             counters.request += 1
             try:
-                on_receive(server, session, reactor_id, packet)
+                on_receive(server, session, reactor_id, item)
             except Exception:
                 runtime.failed("receive")
             if runtime.requests == runtime.max_request:
                 runtime.reached_max_request()
 
     return on_event
-

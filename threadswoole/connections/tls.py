@@ -29,16 +29,12 @@ import logging
 import socket
 import ssl
 import struct
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 from threadswoole.constants import SSLMethod
 from threadswoole.errors import ConfigError, ErrorCode
 from threadswoole.connections.connection import RECV_SIZE, is_disconnect
 from threadswoole.loop.reactor import EPOLLIN, EPOLLOUT
-
-if TYPE_CHECKING:
-    from threadswoole.connections.connection import Connection
-    from threadswoole.connections.host import Host
 
 log = logging.getLogger("threadswoole")
 
@@ -125,7 +121,7 @@ def _apply_method(context: ssl.SSLContext, method: int) -> None:
 
 
 # -- the handshake (on the owning reactor's thread) -----------------------------------------
-def start_handshake(host: "Host", conn: "Connection") -> None:
+def start_handshake(host: Any, conn: Any) -> None:
     """Wrap an accepted socket, register it for the handshake and start it (from Host.adopt)."""
     try:
         tls = conn.listener.tls_context.wrap_socket(conn.sock, server_side=True, do_handshake_on_connect=False)
@@ -142,7 +138,7 @@ def start_handshake(host: "Host", conn: "Connection") -> None:
     continue_handshake(host, conn)
 
 
-def continue_handshake(host: "Host", conn: "Connection") -> None:
+def continue_handshake(host: Any, conn: Any) -> None:
     """One non-blocking step of the handshake; on success the connection opens (`connect`)."""
     if conn.closing:
         return
@@ -180,13 +176,13 @@ def continue_handshake(host: "Host", conn: "Connection") -> None:
         kick(host, conn)
 
 
-def _interest(host: "Host", conn: "Connection", events: int) -> None:
+def _interest(host: Any, conn: Any, events: int) -> None:
     if conn.events != events and not conn.closed:
         conn.events = events
         host.reactor.modify(conn.fd, events)
 
 
-def _handshake_expired(host: "Host", conn: "Connection") -> None:
+def _handshake_expired(host: Any, conn: Any) -> None:
     conn.drain_timer = None
     if not conn.opened and not conn.closing:
         log.info("session %d: no TLS handshake within %.3g s; closing", conn.session_id, host.max_wait_time)
@@ -194,7 +190,7 @@ def _handshake_expired(host: "Host", conn: "Connection") -> None:
         host.close(conn, reason=ErrorCode.SESSION_CLOSED_BY_SERVER, reset=True)
 
 
-def _drop(host: "Host", conn: "Connection", exc: BaseException | None) -> None:
+def _drop(host: Any, conn: Any, exc: BaseException | None) -> None:
     """A failed handshake: close without callbacks (`connect` never fired); count bad input."""
     if exc is not None:
         host.counters.protocol_errors += 1
@@ -203,7 +199,7 @@ def _drop(host: "Host", conn: "Connection", exc: BaseException | None) -> None:
 
 
 # -- reading (Host.on_readable delegates here for TLS connections) ---------------------------
-def tls_readable(host: "Host", conn: "Connection") -> None:
+def tls_readable(host: Any, conn: Any) -> None:
     """Decrypt and deliver what is readable, including bytes already decrypted by OpenSSL."""
     if not conn.opened:
         continue_handshake(host, conn)
@@ -241,11 +237,11 @@ def tls_readable(host: "Host", conn: "Connection") -> None:
         host.reactor.defer(lambda: tls_readable(host, conn) if _reading(conn) else None)
 
 
-def _reading(conn: "Connection") -> bool:
+def _reading(conn: Any) -> bool:
     return not (conn.paused or conn.delayed or conn.throttled or conn.closing)
 
 
-def kick(host: "Host", conn: "Connection") -> None:
+def kick(host: Any, conn: Any) -> None:
     """Reading became allowed again: epoll will not report bytes OpenSSL already decrypted,
     so read them from the loop (deferred: the caller may be inside a callback)."""
     if conn.tls is None or not conn.opened or conn.closing:
@@ -259,7 +255,7 @@ def kick(host: "Host", conn: "Connection") -> None:
 
 
 # -- closing and client info --------------------------------------------------------------
-def goodbye(conn: "Connection") -> None:
+def goodbye(conn: Any) -> None:
     """Before the socket is closed: send TLS close_notify after a graceful server-side close
     (best effort, never blocks); not after a reset or when the peer is already gone."""
     if not conn.opened or conn.close_reason != ErrorCode.SESSION_CLOSED_BY_SERVER:
@@ -273,7 +269,7 @@ def goodbye(conn: "Connection") -> None:
         pass
 
 
-def add_client_cert(info: Any, conn: "Connection | None") -> Any:
+def add_client_cert(info: Any, conn: Any) -> Any:
     """get_client_info() of a connection this worker holds: add `ssl_client_cert` (PEM)."""
     if isinstance(info, dict) and conn is not None and conn.client_cert is not None:
         info["ssl_client_cert"] = conn.client_cert

@@ -3,8 +3,9 @@
 Every thread that talks to other workers (a BASE worker, a PROCESS reactor thread, a
 PROCESS worker) keeps one Outbox per destination here. Messages put during an iteration
 leave in one datagram per destination just before the loop polls again. A pipe that is full
-is watched for writability, and `over_limit` tells the caller (the reactor thread) to stop
-reading the connections that feed that worker until it catches up (Swoole's back-pressure).
+is watched for writability; a reactor thread compares an outbox's `pending_bytes` with
+BACKLOG_LIMIT to stop reading the connections that feed that worker until it catches up
+(Swoole's back-pressure), and `on_drained` tells it when to resume.
 """
 
 from __future__ import annotations
@@ -35,10 +36,6 @@ class MailboxLink:
             box = messages.Outbox(self.posts[target], self.src, lambda box, target=target: self._blocked(box, target))
             self.outboxes[target] = box
         return box
-
-    def over_limit(self, target: int) -> bool:
-        box = self.outboxes.get(target)
-        return box is not None and box.pending_bytes > BACKLOG_LIMIT
 
     def flush(self) -> None:
         if self.before_flush is not None:

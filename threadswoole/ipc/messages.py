@@ -30,6 +30,8 @@ import socket
 import struct
 from typing import Any, Callable
 
+from threadswoole.connections import operations
+
 log = logging.getLogger("threadswoole")
 
 HEADER = struct.Struct("=BBHhiqII")
@@ -46,9 +48,19 @@ FLAG_END = 4
 # Message types.
 # reactor -> worker (connection events)
 T_CONNECT, T_DATA, T_CLOSE, T_BUFFER_FULL, T_BUFFER_EMPTY, T_PACKET = 1, 2, 3, 4, 5, 6
-# worker -> reactor / owner (connection operations)
-T_SEND, T_SENDFILE, T_CLOSE_REQUEST, T_CLOSE_DONE, T_PAUSE, T_RESUME, T_CONFIRM, T_PROTECT, T_BIND, T_SENDTO = range(10, 20)
-T_HEARTBEAT = 20
+# worker -> reactor / owner: the connection operations, by their own codes
+T_SEND = operations.SEND
+T_SENDFILE = operations.SENDFILE
+T_CLOSE_REQUEST = operations.CLOSE
+T_PAUSE = operations.PAUSE
+T_RESUME = operations.RESUME
+T_CONFIRM = operations.CONFIRM
+T_PROTECT = operations.PROTECT
+T_BIND = operations.BIND
+T_SWITCH_CODEC = operations.SWITCH_CODEC
+T_RESUME_CODEC = operations.RESUME_CODEC
+T_PUSH = operations.PUSH
+T_CLOSE_DONE = 13  # worker -> reactor: on_close ran, the record may become a tombstone
 # redelivery between reactor threads and PROCESS workers (see _redelivery.py)
 T_ACK, T_HELLO, T_REPLAY = 21, 22, 23
 # between workers and task workers
@@ -56,6 +68,20 @@ T_PIPE_MESSAGE, T_TASK, T_FINISH = 30, 31, 32
 # to and from the manager
 T_WORKER_STARTED, T_WORKER_STOPPING, T_RELOAD, T_SHUTDOWN, T_STOP_WORKER, T_WORKER_EXIT = 40, 41, 42, 43, 44, 45
 T_COMMAND, T_COMMAND_REPLY = 50, 51
+# reactor -> worker: a parsed application-protocol event (HTTP request, WebSocket message, RESP
+# command), type T_EVENT_BASE + its wire_id (threadswoole/protocol/codec.py), payload event.pack()
+T_EVENT_BASE = 64
+T_EVENT_LAST = T_EVENT_BASE + 63
+
+
+def reactor_mailbox(reactor_id: int) -> int:
+    """Mailbox (and message source) id of PROCESS reactor thread `reactor_id`; workers' mailboxes
+    use their global worker ids and the manager's is -1, so these start at -100."""
+    return -100 - reactor_id
+
+
+def is_reactor_mailbox(mailbox: int) -> bool:
+    return mailbox <= -100
 
 Handler = Callable[[int, int, int, int, int, int, bytes], Any]  # type, flags, port, reactor, src, session, payload
 
@@ -242,6 +268,7 @@ class Inbox:
             return bytes(partial[1])
         return None
 
-    def forget_source(self, src: int) -> None:
-        """Drop a half-received message from a source that died."""
-        self._partial.pop(src, None)
+    @property
+    def mid_message(self) -> bool:
+        """A chunked message is half received (a worker leaving waits for its end)."""
+        return bool(self._partial)

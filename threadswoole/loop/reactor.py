@@ -53,7 +53,6 @@ class Reactor:
         self._stopping = False
         self.before_poll: list[Callable[[], Any]] = []  # run before every poll (flush IPC batches)
         self.periodic: list[Callable[[], Any]] = []  # run every PERIODIC_INTERVAL while busy, and on going idle
-        self.thread_ident: int | None = None
         self.internal_timers: set[int] = set()
         self.iterations = 0
         self.clock = time.time()  # wall clock read once per iteration (connection timestamps)
@@ -76,10 +75,6 @@ class Reactor:
 
     def has(self, fd: int) -> bool:
         return fd in self._handlers
-
-    def fd_count(self) -> int:
-        """Registered fds, not counting the wake-up socket."""
-        return len(self._handlers) - 1
 
     # -- timers and deferred calls (owner thread only) --------------------------------------
     def after(self, ms: float, callback: Callable[..., Any], *args: Any) -> int:
@@ -156,9 +151,6 @@ class Reactor:
         return self._running
 
     def run(self) -> None:
-        import threading
-
-        self.thread_ident = threading.get_ident()
         self._running = True
         self._stopping = False
         handlers = self._handlers

@@ -16,27 +16,28 @@ import signal
 from typing import Any
 
 from threadswoole import _context
+from threadswoole.connections.acceptor import Acceptor, Placement
 from threadswoole.ipc import messages
-from threadswoole.state import shared as layout
-from threadswoole.connections.acceptor import Acceptor
-from threadswoole.state.counters import StatCounters
-from threadswoole.workers.event_worker import EventWorker, WorkerWiring, check_message_target
 from threadswoole.ipc.mailbox import MailboxLink
-from threadswoole.connections.listener import open_listener
-from threadswoole.modes.common import MANAGER, DriverBase, child_signals, drop_privileges, watch_parent
 from threadswoole.loop.reactor import EPOLLIN, Reactor
+from threadswoole.modes.common import DriverBase
+from threadswoole.state import shared as layout
+from threadswoole.state.counters import StatCounters
+from threadswoole.workers.child import child_signals, drop_privileges, watch_parent
+from threadswoole.workers.event_worker import EventWorker, WorkerWiring, check_message_target
+from threadswoole.workers.roster import MANAGER, RunConfig
 from threadswoole.workers.supervisor import Supervisor, bind_manager_context
-from threadswoole.workers.worker import EVENT, ProcessWorker
+from threadswoole.workers.worker import ProcessReaper, ProcessWorker
 
 log = logging.getLogger("threadswoole")
 
 
 class BaseDriver(DriverBase):
-    def __init__(self, server: Any) -> None:
-        super().__init__(server)
-        setting = server.setting
-        # Contract §18.3: max_request with one worker needs someone to restart it.
-        self.managed = self.worker_num > 1 or setting["max_request"] > 0
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__(config)
+        # Contract §18.3: max_request, task workers or user processes with one worker need
+        # someone to restart them: a manager.
+        self.managed = self.worker_num > 1 or config.settings["max_request"] > 0 or config.roster.total > 1
         self.worker: EventWorker | None = None
         self.supervisor: Supervisor | None = None
         self.manager_reactor: Reactor | None = None
@@ -44,12 +45,13 @@ class BaseDriver(DriverBase):
         self._shutdown = False
         self.inboxes: dict[int, Any] = {}
         self.posts: dict[int, Any] = {}
+        self.reaper = ProcessReaper()
 
     def run(self) -> bool:
         self.begin()
         workers = self.worker_num
         try:
-            self.create_state(stat_slots=1 + 2 * workers, worker_slots=workers, acceptors=workers, capacity=workers * self.capacity())
+            self.create_state(acceptors=workers, capacity=workers * self.capacity())
             return self._run_managed() if self.managed else self._run_single()
         finally:
             for sock in list(self.inboxes.values()) + list(self.posts.values()):
@@ -66,7 +68,7 @@ class BaseDriver(DriverBase):
         first = True
         while True:
             self._restart = False
-            worker = EventWorker(self.server, self.state, 0, wiring, self)
+            worker = EventWorker(self.config, self.state, 0, wiring, self)
             self.worker = worker
             if first:
                 self.bind_master_context(worker.reactor)
@@ -89,8 +91,8 @@ class BaseDriver(DriverBase):
     def _run_managed(self) -> bool:
         assert self.state is not None
         server = self.server
-        for worker_id in [*range(self.worker_num), MANAGER]:
-            self.inboxes[worker_id], self.posts[worker_id] = messages.make_pipe()
+        for mailbox in self.roster.mailbox_ids():
+            self.inboxes[mailbox], self.posts[mailbox] = messages.make_pipe()
         reactor = Reactor("manager")
         self.manager_reactor = reactor
         server.manager_pid = os.getpid()
@@ -101,7 +103,7 @@ class BaseDriver(DriverBase):
         self.fire("manager_start")
         self.manager_counters = StatCounters(self.state, 0)
         reactor.periodic.append(self.manager_counters.flush)
-        supervisor = Supervisor(server, self.state, reactor, self._make_worker, event_ids=list(range(self.worker_num)), task_ids=[], on_exit=self._retire_sessions)
+        supervisor = Supervisor(self.config, self.state, reactor, self._make_worker, on_exit=self._retire_sessions)
         self.supervisor = supervisor
         inbox = messages.Inbox(self.inboxes[MANAGER], self._manager_message)
         reactor.add(inbox.fd, EPOLLIN, inbox.on_readable)
@@ -111,7 +113,7 @@ class BaseDriver(DriverBase):
                 signal.SIGINT: self._shutdown_all,
                 signal.SIGUSR1: lambda: supervisor.reload(False),
                 signal.SIGUSR2: lambda: log.warning("SWOOLE_BASE cannot reload only task workers; SIGUSR2 ignored"),
-                signal.SIGCHLD: supervisor.reap_processes,
+                signal.SIGCHLD: self._reap,
             },
             reactor.post,
         )
@@ -122,6 +124,11 @@ class BaseDriver(DriverBase):
         self.manager_counters.flush()
         self.manager_counters.release()  # no view may outlive the segment (it is unlinked next)
         return True
+
+    def _reap(self) -> None:
+        assert self.supervisor is not None
+        for worker in self.reaper.reap():
+            self.supervisor.worker_exited(worker)
 
     def _retire_sessions(self, worker: Any) -> None:
         """A BASE worker is gone: its sockets died with it (the kernel closed them), but a
@@ -154,13 +161,13 @@ class BaseDriver(DriverBase):
         else:
             self.supervisor.handle_message(type_, src, session, payload)
 
-    def _make_worker(self, worker_id: int) -> ProcessWorker:
+    def _make_worker(self, role: str, worker_id: int) -> ProcessWorker:
         def stop_message(wait_event: bool) -> None:
             box = messages.Outbox(self.posts[worker_id], MANAGER)
             box.put(messages.T_STOP_WORKER, worker_id, b"\x01" if wait_event else b"")
             box.flush()
 
-        return ProcessWorker(worker_id, EVENT, lambda: self._worker_body(worker_id), stop_message=stop_message)
+        return ProcessWorker(worker_id, role, lambda: self._worker_body(worker_id), self.reaper, stop_message=stop_message)
 
     def _worker_body(self, worker_id: int) -> int:
         """Runs in the forked child."""
@@ -172,10 +179,10 @@ class BaseDriver(DriverBase):
         _context.current().reset()
         self.restore_signals_after_fork()
         wiring = ProcessWiring(self, worker_id)
-        worker = EventWorker(self.server, self.state, worker_id, wiring, self)
+        worker = EventWorker(self.config, self.state, worker_id, wiring, self)
         self.worker = worker
         child_signals(lambda: worker.reactor.post(worker.request_stop, "shutdown"))
-        drop_privileges(self.server._settings)
+        drop_privileges(self.settings)
         return worker.run()
 
     def restore_signals_after_fork(self) -> None:
@@ -238,15 +245,16 @@ class BaseDriver(DriverBase):
         return box.flush_blocking(1.0)
 
     def send_message(self, message: Any, worker_id: int) -> bool:
-        check_message_target(self.server, worker_id)
+        check_message_target(self.config, worker_id)
         worker = self.worker
         assert worker is not None
         data = pickle.dumps(message)
         if not self.managed:
             worker.reactor.post(worker.handle_message, messages.T_PIPE_MESSAGE, 0, 0, 0, _context.current().worker_id, 0, data)
             return True
-        link: MailboxLink = worker.wiring.link  # type: ignore[attr-defined]
-        link.outbox(worker_id).put(messages.T_PIPE_MESSAGE, 0, data)
+        wiring = worker.wiring
+        assert isinstance(wiring, ProcessWiring) and wiring.link is not None
+        wiring.link.outbox(worker_id).put(messages.T_PIPE_MESSAGE, 0, data)
         return True
 
 
@@ -274,9 +282,11 @@ class ProcessWiring(WorkerWiring):
 
     def attach(self, worker: EventWorker) -> None:
         driver = self.driver
-        reuse_port = bool(driver.server.setting.get("enable_reuse_port"))
+        reuse_port = bool(driver.settings.get("enable_reuse_port"))
         if reuse_port and worker.worker_id > 0:
-            _own_reuseport_sockets(driver.server)
+            for port in driver.config.ports:  # this worker process listens on its own sockets
+                if port.is_tcp:
+                    port.reopen(reuse_port=True)
         _attach_acceptor(driver, worker, exclusive=not reuse_port)
         worker.listen_datagrams(exclusive=True)
         self.link = MailboxLink(worker.reactor, worker.worker_id, driver.posts)
@@ -290,10 +300,10 @@ class ProcessWiring(WorkerWiring):
             return
         worker.handle_message(type_, flags, port, reactor, src, session, payload)
 
-    def forwarder(self, worker: EventWorker) -> Any:
+    def carrier(self) -> "ProcessWiring":
         return self
 
-    def forward(self, owner_worker: int, op: int, session: int, payload: bytes) -> bool:
+    def carry(self, owner_worker: int, op: int, session: int, payload: bytes) -> bool:
         assert self.link is not None
         self.link.outbox(owner_worker).put(op, session, payload)
         return True
@@ -319,8 +329,10 @@ def _attach_acceptor(driver: BaseDriver, worker: EventWorker, *, exclusive: bool
     host = worker.host
     worker_id = worker.worker_id
 
-    def place(session: int, sock: Any, port: Any, remote: Any) -> tuple[int, int, Any]:
-        return worker_id, worker_id, lambda sock, session, port, remote: host.adopt(sock, session, port, remote)
+    placement = Placement(worker_id, worker_id, host)  # every connection stays in this worker
+
+    def place(session: int, sock: Any, port: Any, remote: Any) -> Placement:
+        return placement
 
     acceptor = Acceptor(
         driver.state,
@@ -332,15 +344,5 @@ def _attach_acceptor(driver: BaseDriver, worker: EventWorker, *, exclusive: bool
         place=place,
         exclusive=exclusive and driver.worker_num > 1,
     )
-    acceptor.listen(driver.server.ports)
+    acceptor.listen(driver.config.ports)
     worker.acceptor = acceptor
-
-
-def _own_reuseport_sockets(server: Any) -> None:
-    """enable_reuse_port: this worker process listens on its own SO_REUSEPORT sockets."""
-    for port in server.ports:
-        if port.is_tcp:
-            sock = open_listener(port.host, port.port, port.kind, backlog=port.effective_settings()["backlog"], reuse_port=True)
-            port._socket.close()
-            port._socket = sock
-            port.sock = sock.fileno()

@@ -9,14 +9,14 @@ from typing import Any, Callable
 
 from threadswoole import _context
 from threadswoole.errors import ContextError
-from threadswoole.state import shm
 from threadswoole.modes import process_setup
-from threadswoole.workers.router import Router
+from threadswoole.state import shm
+from threadswoole.state import shared as layout
 from threadswoole.state.shared import SharedState
+from threadswoole.workers.roster import RunConfig
+from threadswoole.workers.router import Router
 
 log = logging.getLogger("threadswoole")
-
-MANAGER = -1  # mailbox id of the manager
 
 
 class OutsideRouter(Router):
@@ -30,18 +30,20 @@ class OutsideRouter(Router):
 class DriverBase:
     """Start-up (stale segments, daemonize, logging, pid file) and clean-up shared by all modes."""
 
-    def __init__(self, server: Any) -> None:
-        self.server = server
-        setting = server.setting
-        self.worker_num: int = setting["worker_num"]
-        self.task_num: int = setting.get("task_worker_num", 0)
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.server = config.server
+        self.settings = config.settings
+        self.roster = config.roster
+        self.worker_num: int = config.roster.event_num
+        self.task_num: int = config.roster.task_num
         self.state: SharedState | None = None
         self._outside: OutsideRouter | None = None
         self._saved_signals: dict[int, Any] = {}
 
     # -- start and finish -----------------------------------------------------------------
     def begin(self) -> None:
-        settings = self.server._settings
+        settings = self.settings
         if settings.get("daemonize"):
             process_setup.daemonize(settings.get("log_file"))
         process_setup.configure_logging(settings)
@@ -50,23 +52,25 @@ class DriverBase:
             log.info("removed %d shared-memory segments left by a server that died: %s", len(removed), ", ".join(removed))
         self.server.master_pid = os.getpid()
         process_setup.write_pid_file(settings.get("pid_file"))
-        listening = ", ".join(f"{p.host}:{p.port}" if p.port else p.host for p in self.server.ports)
+        listening = ", ".join(f"{p.host}:{p.port}" if p.port else p.host for p in self.config.ports)
         log.info("%s server starting on %s: %d worker(s), master pid %d", self.server.mode.name, listening, self.worker_num, os.getpid())
 
-    def create_state(self, *, stat_slots: int, worker_slots: int, acceptors: int, capacity: int) -> SharedState:
-        self.state = SharedState(stat_slots=stat_slots, worker_slots=worker_slots, acceptors=acceptors, capacity=capacity)
-        self.state.q[2] = os.getpid()  # H_MASTER_PID
+    def create_state(self, *, acceptors: int, capacity: int) -> SharedState:
+        """The shared segment, sized from the roster (worker and stats slots) and the mode."""
+        roster = self.roster
+        self.state = SharedState(stat_slots=roster.stat_slots, worker_slots=roster.total, acceptors=acceptors, capacity=capacity)
+        self.state.q[layout.H_MASTER_PID] = os.getpid()
         return self.state
 
     def finish(self) -> None:
         """Last steps, in Swoole's order: listeners closed, then on_shutdown, then the rest."""
-        for port in self.server.ports:
+        for port in self.config.ports:
             port.close()
         self.bind_master_context(None)
         self.fire("shutdown")
         log.info("server stopped (master pid %d)", os.getpid())
         self.restore_signals()
-        process_setup.remove_pid_file(self.server._settings.get("pid_file"))
+        process_setup.remove_pid_file(self.settings.get("pid_file"))
         if self.state is not None:
             self.state.destroy()
         process_setup.remove_logging()
@@ -90,7 +94,7 @@ class DriverBase:
         return self._outside
 
     def fire(self, name: str, *args: Any) -> None:
-        callback = self.server._callbacks.lookup(name)
+        callback = self.config.callback(name)
         if callback is None:
             return
         try:
@@ -114,70 +118,8 @@ class DriverBase:
 
     # -- settings read by workers ---------------------------------------------------------
     def default_idle_time(self) -> float:
-        settings = self.server._settings
+        settings = self.settings
         return float(settings.get("heartbeat_idle_time") or settings.get("heartbeat_check_interval") or 0)
 
     def capacity(self) -> int:
-        return int(self.server.setting["max_connection"])
-
-
-def child_signals(on_term: Callable[[], Any]) -> None:
-    """In a forked worker: SIGTERM stops it gracefully, the master's signals are ignored."""
-    signal.signal(signal.SIGTERM, lambda _s, _f: on_term())
-    for signo in (signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(signo, signal.SIG_IGN)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD})
-
-
-WATCH_PARENT_MS = 1000
-
-
-def watch_parent(reactor: Any, on_orphaned: Callable[[], Any]) -> None:
-    """In a forked child: stop when the parent (manager or master) is gone.
-
-    A child outliving its parent would keep a listening socket or a mailbox open forever.
-    The kernel's parent-death signal (prctl PR_SET_PDEATHSIG, through ctypes) sends us
-    SIGTERM at once; a one-second getppid() check covers platforms without it and the
-    parent dying before the prctl call.
-    """
-    parent = os.getppid()
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    fired = []
-
-    def check(_timer_id: int) -> None:
-        if os.getppid() != parent and not fired:
-            fired.append(True)
-            log.warning("pid %d: the parent process %d is gone; stopping", os.getpid(), parent)
-            on_orphaned()
-
-    reactor.internal_tick(WATCH_PARENT_MS, check)
-
-
-def drop_privileges(settings: dict[str, Any]) -> None:
-    """user / group / chroot for worker processes; effective only when started as root."""
-    if os.geteuid() != 0:
-        return
-    chroot = settings.get("chroot")
-    group = settings.get("group")
-    user = settings.get("user")
-    if chroot:
-        os.chroot(chroot)
-        os.chdir("/")
-    if group:
-        import grp
-
-        os.setgid(grp.getgrnam(group).gr_gid)
-    if user:
-        import pwd
-
-        entry = pwd.getpwnam(user)
-        if not group:
-            os.setgid(entry.pw_gid)
-        os.setuid(entry.pw_uid)
+        return int(self.settings["max_connection"])

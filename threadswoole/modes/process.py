@@ -20,23 +20,26 @@ import threading
 from typing import Any
 
 from threadswoole import _context
+from threadswoole.connections.acceptor import Acceptor, Placement
 from threadswoole.ipc import messages
-from threadswoole.state import shared as layout
-from threadswoole.connections.acceptor import Acceptor
-from threadswoole.state.counters import StatCounters
-from threadswoole.modes.common import MANAGER, DriverBase, child_signals, drop_privileges, watch_parent
+from threadswoole.ipc.messages import reactor_mailbox
 from threadswoole.loop.reactor import EPOLLIN, Reactor
-from threadswoole.modes.reactor_thread import ReactorThread, reactor_mailbox
+from threadswoole.modes.common import DriverBase
+from threadswoole.modes.reactor_thread import ReactorThread
+from threadswoole.state import shared as layout
+from threadswoole.state.counters import StatCounters
+from threadswoole.workers.child import child_signals, drop_privileges, watch_parent
+from threadswoole.workers.roster import MANAGER, RunConfig
 from threadswoole.workers.supervisor import Supervisor, bind_manager_context
-from threadswoole.workers.worker import EVENT, ProcessWorker
+from threadswoole.workers.worker import ProcessReaper, ProcessWorker
 
 log = logging.getLogger("threadswoole")
 
 
 class ProcessDriver(DriverBase):
-    def __init__(self, server: Any) -> None:
-        super().__init__(server)
-        self.reactor_num: int = server.setting["reactor_num"]
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__(config)
+        self.reactor_num: int = config.roster.reactor_num
         self.inboxes: dict[int, Any] = {}
         self.posts: dict[int, Any] = {}
         self.reactor_threads: list[ReactorThread] = []
@@ -48,25 +51,22 @@ class ProcessDriver(DriverBase):
         self.manager_pid = 0
         self.failed = False
         self._shutting_down = False
-
-    def worker_slot(self, worker_id: int, generation: int) -> int:
-        """Two slots per worker id by generation parity (an old and a new instance may overlap)."""
-        return 1 + self.reactor_num + 2 * worker_id + (generation & 1)
+        self.reaper = ProcessReaper()  # used in the manager process, which forks the workers
 
     def datagram_ports(self, reactor_id: int) -> list[Any]:
-        datagram = [port for port in self.server.ports if not port.is_stream]
+        datagram = [port for port in self.config.ports if not port.is_stream]
         return [port for index, port in enumerate(datagram) if index % self.reactor_num == reactor_id]
 
     # -- master -----------------------------------------------------------------------------
     def run(self) -> bool:
         self.begin()
-        reactors, workers = self.reactor_num, self.worker_num
-        state = self.create_state(stat_slots=1 + reactors + 2 * workers, worker_slots=workers, acceptors=1, capacity=self.capacity())
-        for mailbox in [*range(workers), MANAGER, *(reactor_mailbox(r) for r in range(reactors))]:
+        reactors = self.reactor_num
+        state = self.create_state(acceptors=1, capacity=self.capacity())
+        for mailbox in [*self.roster.mailbox_ids(), *(reactor_mailbox(r) for r in range(reactors))]:
             self.inboxes[mailbox], self.posts[mailbox] = messages.make_pipe()
         try:
             self._fork_manager()
-            for mailbox in [*range(workers), MANAGER]:
+            for mailbox in self.roster.mailbox_ids():
                 self.inboxes.pop(mailbox).close()  # the master reads only its reactor mailboxes
             main = self.main_reactor = Reactor("master")
             # Threads start only now: every fork of this server happens in the manager.
@@ -76,7 +76,7 @@ class ProcessDriver(DriverBase):
             counters = StatCounters(state, 0)
             main.periodic.append(counters.flush)
             self.acceptor = Acceptor(state, 0, main, counters, max_connection=self.capacity(), live_count=lambda: self._live_count(counters), place=self._place)
-            self.acceptor.listen(self.server.ports)
+            self.acceptor.listen(self.config.ports)
             self.install_signals(
                 {
                     signal.SIGTERM: self.begin_shutdown,
@@ -105,12 +105,12 @@ class ProcessDriver(DriverBase):
     def _live_count(self, counters: StatCounters) -> int:
         state = self.state
         assert state is not None
-        closed = sum(state.q[state.stat_base(1 + r) + layout.S_CLOSE] for r in range(self.reactor_num))
+        closed = sum(state.q[state.stat_base(self.roster.reactor_stat_slot(r)) + layout.S_CLOSE] for r in range(self.reactor_num))
         return counters.accept - counters.close - closed
 
-    def _place(self, session: int, sock: Any, port: Any, remote: Any) -> tuple[int, int, Any]:
+    def _place(self, session: int, sock: Any, port: Any, remote: Any) -> Placement:
         thread = self.reactor_threads[sock.fileno() % self.reactor_num]
-        return thread.reactor_id, -1, lambda *args: thread.reactor.post(thread.adopt, *args)
+        return Placement(thread.reactor_id, -1, thread)
 
     def _fork_manager(self) -> None:
         blocked = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD}
@@ -145,13 +145,13 @@ class ProcessDriver(DriverBase):
             thread.reactor.post(thread.close_everything, event)
             done.append(event)
         for event in done:
-            event.wait(self.server.setting["max_wait_time"])
+            event.wait(self.settings["max_wait_time"])
         if self.manager_pid:
             try:
                 os.kill(self.manager_pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-            self.main_reactor.after(int((self.server.setting["max_wait_time"] * 2 + 2) * 1000), self._kill_manager)
+            self.main_reactor.after(int((self.settings["max_wait_time"] * 2 + 2) * 1000), self._kill_manager)
         else:
             self.main_reactor.stop()
 
@@ -192,14 +192,14 @@ class ProcessDriver(DriverBase):
         bind_manager_context(self.server, reactor)
         self.fire("manager_start")
         assert self.state is not None
-        supervisor = self.supervisor = Supervisor(self.server, self.state, reactor, self._make_worker, event_ids=list(range(self.worker_num)), task_ids=[])
+        supervisor = self.supervisor = Supervisor(self.config, self.state, reactor, self._make_worker)
         inbox = messages.Inbox(self.inboxes[MANAGER], self._manager_message)
         reactor.add(inbox.fd, EPOLLIN, inbox.on_readable)
 
         def stop_all() -> None:
             supervisor.shutdown(reactor.stop)
 
-        handlers = {signal.SIGTERM: stop_all, signal.SIGUSR1: lambda: supervisor.reload(False), signal.SIGUSR2: lambda: supervisor.reload(True), signal.SIGCHLD: supervisor.reap_processes}
+        handlers = {signal.SIGTERM: stop_all, signal.SIGUSR1: lambda: supervisor.reload(False), signal.SIGUSR2: lambda: supervisor.reload(True), signal.SIGCHLD: self._reap}
         for signo, method in handlers.items():
             signal.signal(signo, lambda _s, _f, method=method: reactor.post(method))
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -211,17 +211,22 @@ class ProcessDriver(DriverBase):
         self.fire("manager_stop")
         return 0
 
+    def _reap(self) -> None:
+        assert self.supervisor is not None
+        for worker in self.reaper.reap():
+            self.supervisor.worker_exited(worker)
+
     def _manager_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
         assert self.supervisor is not None
         self.supervisor.handle_message(type_, src, session, payload)
 
-    def _make_worker(self, worker_id: int) -> ProcessWorker:
+    def _make_worker(self, role: str, worker_id: int) -> ProcessWorker:
         def stop_message(wait_event: bool) -> None:
             box = messages.Outbox(self.posts[worker_id], MANAGER)
             box.put(messages.T_STOP_WORKER, 0, b"\x01" if wait_event else b"")
             box.flush_blocking(1.0)
 
-        return ProcessWorker(worker_id, EVENT, lambda: self._worker_main(worker_id), stop_message=stop_message)
+        return ProcessWorker(worker_id, role, lambda: self._worker_main(worker_id), self.reaper, stop_message=stop_message)
 
     def _worker_main(self, worker_id: int) -> int:
         """A forked worker: keeps only its own mailbox, then runs the callbacks' loop."""
@@ -233,9 +238,9 @@ class ProcessDriver(DriverBase):
             if mailbox != worker_id:
                 sock.close()
         _context.current().reset()
-        worker = self.worker = PipeWorker(self, worker_id)
+        worker = self.worker = PipeWorker(self.config, self.state, worker_id, inbox=self.inboxes[worker_id], posts=self.posts, driver=self)
         child_signals(lambda: worker.reactor.post(worker.request_stop, "shutdown"))
-        drop_privileges(self.server._settings)
+        drop_privileges(self.settings)
         return worker.run()
 
     # -- requests from routers --------------------------------------------------------------

@@ -15,23 +15,21 @@ import threading
 from typing import Any
 
 from threadswoole import _context
-from threadswoole.ipc import messages
-from threadswoole.state import shared as layout
+from threadswoole.connections import heartbeat
 from threadswoole.connections.acceptor import DatagramReader
 from threadswoole.connections.connection import Connection
+from threadswoole.connections.host import Host
+from threadswoole.connections.operations import apply_operation
+from threadswoole.errors import ErrorCode
+from threadswoole.ipc import messages
+from threadswoole.ipc.mailbox import BACKLOG_LIMIT, MailboxLink
+from threadswoole.ipc.redelivery import Sender
+from threadswoole.loop.reactor import EPOLLIN, Reactor
+from threadswoole.state import shared as layout
 from threadswoole.state.counters import StatCounters
 from threadswoole.workers.dispatch import EVENT_CLOSE, EVENT_CONNECT, EVENT_DATA, Dispatcher, ip_key
-from threadswoole.connections.host import Host
-from threadswoole.ipc.mailbox import BACKLOG_LIMIT, MailboxLink
-from threadswoole.loop.reactor import EPOLLIN, Reactor
-from threadswoole.ipc.redelivery import Sender
 
 log = logging.getLogger("threadswoole")
-
-
-def reactor_mailbox(reactor_id: int) -> int:
-    """Mailbox (and IPC source) id of reactor thread `reactor_id`; workers use their worker ids."""
-    return -100 - reactor_id
 
 
 class PipeSink:
@@ -46,9 +44,11 @@ class PipeSink:
         self.state = owner.state
         self.throttled: dict[int, set[Connection]] = {}
         self.link.on_drained = self.resume_throttled
-        self.sender = Sender(self.link, self.reactor_id, owner.driver.worker_num)  # numbered, kept until acknowledged
-        self.worker_num = owner.driver.worker_num
-        self.by_session = self.dispatcher.func is None and self.dispatcher.mode == 2
+        self.worker_num = owner.config.roster.event_num
+        self.sender = Sender(self.link, self.reactor_id, self.worker_num)  # numbered, kept until acknowledged
+        self.by_session = self.dispatcher.by_session
+        self.inline_runtime = None  # not inline: every event crosses to a worker process
+        self.server = None
 
     def _worker(self, conn: Connection, event: int, data: bytes = b"") -> int:
         remote = conn.remote[0] if isinstance(conn.remote, tuple) else ""
@@ -77,11 +77,24 @@ class PipeSink:
         sender.send(worker, messages.T_DATA, session, data, conn.listener.index)
         self.counters.dispatch += 1
         if sender.boxes[worker].pending_bytes > BACKLOG_LIMIT:
-            # Back-pressure: that worker is behind, so stop reading this client until its
-            # pipe drains, instead of queueing without bound in the master.
-            conn.throttled = True
-            self.owner.host.want_write(conn)
-            self.throttled.setdefault(worker, set()).add(conn)
+            self._throttle(conn, worker)
+
+    def on_event(self, conn: Connection, event: Any) -> None:
+        """A parsed protocol event crosses to the worker as its packed form, under its own
+        message type: the worker rebuilds it without parsing anything again."""
+        session = conn.session_id
+        worker = session % self.worker_num if self.by_session else self._worker(conn, EVENT_DATA)
+        self.sender.send(worker, messages.T_EVENT_BASE + event.wire_id, session, event.pack(), conn.listener.index)
+        self.counters.dispatch += 1
+        if self.sender.boxes[worker].pending_bytes > BACKLOG_LIMIT:
+            self._throttle(conn, worker)
+
+    def _throttle(self, conn: Connection, worker: int) -> None:
+        # Back-pressure: that worker is behind, so stop reading this client until its pipe
+        # drains, instead of queueing without bound in the master.
+        conn.throttled = True
+        self.owner.host.want_write(conn)
+        self.throttled.setdefault(worker, set()).add(conn)
 
     def resume_throttled(self, worker: int) -> None:
         for conn in self.throttled.pop(worker, ()):
@@ -104,24 +117,25 @@ class ReactorThread:
     """One reactor thread of the master: its loop, connections, dispatcher and mailboxes."""
 
     def __init__(self, driver: Any, reactor_id: int) -> None:
-        server = driver.server
+        config = driver.config
         self.driver = driver
-        self.server = server
+        self.config = config
+        self.server = config.server
         self.state = driver.state
         self.reactor_id = reactor_id
         self.reactor = Reactor(f"reactor-{reactor_id}")
-        self.counters = StatCounters(self.state, 1 + reactor_id)
+        self.counters = StatCounters(self.state, config.roster.reactor_stat_slot(reactor_id))
         self.reactor.periodic.append(self.counters.flush)
         self.reactor.before_poll.append(self.counters.publish_traffic)  # before the link's flush
-        self.link = MailboxLink(self.reactor, reactor_mailbox(reactor_id), driver.posts)
-        self.dispatcher = Dispatcher(server, self.state, driver.worker_num)
+        self.link = MailboxLink(self.reactor, messages.reactor_mailbox(reactor_id), driver.posts)
+        self.dispatcher = Dispatcher(self.server, config.settings, self.state, config.roster.event_num)
         self.sink = PipeSink(self)
-        self.host = Host(server=server, state=self.state, reactor=self.reactor, reactor_id=reactor_id, counters=self.counters, sink=self.sink)
-        self.inbox = messages.Inbox(driver.inboxes[reactor_mailbox(reactor_id)], self.on_message)
+        # Sessions of other reactor threads are never operated on from here: no forwarding.
+        self.host = Host(settings=config.settings, state=self.state, reactor=self.reactor, reactor_id=reactor_id, counters=self.counters, sink=self.sink, forwarder=_NoForwarding(), publish_written=True)
+        self.inbox = messages.Inbox(driver.inboxes[messages.reactor_mailbox(reactor_id)], self.on_message)
         self.reactor.add(self.inbox.fd, EPOLLIN, self.inbox.on_readable)
         self.readers = [DatagramReader(self.reactor, port, self.on_packet, self.counters) for port in driver.datagram_ports(reactor_id)]
         self.thread = threading.Thread(target=self._run, name=f"reactor-{reactor_id}", daemon=True)
-        self._round = 0
 
     def start(self) -> None:
         self.thread.start()
@@ -131,9 +145,9 @@ class ReactorThread:
         ctx.server = self.server
         ctx.role = _context.ROLE_REACTOR
         ctx.loop = self.reactor
-        interval = self.server.setting.get("heartbeat_check_interval")
+        interval = self.config.settings.get("heartbeat_check_interval")
         if interval:
-            self.host.start_heartbeat(interval, self.driver.default_idle_time())
+            heartbeat.start(self.host, interval, self.driver.default_idle_time())
         try:
             self.reactor.run()
         except BaseException:
@@ -141,17 +155,17 @@ class ReactorThread:
             raise
 
     # -- from the accept loop ---------------------------------------------------------------
-    def adopt(self, sock: Any, session: int, port: Any, remote: Any) -> None:
-        """Called on this thread (posted by the master's accept loop)."""
-        self.host.adopt(sock, session, port, remote)
+    def take_connection(self, sock: Any, session: int, port: Any, remote: Any) -> None:
+        """The master's accept loop hands a socket over: adopted on this thread's loop."""
+        self.reactor.post(self.host.adopt, sock, session, port, remote)
 
     # -- datagrams --------------------------------------------------------------------------
     def on_packet(self, port: Any, data: bytes, client_info: dict) -> None:
         dispatcher = self.dispatcher
-        if dispatcher.func is not None or dispatcher.mode in (1, 3):
+        if dispatcher.func is not None or dispatcher.stateless:
             worker = dispatcher.worker_for(0, client_info["address"], 0, EVENT_DATA, data)
-        else:
-            worker = (ip_key(client_info["address"]) + client_info["port"]) % self.driver.worker_num
+        else:  # one peer address always reaches the same worker
+            worker = (ip_key(client_info["address"]) + client_info["port"]) % self.sink.worker_num
         self.sink.sender.send(worker, messages.T_PACKET, 0, pickle.dumps((data, client_info)), port.index)
         self.counters.dispatch += 1
 
@@ -170,7 +184,7 @@ class ReactorThread:
         conn = host.conns.get(session)
         if conn is None:
             return  # closed meanwhile: Swoole's "session does not exist", nothing to do
-        host.apply(conn, type_, payload, src)
+        apply_operation(host, conn, type_, payload, src)
 
     # -- shutdown ---------------------------------------------------------------------------
     def close_everything(self, done: threading.Event) -> None:
@@ -191,3 +205,10 @@ class ReactorThread:
             self.counters.flush()
             self.counters.release()
             self.reactor.close()
+
+
+class _NoForwarding:
+    """A PROCESS reactor thread only touches its own sessions; nothing is ever forwarded."""
+
+    def forward(self, op: int, session: int, payload: bytes) -> bool:
+        return _context.set_error(ErrorCode.SESSION_NOT_EXIST)

@@ -5,9 +5,15 @@ swoole-src thread.cc): it is an EventWorker, the same class BASE mode forks, wir
 threads. The master thread accepts and hands each new socket to one worker thread's command
 queue (dispatch_mode / dispatch_func decide which, once per connection). A manager thread
 runs the same Supervisor as the other modes over ThreadWorkers; signals are received by the
-master's main thread and posted to the right loop. Everything that crosses threads either
-goes through the owning thread's queue (connection operations, pipe messages, hand-offs) or
-reads shared memory laid out for concurrent readers, so it stays correct without a GIL.
+master's main thread and posted to the right loop.
+
+A worker id outlives its instances. While an instance stops and its replacement starts
+(reload, max_request, stop()), nothing addressed to the id is lost: its connections are
+detached (socket, codec and queue untouched) and handed to the replacement, sockets accepted
+for it meanwhile wait for the replacement, and messages and forwarded operations sent to it
+are queued until the replacement is ready. Swoole closes a restarted thread's connections; in
+one process nothing forces that, so a THREAD reload drops nothing. All of it goes through one
+lock (`_handover`), so it stays correct without a GIL.
 """
 
 from __future__ import annotations
@@ -20,31 +26,32 @@ import threading
 from typing import Any
 
 from threadswoole import _context
+from threadswoole.connections.acceptor import Acceptor, Placement
 from threadswoole.ipc import messages
+from threadswoole.loop.reactor import Reactor
+from threadswoole.modes.common import DriverBase
 from threadswoole.state import shared as layout
-from threadswoole.connections.acceptor import Acceptor
 from threadswoole.state.counters import StatCounters
 from threadswoole.workers.dispatch import EVENT_CONNECT, IDLE, Dispatcher
 from threadswoole.workers.event_worker import EventWorker, WorkerWiring, check_message_target
-from threadswoole.modes.common import DriverBase
-from threadswoole.loop.reactor import Reactor
+from threadswoole.workers.roster import RunConfig
 from threadswoole.workers.supervisor import Supervisor, bind_manager_context
-from threadswoole.workers.worker import EVENT, ThreadWorker
+from threadswoole.workers.worker import ThreadWorker
 
 log = logging.getLogger("threadswoole")
 START_TIMEOUT_MS = 5000
 
 
 class ThreadDriver(DriverBase):
-    def __init__(self, server: Any) -> None:
-        super().__init__(server)
-        self.workers: dict[int, EventWorker] = {}  # the current instance of each worker id
-        # Ids whose current instance takes new connections. Worker threads add and remove
-        # ids while the master thread reads them: a frozenset swapped under a lock, so a
-        # reader always iterates one consistent snapshot (a plain set would raise "changed
-        # size during iteration", and on a free-threaded build the update could be lost).
-        self.accepting: frozenset[int] = frozenset()
-        self._accepting_lock = threading.Lock()
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__(config)
+        # Everything below that several threads touch is guarded by this one lock.
+        self._handover = threading.Lock()
+        self.ready: dict[int, EventWorker] = {}  # worker id -> the instance that takes work now
+        self._waiting_messages: dict[int, list[tuple]] = {}  # for an id with no ready instance
+        self._parked_connections: dict[int, list[Any]] = {}  # detached, for the next instance
+        self._parked_sockets: dict[int, list[tuple]] = {}  # accepted while the id restarted
+        self._instances: dict[ThreadWorker, EventWorker] = {}
         self.main_reactor: Reactor | None = None
         self.manager_reactor: Reactor | None = None
         self.supervisor: Supervisor | None = None
@@ -53,19 +60,18 @@ class ThreadDriver(DriverBase):
         self._manager_thread: threading.Thread | None = None
         self._listening = False
         self._started_ids: set[int] = set()
-        self._shutting_down = False
+        self.shutting_down = False
 
     def run(self) -> bool:
         self.begin()
-        workers = self.worker_num
-        state = self.create_state(stat_slots=1 + 2 * workers, worker_slots=workers, acceptors=1, capacity=self.capacity())
+        state = self.create_state(acceptors=1, capacity=self.capacity())
         server = self.server
         server.manager_pid = os.getpid()  # the manager is a thread of the master (contract §16)
         state.q[layout.H_MANAGER_PID] = os.getpid()
         main = self.main_reactor = Reactor("master")
         manager = self.manager_reactor = Reactor("manager")
-        self.dispatcher = Dispatcher(server, state, workers)
-        self.supervisor = Supervisor(server, state, manager, self._make_worker, event_ids=list(range(workers)), task_ids=[])
+        self.dispatcher = Dispatcher(server, self.settings, state, self.worker_num)
+        self.supervisor = Supervisor(self.config, state, manager, self._make_worker)
         counters = StatCounters(state, 0)
         main.periodic.append(counters.flush)
         self.acceptor = Acceptor(state, 0, main, counters, max_connection=self.capacity(), live_count=lambda: self._live_count(counters), place=self._place)
@@ -85,12 +91,13 @@ class ThreadDriver(DriverBase):
             self._manager_thread.start()
             main.after(START_TIMEOUT_MS, self._listen)
             main.run()
+            if self._manager_thread is not None:
+                self._manager_thread.join(self.settings["max_wait_time"] * 2 + 5)
+            self._close_parked(counters)
             counters.flush()
             counters.release()
             return True
         finally:
-            if self._manager_thread is not None:
-                self._manager_thread.join(self.server.setting["max_wait_time"] * 2 + 5)
             main.close()
             self.finish()
 
@@ -115,45 +122,122 @@ class ThreadDriver(DriverBase):
             assert self.main_reactor is not None
             self.main_reactor.post(self.main_reactor.stop)
 
-    def _make_worker(self, worker_id: int) -> ThreadWorker:
-        holder: dict[str, ThreadWorker] = {}
-
+    def _make_worker(self, role: str, worker_id: int) -> ThreadWorker:
         def stop(wait_event: bool) -> None:
-            worker = getattr(holder["thread"], "event_worker", None)
+            with self._handover:
+                worker = self._instances.get(thread_worker)
             if worker is not None:
                 worker.stop_from_any_thread("stop", wait_event)
 
-        def on_exit(thread_worker: ThreadWorker) -> None:
+        def on_exit(ended: ThreadWorker) -> None:
             assert self.manager_reactor is not None and self.supervisor is not None
-            self.manager_reactor.post(self.supervisor.worker_exited, thread_worker)
+            self.manager_reactor.post(self.supervisor.worker_exited, ended)
 
-        thread_worker = ThreadWorker(worker_id, EVENT, self._worker_main, on_exit, stop=stop, name=f"worker-{worker_id}")
-        holder["thread"] = thread_worker
+        thread_worker = ThreadWorker(worker_id, role, self._worker_main, on_exit, stop=stop, name=f"worker-{worker_id}")
         return thread_worker
 
     def _worker_main(self, thread_worker: ThreadWorker) -> int:
         """Body of a worker thread: an EventWorker whose identity is thread-local."""
         assert self.state is not None
-        worker = EventWorker(self.server, self.state, thread_worker.worker_id, ThreadWiring(self), self)
-        thread_worker.event_worker = worker  # type: ignore[attr-defined]
-        self.workers[worker.worker_id] = worker
+        worker = EventWorker(self.config, self.state, thread_worker.worker_id, ThreadWiring(self), self)
+        with self._handover:
+            self._instances[thread_worker] = worker
         try:
             # Asked to stop before it ran (a shutdown racing a respawn): still release its
             # counters view below, or the segment cannot be closed at shutdown.
             return 0 if thread_worker.stopping else worker.run()
         finally:
-            if self.workers.get(worker.worker_id) is worker:
-                self.set_accepting(worker.worker_id, False)
-            worker.reactor.drain_posted()  # refuse hand-offs that raced with our exit
+            self.withdraw(worker)
+            worker.reactor.drain_posted()  # what raced with our exit is rerouted or refused
+            with self._handover:
+                self._instances.pop(thread_worker, None)
             worker.counters.release()
             worker.reactor.close()
             _context.current().reset()
 
-    # -- accepting --------------------------------------------------------------------------
-    def set_accepting(self, worker_id: int, accepting: bool) -> None:
-        with self._accepting_lock:
-            self.accepting = self.accepting | {worker_id} if accepting else self.accepting - {worker_id}
+    # -- the hand-over of a worker id between its instances ----------------------------------
+    def enlist(self, worker: EventWorker) -> None:
+        """On the worker's thread, once it can take work: what waited for its id is its now."""
+        worker_id = worker.worker_id
+        with self._handover:
+            self.ready[worker_id] = worker
+            moved = self._parked_connections.pop(worker_id, [])
+            sockets = self._parked_sockets.pop(worker_id, [])
+            waiting = self._waiting_messages.pop(worker_id, [])
+        worker.adopt_moved(moved)
+        for handed in sockets:
+            worker.adopt_socket(*handed)
+        for message in waiting:
+            worker.reactor.post(worker.handle_message, *message)
 
+    def withdraw(self, worker: EventWorker) -> None:
+        """The instance stops taking work; what comes for its id now waits for the next one."""
+        with self._handover:
+            if self.ready.get(worker.worker_id) is worker:
+                del self.ready[worker.worker_id]
+
+    def hand_over(self, worker: EventWorker, connections: list[Any]) -> None:
+        """Connections detached by a leaving instance: to the ready successor, or parked."""
+        if not connections:
+            return
+        with self._handover:
+            successor = self.ready.get(worker.worker_id)
+            if successor is None or successor is worker:
+                self._parked_connections.setdefault(worker.worker_id, []).extend(connections)
+                return
+        successor.reactor.post(successor.adopt_moved, connections)
+
+    def deliver(self, worker_id: int, message: tuple) -> bool:
+        """A message or forwarded operation for a worker id: posted to its ready instance, or
+        kept until one is ready (a worker starting or restarting loses nothing)."""
+        with self._handover:
+            target = self.ready.get(worker_id)
+            if target is None:
+                if self.shutting_down:
+                    return _context.set_error(1005)
+                self._waiting_messages.setdefault(worker_id, []).append(message)
+                return True
+        target.reactor.post(target.handle_message, *message)
+        return True
+
+    def park_socket(self, worker_id: int, handed: tuple) -> bool:
+        """A socket for a worker id with no ready instance: kept for the next one. False when
+        the server is shutting down (the caller refuses it)."""
+        with self._handover:
+            if self.shutting_down:
+                return False
+            target = self.ready.get(worker_id)
+            if target is None:
+                self._parked_sockets.setdefault(worker_id, []).append(handed)
+                return True
+        target.reactor.post(target.adopt_socket, *handed)
+        return True
+
+    def _close_parked(self, counters: StatCounters) -> None:
+        """At shutdown: connections and sockets that never reached a new instance are closed."""
+        assert self.state is not None
+        with self._handover:
+            connections = [c for conns in self._parked_connections.values() for c in conns]
+            sockets = [s for socks in self._parked_sockets.values() for s in socks]
+            self._parked_connections.clear()
+            self._parked_sockets.clear()
+        for conn in connections:
+            conn.discard_output()
+            self.retire_socket(counters, conn.sock, conn.session_id)
+        for sock, session, _port, _remote in sockets:
+            self.retire_socket(counters, sock, session)
+
+    def retire_socket(self, counters: StatCounters, sock: Any, session: int) -> None:
+        """Close a socket no worker will take, and retire its shared record (shutdown)."""
+        assert self.state is not None
+        try:
+            sock.close()
+        except OSError:
+            pass
+        self.state.q[self.state.record_base(session) + layout.C_SESSION] = -session
+        counters.close += 1
+
+    # -- accepting --------------------------------------------------------------------------
     def worker_started(self, worker: EventWorker) -> None:
         """On the master thread: listen once every worker thread can take connections, so the
         first connections are spread as dispatch_mode says (or after 5 s, whatever started)."""
@@ -162,38 +246,33 @@ class ThreadDriver(DriverBase):
             self._listen()
 
     def _listen(self) -> None:
-        if not self._listening and not self._shutting_down:
+        if not self._listening and not self.shutting_down:
             assert self.acceptor is not None
             self._listening = True
-            self.acceptor.listen(self.server.ports)
+            self.acceptor.listen(self.config.ports)
 
     def _choose(self, session: int, remote: Any) -> int:
         dispatcher = self.dispatcher
         assert dispatcher is not None
         if dispatcher.func is None and dispatcher.mode == IDLE:
             # Per connection, "idle" means the worker holding the fewest connections.
-            candidates = [w for w in self.accepting if w in self.workers]  # a snapshot
-            if candidates:
-                return min(candidates, key=lambda w: len(self.workers[w].host.conns))
+            with self._handover:
+                ready = list(self.ready.items())
+            if ready:
+                return min(ready, key=lambda item: len(item[1].host.conns))[0]
         ip = remote[0] if isinstance(remote, tuple) else ""
         return dispatcher.worker_for(session, ip, 0, EVENT_CONNECT)
 
-    def _place(self, session: int, sock: Any, port: Any, remote: Any) -> tuple[int, int, Any]:
+    def _place(self, session: int, sock: Any, port: Any, remote: Any) -> Placement:
         worker_id = self._choose(session, remote)
-        accepting = self.accepting  # one snapshot for this decision
-        if worker_id not in accepting:
-            ready = sorted(accepting)
-            if not ready:
-                raise RuntimeError("no worker thread is accepting connections")
-            worker_id = ready[session % len(ready)]  # its worker is restarting: pick another
-        worker = self.workers[worker_id]
-        return worker_id, worker_id, lambda *args: worker.reactor.post(worker.adopt_handoff, *args)
+        return Placement(worker_id, worker_id, _WorkerIdReceiver(self, worker_id))
 
     # -- shutdown and requests --------------------------------------------------------------
     def begin_shutdown(self) -> None:
-        if self._shutting_down:
+        if self.shutting_down:
             return
-        self._shutting_down = True
+        with self._handover:
+            self.shutting_down = True
         assert self.acceptor is not None and self.manager_reactor is not None and self.supervisor is not None
         self.acceptor.stop()
         supervisor, manager = self.supervisor, self.manager_reactor
@@ -201,7 +280,7 @@ class ThreadDriver(DriverBase):
 
     def request_reload(self, only_task: bool) -> bool:
         assert self.state is not None and self.manager_reactor is not None and self.supervisor is not None
-        if self.state.q[layout.H_RELOADING] or self._shutting_down:
+        if self.state.q[layout.H_RELOADING] or self.shutting_down:
             return False
         if only_task and not self.task_num:
             return True
@@ -229,13 +308,27 @@ class ThreadDriver(DriverBase):
         return True
 
     def send_message(self, message: Any, worker_id: int) -> bool:
-        check_message_target(self.server, worker_id)
-        target = self.workers.get(worker_id)
-        if target is None:
-            return _context.set_error(1005)
+        check_message_target(self.config, worker_id)
         # A pickled copy in every mode (contract R4): threads must not share the object.
-        target.reactor.post(target.handle_message, messages.T_PIPE_MESSAGE, 0, 0, 0, _context.current().worker_id, 0, pickle.dumps(message))
-        return True
+        payload = pickle.dumps(message)
+        return self.deliver(worker_id, (messages.T_PIPE_MESSAGE, 0, 0, 0, _context.current().worker_id, 0, payload))
+
+
+class _WorkerIdReceiver:
+    """The acceptor's receiver for a THREAD connection: the ready instance of a worker id, or
+    the parking place until its replacement is ready."""
+
+    __slots__ = ("driver", "worker_id")
+
+    def __init__(self, driver: ThreadDriver, worker_id: int) -> None:
+        self.driver = driver
+        self.worker_id = worker_id
+
+    def take_connection(self, sock: Any, session: int, port: Any, remote: Any) -> None:
+        if not self.driver.park_socket(self.worker_id, (sock, session, port, remote)):
+            acceptor = self.driver.acceptor
+            assert acceptor is not None
+            self.driver.retire_socket(acceptor.counters, sock, session)  # shutting down
 
 
 class ThreadWiring(WorkerWiring):
@@ -247,19 +340,15 @@ class ThreadWiring(WorkerWiring):
     def __init__(self, driver: ThreadDriver) -> None:
         self.driver = driver
 
-    def attach(self, worker: EventWorker) -> None:
-        worker.listen_datagrams(exclusive=True)
-        self.driver.set_accepting(worker.worker_id, True)
-
-    def forwarder(self, worker: EventWorker) -> Any:
+    def carrier(self) -> "ThreadWiring":
         return self
 
-    def forward(self, owner_worker: int, op: int, session: int, payload: bytes) -> bool:
-        owner = self.driver.workers.get(owner_worker)
-        if owner is None:
-            return _context.set_error(1005)
-        owner.reactor.post(owner.handle_message, op, 0, 0, 0, _context.current().worker_id, session, payload)
-        return True
+    def carry(self, owner_worker: int, op: int, session: int, payload: bytes) -> bool:
+        return self.driver.deliver(owner_worker, (op, 0, 0, 0, _context.current().worker_id, session, payload))
+
+    def attach(self, worker: EventWorker) -> None:
+        worker.listen_datagrams(exclusive=True)
+        self.driver.enlist(worker)
 
     def started(self, worker: EventWorker) -> None:
         driver = self.driver
@@ -269,11 +358,25 @@ class ThreadWiring(WorkerWiring):
 
     def stopping(self, worker: EventWorker, wait_event: bool) -> None:
         driver = self.driver
-        if driver.workers.get(worker.worker_id) is worker:
-            driver.set_accepting(worker.worker_id, False)
+        driver.withdraw(worker)
         if wait_event:
             assert driver.manager_reactor is not None and driver.supervisor is not None
             driver.manager_reactor.post(driver.supervisor.worker_stopping, worker.worker_id, True)
+
+    def keeps_connections(self, worker: EventWorker) -> bool:
+        return not self.driver.shutting_down and worker.stop_reason != "orphaned"
+
+    def hand_over(self, worker: EventWorker, connections: list[Any]) -> None:
+        self.driver.hand_over(worker, connections)
+
+    def reroute(self, worker: EventWorker, message: tuple) -> bool:
+        """A message that reached this instance after it withdrew: to its successor."""
+        if self.driver.shutting_down:
+            return False
+        return self.driver.deliver(worker.worker_id, message)
+
+    def reroute_socket(self, worker: EventWorker, handed: tuple) -> bool:
+        return self.driver.park_socket(worker.worker_id, handed)
 
     def default_idle_time(self) -> float:
         return self.driver.default_idle_time()

@@ -1,8 +1,10 @@
-"""Sans-IO packet framers: Swoole's ``open_eof_check`` / ``open_eof_split`` /
-``open_length_check`` / ``package_length_func`` settings as pure classes.
+"""Layer 1, sans-IO protocols: the application-protocol contract (`codec.py`) and its codecs.
+May import: the standard library only (nothing else of threadswoole).
 
-A framer is fed the bytes of one ``recv()`` at a time and returns the complete
-packets found so far; it never touches sockets, threads or clocks, so the
+The raw-stream case of the contract is a *framer*: Swoole's ``open_eof_check`` /
+``open_eof_split`` / ``open_length_check`` / ``package_length_func`` settings as pure
+classes. A framer is fed the bytes of one ``recv()`` at a time and returns the complete
+packets (``bytes``) found so far; it never touches sockets, threads or clocks, so the
 server reactor and the client share it.
 
     framer = make_framer({"open_length_check": True, "package_length_type": "N",
@@ -18,7 +20,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from threadswoole.protocol.codec import Codec, Event, ProtocolError, Reply
+
 __all__ = [
+    "Codec",
+    "ProtocolError",
+    "Event",
+    "Reply",
     "FramingError",
     "Framer",
     "EofCheckFramer",
@@ -30,8 +38,8 @@ __all__ = [
 ]
 
 
-class FramingError(ValueError):
-    """Input that can never become a valid packet; the server closes that connection.
+class FramingError(ProtocolError):
+    """Input that can never become a valid packet; the server closes that connection (no answer).
 
     ``reason`` is short and machine-readable: ``"too_large"``, ``"bad_length"``
     or ``"length_func"`` (or ``"failed"`` when feeding a framer that has already
@@ -40,17 +48,19 @@ class FramingError(ValueError):
     """
 
     def __init__(self, reason: str, detail: str = "", packets: Sequence[bytes] = ()) -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-        self.packets: list[bytes] = list(packets)
+        super().__init__(reason, detail, b"", packets)
+
+    @property
+    def packets(self) -> list[bytes]:
+        """The packets completed before the bad data (the codec contract's `events`)."""
+        return self.events
 
     def __reduce__(self) -> tuple[type[FramingError], tuple[str, str, list[bytes]]]:
         return (type(self), (self.reason, self.detail, self.packets))
 
 
-class Framer:
-    """Base class of the framers: cuts a TCP byte stream into packets, sans-IO.
+class Framer(Codec):
+    """Base class of the framers: cuts a TCP byte stream into packets, sans-IO (a raw codec).
 
     ``feed(data)`` appends ``data`` (the bytes of one recv) and returns the
     complete packets, in order (possibly none).  ``buffered`` is the number of
@@ -84,6 +94,12 @@ class Framer:
     def failed(self) -> bool:
         """True once ``feed`` has raised :class:`FramingError` (until ``reset``)."""
         return self._failed is not None
+
+    def detach(self) -> bytes:
+        """The bytes held for an incomplete packet (the codec contract's hand-over)."""
+        held = bytes(self._buf)
+        self.reset()
+        return held
 
     def reset(self) -> None:
         """Drop the buffered bytes and forget a previous failure."""

@@ -42,7 +42,7 @@ class Server:
         self._settings: dict[str, Any] = {}
         self._callbacks = CallbackTable()
         self.ports: list[Port] = []
-        self.ports.append(Port(self, host, port, sock_type, 0))
+        self.ports.append(self._new_port(host, port, sock_type))
         self.port = self.ports[0].port
         self._driver: Any = None
         self.master_pid = 0
@@ -114,7 +114,7 @@ class Server:
         from threadswoole.errors import ServerError
 
         try:
-            listener = Port(self, host, port, sock_type, len(self.ports))
+            listener = self._new_port(host, port, sock_type)
         except ServerError as exc:
             return set_error(exc.errno)
         self.ports.append(listener)
@@ -128,6 +128,9 @@ class Server:
         self._require_init("add_command")
         raise NotImplementedError("add_command/command are not implemented yet")
 
+    def _new_port(self, host: str, port: int, sock_type: int) -> Port:
+        return Port(self, host, port, sock_type, len(self.ports), require_init=self._require_init, server_callbacks=self._callbacks)
+
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> bool:
         """Run the server; blocks until it shuts down, then returns True."""
@@ -136,7 +139,7 @@ class Server:
                 raise StateError("start() was already called: a server starts once")
             from threadswoole.server.startup import make_driver
 
-            driver = make_driver(self)  # validates; raises before the phase changes
+            driver = make_driver(self, self._settings, self._callbacks)  # validates; raises before the phase changes
             self._phase = RUNNING
             self._driver = driver
         try:
@@ -190,11 +193,11 @@ class Server:
 
     # -- connections ----------------------------------------------------------------------
     def send(self, fd: int | str, data: Any, server_socket: int = -1) -> bool:
-        # Hot path: a worker's router exists only while the server runs, so a set router
+        # Hot path: a worker's send function exists only while the server runs, so a set one
         # is the phase check; plain int fd and bytes data skip the conversions.
-        router = _local.router
-        if router is not None and type(fd) is int and type(data) is bytes and fd > 0:
-            return router.send(fd, data)
+        send = _local.send_function
+        if send is not None and type(fd) is int and type(data) is bytes and fd > 0:
+            return send(fd, data)
         if type(fd) is str:
             return self._router("send").send_datagram(fd, as_bytes(data), server_socket)
         return self._router("send").send(check_session(fd), as_bytes(data))

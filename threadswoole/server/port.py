@@ -14,11 +14,12 @@ import types
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from threadswoole._aliases import alias
+from threadswoole.connections.application import ApplicationProtocol
+from threadswoole.connections.listener import bound_port, family_type, open_listener, split_type
 from threadswoole.errors import StateError
-from threadswoole.protocol import make_framer
+from threadswoole.server import protocols
 from threadswoole.server import settings as schema
 from threadswoole.server.events import PORT_EVENTS, CallbackTable
-from threadswoole.connections.listener import bound_port, family_type, open_listener, split_type
 
 if TYPE_CHECKING:
     from threadswoole.server import Server
@@ -29,9 +30,11 @@ class Port:
 
     getSocket = alias("get_socket")
 
-    def __init__(self, server: "Server", host: str, port: int, sock_type: int, index: int) -> None:
+    def __init__(self, server: "Server", host: str, port: int, sock_type: int, index: int, *, require_init: Callable[[str], None], server_callbacks: CallbackTable) -> None:
         kind, ssl = split_type(sock_type)
         self._server = server
+        self._require_init = require_init  # the server's phase check (set/on only before start)
+        self._server_callbacks = server_callbacks  # fallbacks for events this port did not set
         self.kind = kind
         self.ssl = ssl
         self.family, self.socktype = family_type(kind)
@@ -44,7 +47,7 @@ class Port:
         self._own: dict[str, Any] = {}
         self._callbacks = CallbackTable(PORT_EVENTS)
         # resolved at start()
-        self.make_framer: Callable[[], Any] = lambda: None
+        self.protocol: ApplicationProtocol = ApplicationProtocol()  # raw, until prepare()
         self.tcp_nodelay = False
         self.delay_receive = False
         self.tls_context: Any = None
@@ -76,12 +79,12 @@ class Port:
     # -- configuration (before start) -----------------------------------------------------
     def set(self, settings: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
         """Per-port settings (framing, TLS, buffers, heartbeat idle time); init-only."""
-        self._server._require_init("Port.set")
+        self._require_init("Port.set")
         self._own.update(schema.validate(settings, kwargs, port=True))
 
     def on(self, event: str, callback: Callable[..., Any] | None = None) -> Any:
         """Register a connection event for this port only; init-only. Without a callback, a decorator."""
-        self._server._require_init("Port.on")
+        self._require_init("Port.on")
         if callback is None:
 
             def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -106,7 +109,7 @@ class Port:
     def effective_settings(self) -> dict[str, Any]:
         merged = schema.port_defaults()
         if self.index == 0:
-            merged.update({k: v for k, v in self._server._settings.items() if k in schema.PORT_KEYS})
+            merged.update({k: v for k, v in self._server.setting.items() if k in schema.PORT_KEYS})
         merged.update(self._own)
         return merged
 
@@ -118,30 +121,21 @@ class Port:
 
     # -- resolution at start() ------------------------------------------------------------
     def callback(self, name: str) -> Callable[..., Any] | None:
-        return self._callbacks.lookup(name) or self._server._callbacks.lookup(name)
+        return self._callbacks.lookup(name) or self._server_callbacks.lookup(name)
 
     def prepare(self) -> None:
         """Freeze settings and callbacks into attributes; called once by start()."""
         effective = self.effective_settings()
         if self.is_stream:
-            framer_settings = dict(effective)
-            if make_framer(framer_settings) is not None:
-                self.make_framer = lambda: make_framer(framer_settings)
+            self.protocol = protocols.for_listener(effective)
             self.tcp_nodelay = bool(effective["open_tcp_nodelay"])
             self.delay_receive = bool(effective["enable_delay_receive"])
             self.high_watermark = int(effective["buffer_high_watermark"])
             self.low_watermark = int(effective["buffer_low_watermark"])
             self.heartbeat_idle_time = float(effective["heartbeat_idle_time"] or 0)
             backlog = int(effective["backlog"])
-            if self._server._settings.get("enable_reuse_port") and self.is_tcp:
-                # SO_REUSEPORT only groups sockets that all set it before bind(): re-bind ours.
-                from threadswoole.connections.listener import open_listener
-
-                # The old socket holds the port without SO_REUSEPORT, so it goes first.
-                self._socket.close()
-                fresh = open_listener(self.host, self.port, self.kind, backlog=backlog, reuse_port=True)
-                self._socket = fresh
-                self.sock = fresh.fileno()
+            if self._server.setting.get("enable_reuse_port") and self.is_tcp:
+                self.reopen(reuse_port=True)
             try:
                 self._socket.listen(backlog)
                 if effective["tcp_defer_accept"] and self.is_tcp:
@@ -154,6 +148,16 @@ class Port:
                 self.tls_context = make_server_context(effective)
         for name in ("connect", "receive", "close", "packet", "buffer_full", "buffer_empty"):
             setattr(self, "on_" + name, self.callback(name))
+
+    def reopen(self, *, reuse_port: bool) -> None:
+        """Bind a fresh listening socket on the same address (SO_REUSEPORT only groups sockets
+        that all set it before bind(); BASE workers each take one with enable_reuse_port).
+        The old socket holds the port without SO_REUSEPORT, so it is closed first."""
+        backlog = int(self.effective_settings()["backlog"])
+        self._socket.close()
+        fresh = open_listener(self.host, self.port, self.kind, backlog=backlog, reuse_port=reuse_port)
+        self._socket = fresh
+        self.sock = fresh.fileno()
 
     def close(self) -> None:
         try:

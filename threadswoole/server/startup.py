@@ -4,30 +4,31 @@ settings, the effective setting values (contract R8), and the mode's driver."""
 from __future__ import annotations
 
 import os
+import types
 from typing import Any
 
 from threadswoole.constants import SWOOLE_BASE, SWOOLE_PROCESS, SWOOLE_THREAD
 from threadswoole.errors import ConfigError, StateError
 from threadswoole.server import settings as schema
+from threadswoole.workers.roster import Roster, RunConfig
 
 
-def check_callbacks(server: Any) -> None:
+def check_callbacks(ports: list[Any], settings: dict[str, Any], callbacks: Any) -> None:
     """Contract §5.4: a stream listener needs `receive`, a datagram listener `packet`."""
-    for port in server.ports:
+    for port in ports:
         if port.is_stream:
             if port.callback("receive") is None:
                 raise StateError(f"listener {port.host}:{port.port} needs a 'receive' callback: server.on('receive', fn)")
         elif port.callback("packet") is None:
             raise StateError(f"datagram listener {port.host}:{port.port} needs a 'packet' callback: server.on('packet', fn)")
-    if server._settings.get("task_worker_num", 0) > 0:
+    if settings.get("task_worker_num", 0) > 0:
         for name in ("task", "finish"):
-            if server._callbacks.lookup(name) is None:
+            if callbacks.lookup(name) is None:
                 raise StateError(f"task_worker_num > 0 needs both 'task' and 'finish' callbacks (missing {name!r})")
 
 
-def check_settings(server: Any) -> None:
-    settings = server._settings
-    for port in server.ports:
+def check_settings(ports: list[Any], settings: dict[str, Any]) -> None:
+    for port in ports:
         effective = port.effective_settings()
         for key in schema.UNSUPPORTED_PROTOCOLS:
             if effective.get(key):
@@ -48,33 +49,36 @@ def check_settings(server: Any) -> None:
         raise ConfigError("buffer_low_watermark must not exceed buffer_high_watermark")
 
 
-def complete_settings(server: Any) -> None:
+def complete_settings(settings: dict[str, Any], mode: int) -> None:
     """Fill in the effective values that callbacks read from `server.setting`."""
-    settings = server._settings
     for key in ("worker_num", "task_worker_num", "reactor_num", "dispatch_mode", "task_ipc_mode", "buffer_output_size", "package_max_length", "max_wait_time", "socket_buffer_size", "max_request"):
         settings.setdefault(key, schema.default(key))
     settings.setdefault("max_connection", schema.default_max_connection())
-    if server.mode == SWOOLE_THREAD:
+    if mode == SWOOLE_THREAD:
         settings["reactor_num"] = settings["worker_num"]
 
 
-def make_driver(server: Any) -> Any:
-    """Validate everything, complete the settings, and build the mode's driver (no side effects on failure)."""
-    check_callbacks(server)
-    check_settings(server)
-    complete_settings(server)
-    for port in server.ports:
+def make_driver(server: Any, settings: dict[str, Any], callbacks: Any) -> Any:
+    """Validate everything, complete the settings (the Server's own dict, so `server.setting`
+    shows the effective values) and build the mode's driver; nothing runs on failure."""
+    ports = server.ports
+    check_callbacks(ports, settings, callbacks)
+    check_settings(ports, settings)
+    complete_settings(settings, server.mode)
+    for port in ports:
         port.prepare()
+    roster = Roster(settings["worker_num"], settings["task_worker_num"], 0, reactor_num=settings["reactor_num"] if server.mode == SWOOLE_PROCESS else 0)
+    config = RunConfig(server=server, settings=types.MappingProxyType(settings), callbacks=callbacks, ports=ports, roster=roster)
     if server.mode == SWOOLE_BASE:
         from threadswoole.modes.base import BaseDriver
 
-        return BaseDriver(server)
+        return BaseDriver(config)
     if server.mode == SWOOLE_PROCESS:
         from threadswoole.modes.process import ProcessDriver
 
-        return ProcessDriver(server)
+        return ProcessDriver(config)
     if server.mode == SWOOLE_THREAD:
         from threadswoole.modes.thread import ThreadDriver
 
-        return ThreadDriver(server)
+        return ThreadDriver(config)
     raise ValueError(f"unknown mode {server.mode}")

@@ -117,7 +117,8 @@ A_ROUND, A_ACCEPTED = range(2)
     C_WEBSOCKET_STATUS,
     C_FLAGS,
     C_OWNER_PID,  # the process holding the socket (BASE: lets the manager retire a dead worker's records)
-) = range(23)
+    C_SEND_WRITTEN,  # PROCESS: bytes of the workers' sends the reactor has written (see Host.write)
+) = range(24)
 FLAG_PROTECTED = 1
 FLAG_PAUSED = 2
 FLAG_DELAYED = 4
@@ -254,9 +255,6 @@ class SharedState:
     # -- sessions and connections ---------------------------------------------------------
     def acceptor_base(self, acceptor: int) -> int:
         return self.acceptors_base + acceptor * ACCEPTOR_WORDS
-
-    def slot_of(self, session_id: int) -> int:
-        return (session_id - 1) % self.capacity
 
     def record_base(self, session_id: int) -> int:
         return self.conns_base + ((session_id - 1) % self.capacity) * CONN_WORDS

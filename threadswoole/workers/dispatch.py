@@ -37,21 +37,28 @@ def ip_key(address: str) -> int:
     return zlib.crc32(ip.packed)
 
 
+def stateless_dispatch(settings: Any) -> bool:
+    """Modes 1 and 3 without a dispatch_func: events of one connection may reach different
+    workers, so connect/close are suppressed and late data can be discarded."""
+    return settings.get("dispatch_func") is None and settings.get("dispatch_mode", FDMOD) in (ROUND, IDLE)
+
+
 class Dispatcher:
     """Maps (session, event) to a worker index in [0, worker_num); one per reactor thread."""
 
-    def __init__(self, server: Any, state: layout.SharedState, worker_num: int) -> None:
-        setting = server.setting
+    def __init__(self, server: Any, settings: Any, state: layout.SharedState, worker_num: int) -> None:
+        setting = settings
         self.server = server
         self.state = state
         self.worker_num = worker_num
         self.mode: int = setting.get("dispatch_mode", FDMOD)
         self.func: Callable[..., Any] | None = setting.get("dispatch_func")
         self._round = itertools.count()
-        unsafe = setting.get("enable_unsafe_event", False)
+        self.stateless = stateless_dispatch(setting)
         # Stateless modes cannot keep connect/receive/close of one connection in order.
-        self.deliver_connect_close = self.func is not None or self.mode not in (ROUND, IDLE) or unsafe
-        self.stateless = self.func is None and self.mode in (ROUND, IDLE)
+        self.deliver_connect_close = not self.stateless or setting.get("enable_unsafe_event", False)
+        # the hot path of PROCESS mode: the default (by session) needs no call
+        self.by_session = self.func is None and self.mode == FDMOD
 
     def worker_for(self, session: int, remote_ip: str, uid: int, event: int, data: bytes = b"") -> int:
         if self.func is not None:

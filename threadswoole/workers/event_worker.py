@@ -1,32 +1,36 @@
-"""An event worker that owns connections: its reactor, host, runtime and router (BASE and THREAD).
+"""An event worker that owns connections: its reactor, host, dispatcher and router (BASE, THREAD).
 
 The same class runs as a forked process (BASE, worker_num > 1), inline in the master (BASE,
 worker_num = 1) or as a thread (THREAD). What differs is wired in by the mode driver through
 a `WorkerWiring`: who accepts (the worker itself, or the master handing sockets over), how
-operations reach other workers (mailboxes between processes, command queues between
-threads), and how the supervisor is told that the worker started or is stopping.
+operations reach other workers (`carrier`: mailboxes between processes, command queues
+between threads), what happens to the connections when the worker restarts (closed, or handed
+to its replacement in THREAD mode), and how the supervisor hears that it started or stops.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
 from threadswoole import _context
-from threadswoole.constants import SWOOLE_WORKER_EXIT, SWOOLE_WORKER_IDLE
-from threadswoole.errors import ErrorCode, StateError
-from threadswoole.ipc import messages
-from threadswoole.state import shared as layout
+from threadswoole.connections import heartbeat
 from threadswoole.connections.acceptor import DatagramReader
-from threadswoole.state.counters import StatCounters
 from threadswoole.connections.host import Host
+from threadswoole.connections.operations import apply_operation
+from threadswoole.constants import SWOOLE_WORKER_EXIT, SWOOLE_WORKER_IDLE
+from threadswoole.errors import StateError
+from threadswoole.ipc import messages
 from threadswoole.loop.reactor import Reactor
-from threadswoole.workers.router import LocalRouter
-from threadswoole.workers.runtime import InlineSink, Runtime
+from threadswoole.state import shared as layout
+from threadswoole.state.counters import StatCounters
+from threadswoole.workers.event_dispatcher import EventDispatcher, InlineSink
+from threadswoole.workers.roster import RunConfig
+from threadswoole.workers.router import Carrier, LocalRouter, SessionForwarder
+from threadswoole.workers.runtime import Runtime
 
 log = logging.getLogger("threadswoole")
 DRAIN_CHECK_MS = 50
@@ -38,16 +42,12 @@ class WorkerWiring:
     role_thread = False  # True in THREAD mode: identity is per thread, the pid is shared
     own_list_only = True  # BASE: connections / get_client_list show this worker's only
 
-    def stat_slot(self, worker_id: int, generation: int) -> int:
-        """Two stats slots per worker id, by generation parity: while an old instance drains
-        (reload_async, stop(-1, true)) and its replacement runs, each writes its own slot."""
-        return 1 + 2 * worker_id + (generation & 1)
+    def carrier(self) -> Carrier | None:
+        """How operations reach connections owned by other workers (None: there are none)."""
+        return None
 
     def attach(self, worker: "EventWorker") -> None:
         """Start accepting or receiving hand-offs; register datagram listeners."""
-
-    def forwarder(self, worker: "EventWorker") -> Any:
-        return None
 
     def started(self, worker: "EventWorker") -> None:
         """worker_start ran: tell the supervisor (a reload waits for this)."""
@@ -55,12 +55,21 @@ class WorkerWiring:
     def stopping(self, worker: "EventWorker", wait_event: bool) -> None:
         """The worker is leaving (stop(-1, True) asks for a replacement at once)."""
 
-    def request_supervisor(self, op: int, payload: bytes = b"") -> bool:
-        """Reload / shutdown / stop requests from inside the worker."""
+    def keeps_connections(self, worker: "EventWorker") -> bool:
+        """Should the connections outlive this instance (handed to its replacement)?"""
         return False
 
-    def send_message(self, worker: "EventWorker", message: Any, target: int) -> bool:
-        return _context.set_error(ErrorCode.SESSION_NOT_EXIST)
+    def hand_over(self, worker: "EventWorker", connections: list[Any]) -> None:
+        """Give the detached connections of a leaving instance to its replacement."""
+
+    def reroute(self, worker: "EventWorker", message: tuple) -> bool:
+        """A message that reached a leaving instance: pass it on to its successor (True), or
+        let the caller drop it (False: there is no successor to reach in this mode)."""
+        return False
+
+    def reroute_socket(self, worker: "EventWorker", handed: tuple) -> bool:
+        """A hand-off that reached a leaving instance: pass it on (True) or refuse it (False)."""
+        return False
 
     def default_idle_time(self) -> float:
         return 0.0
@@ -69,20 +78,23 @@ class WorkerWiring:
 class EventWorker:
     """One event worker. `run()` blocks until the worker stops and returns its exit code."""
 
-    def __init__(self, server: Any, state: layout.SharedState, worker_id: int, wiring: WorkerWiring, driver: Any) -> None:
-        self.server = server
+    def __init__(self, config: RunConfig, state: layout.SharedState, worker_id: int, wiring: WorkerWiring, driver: Any) -> None:
+        self.config = config
+        self.server = config.server
         self.state = state
         self.worker_id = worker_id
         self.wiring = wiring
         self.driver = driver
+        settings = config.settings
         self.reactor = Reactor(f"worker-{worker_id}")
         self.generation = state.begin_generation(worker_id)
-        self.counters = StatCounters(state, wiring.stat_slot(worker_id, self.generation))
-        setting = server.setting
-        self.runtime = Runtime(server, worker_id, self.counters, max_request=setting["max_request"], grace=setting.get("max_request_grace", 0), request_stop=self.request_stop)
-        self.sink = InlineSink(self.runtime, worker_id)
-        self.host = Host(server=server, state=state, reactor=self.reactor, reactor_id=worker_id, counters=self.counters, sink=self.sink)
-        self.router = LocalRouter(server, state, driver, self.host, self.runtime, None, wiring.own_list_only)
+        self.counters = StatCounters(state, config.roster.worker_stat_slot(worker_id, self.generation))
+        self.runtime = Runtime(worker_id, self.counters, max_request=settings["max_request"], grace=settings.get("max_request_grace", 0), request_stop=self.request_stop)
+        forwarder = SessionForwarder(state, wiring.carrier())
+        self.host = Host(settings=settings, state=state, reactor=self.reactor, reactor_id=worker_id, counters=self.counters, sink=None, forwarder=forwarder)
+        self.router = LocalRouter(self.server, state, driver, self.host, self.runtime, forwarder, wiring.own_list_only)
+        self.dispatcher = EventDispatcher(self.server, self.runtime, self.router, config.ports, config.callbacks)
+        self.host.sink = InlineSink(self.dispatcher, worker_id)  # (the dispatcher needs the router, which needs the host)
         self.acceptor: Any = None
         self.datagram_readers: list[DatagramReader] = []
         self.stop_reason = ""
@@ -102,21 +114,21 @@ class EventWorker:
         ctx.worker_tid = threading.get_native_id() if self.wiring.role_thread else None
         ctx.loop = self.reactor
         ctx.router = self.router
+        ctx.send_function = self.host.send_session  # Server.send's fast path
         ctx.runtime = self.runtime
         ctx.worker_obj = self
 
     def run(self) -> int:
         self.bind_context()
-        self.router.forwarder = self.wiring.forwarder(self)
         state = self.state
         state.set_worker_field(self.worker_id, layout.W_PID, os.getpid())
         state.set_worker_field(self.worker_id, layout.W_TID, threading.get_native_id())
         state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_IDLE)
         self.wiring.attach(self)
-        interval = self.server.setting.get("heartbeat_check_interval")
+        interval = self.config.settings.get("heartbeat_check_interval")
         if interval:
-            self.host.start_heartbeat(interval, self.wiring.default_idle_time())
-        self.runtime.start()
+            heartbeat.start(self.host, interval, self.wiring.default_idle_time())
+        self.dispatcher.worker_start(self.worker_id)
         log.debug("worker %d started (pid %d)", self.worker_id, os.getpid())
         self.wiring.started(self)
         try:
@@ -141,12 +153,22 @@ class EventWorker:
             self.counters.flush()
         return self.exit_code
 
-    def adopt_handoff(self, sock: Any, session: int, port: Any, remote: Any) -> None:
-        """THREAD mode: a connection the master accepted for us (runs on our thread)."""
+    def adopt_socket(self, sock: Any, session: int, port: Any, remote: Any) -> None:
+        """A socket the master accepted for us (THREAD mode), run on our thread."""
         if self._stopping or self._finished:
-            self.host.refuse(sock, session)  # we are leaving: refuse it cleanly
+            # we are leaving: the next instance of this worker id takes it, or it is refused
+            if not self.wiring.reroute_socket(self, (sock, session, port, remote)):
+                self.host.refuse(sock, session)
             return
         self.host.adopt(sock, session, port, remote)
+
+    def adopt_moved(self, connections: list[Any]) -> None:
+        """Connections a previous instance of this worker id detached, run on our thread."""
+        if self._stopping or self._finished:
+            self.wiring.hand_over(self, connections)  # on to the next instance (or closed at shutdown)
+            return
+        for conn in connections:
+            self.host.attach(conn, self.worker_id)
 
     @property
     def stopping(self) -> bool:
@@ -173,62 +195,63 @@ class EventWorker:
             reader.stop()
         if wait_event:
             # stop(-1, True): keep serving what is already here until the loop is empty
-            # (no connections, no timers) or max_wait_time passes, then leave.
+            # (no connections, no timers) or max_wait_time passes, then leave. Connections
+            # that outlive us go to the replacement at once.
+            self._hand_over_connections()
             self.state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_EXIT)
-            self._drain_deadline = time.monotonic() + self.server.setting["max_wait_time"]
+            self._drain_deadline = time.monotonic() + self.config.settings["max_wait_time"]
             self.reactor.after(DRAIN_CHECK_MS, self._check_drained)
             return
         self._leave(graceful=True)
 
     def _check_drained(self) -> None:
-        if self.server.setting.get("reload_async"):
-            self.runtime.call("worker_exit", self.server._callbacks.lookup("worker_exit"), self.server, self.worker_id)
+        if self.config.settings.get("reload_async"):
+            self.dispatcher.worker_exit(self.worker_id)
         idle = not self.host.conns and self.reactor.user_timer_count() == 0
         if idle or time.monotonic() >= self._drain_deadline:
             self._leave(graceful=True)
         else:
             self.reactor.after(DRAIN_CHECK_MS, self._check_drained)
 
+    def _hand_over_connections(self) -> None:
+        if self.wiring.keeps_connections(self):
+            self.wiring.hand_over(self, self.host.detach_all())
+
     def _leave(self, graceful: bool) -> None:
         self.reactor.timers.clear_all()
+        if graceful:
+            self._hand_over_connections()
         self.host.close_all()
-        self.runtime.stop()
-        deadline = time.monotonic() + (self.server.setting["max_wait_time"] if graceful else 0.0)
+        self.dispatcher.worker_stop(self.worker_id)
+        deadline = time.monotonic() + (self.config.settings["max_wait_time"] if graceful else 0.0)
         self.host.drain(deadline)
         self.reactor.stop()
 
     # -- messages from other workers or the owner of a session ------------------------------
     def handle_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
-        host = self.host
+        if self._stopping and self.wiring.reroute(self, (type_, flags, port, reactor, src, session, payload)):
+            return  # it reached us as we left: our successor handles it (THREAD mode)
         if type_ == messages.T_PIPE_MESSAGE:
-            callback = self.server._callbacks.lookup("pipe_message")
-            self.runtime.call("pipe_message", callback, self.server, src, pickle.loads(payload))
+            self.dispatcher.pipe_message(src, payload)
             return
-        conn = host.conns.get(session)
+        conn = self.host.conns.get(session)
         if conn is None:
             return  # closed meanwhile: the operation is dropped, like Swoole's "session does not exist"
-        host.apply(conn, type_, payload, src)
+        apply_operation(self.host, conn, type_, payload, src)
 
     # -- datagrams --------------------------------------------------------------------------
     def listen_datagrams(self, exclusive: bool) -> None:
-        for port in self.server.ports:
+        for port in self.config.ports:
             if not port.is_stream:
-                self.datagram_readers.append(DatagramReader(self.reactor, port, self.deliver_packet, self.counters, exclusive))
-
-    def deliver_packet(self, port: Any, data: bytes, client_info: dict) -> None:
-        self.runtime.count_request()
-        self.runtime.call("packet", port.on_packet, self.server, data, client_info)
-        self.runtime.check_max_request()
+                self.datagram_readers.append(DatagramReader(self.reactor, port, self.dispatcher.packet, self.counters, exclusive))
 
 
-def check_message_target(server: Any, worker_id: int) -> None:
+def check_message_target(config: RunConfig, worker_id: int) -> None:
+    """send_message(): an int id in the roster, and a pipe_message callback registered (§5.2)."""
     if isinstance(worker_id, bool) or not isinstance(worker_id, int):
         raise TypeError("worker_id must be an int")
-    total = server.setting["worker_num"] + server.setting.get("task_worker_num", 0)
+    total = config.roster.total
     if not 0 <= worker_id < total:
         raise ValueError(f"worker_id must be in [0, {total}), got {worker_id}")
-    if server._callbacks.lookup("pipe_message") is None:
+    if config.callback("pipe_message") is None:
         raise StateError("send_message() needs a 'pipe_message' callback registered before start()")
-
-
-Callback = Callable[..., Any]

@@ -2,21 +2,24 @@
 
 `Router` implements what any worker can do from shared memory alone (exist, client info,
 lists, stats, worker status). `LocalRouter` is the router of a worker that owns connections
-(BASE, THREAD): a session it holds is handled at once; a session held elsewhere is forwarded
-to its owner through a `Forwarder` (a mailbox in BASE, the owner's command queue in THREAD),
-as contract §18.1 asks, and anything closed or unknown fails with 1004 / 1005 (§18.2).
+(BASE, THREAD): a session it holds is handled at once; a session held elsewhere goes through
+the worker's `SessionForwarder` to its owner (a mailbox in BASE, the owner's command queue in
+THREAD), as contract §18.1 asks, and anything closed or unknown fails with 1004 / 1005 (§18.2).
+The same forwarder is given to the worker's Host, so `send()` of a foreign session takes the
+same way from either.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 from typing import TYPE_CHECKING, Any, Protocol
 
 from threadswoole._context import current, set_error
+from threadswoole.connections import heartbeat, operations
 from threadswoole.constants import SWOOLE_WORKER_BUSY, SWOOLE_WORKER_EXIT, SWOOLE_WORKER_IDLE
 from threadswoole.errors import ContextError, ErrorCode
-from threadswoole.ipc import messages
 from threadswoole.state import shared as layout
 if TYPE_CHECKING:
     from threadswoole.connections.host import Host
@@ -73,6 +76,15 @@ class Router:
     def send_message(self, message: Any, worker_id: int) -> bool:
         return self._refuse("send_message")
 
+    def switch_codec(self, session: int, spec: bytes) -> bool:
+        return self._refuse("switch_codec")
+
+    def resume_codec(self, session: int) -> bool:
+        return self._refuse("resume_codec")
+
+    def push(self, session: int, payload: bytes) -> bool:
+        return self._refuse("push")
+
     def task(self, data: Any, dst: int, callback: Any) -> Any:
         raise NotImplementedError("task workers (task, task_wait, finish) are not implemented yet")
 
@@ -91,11 +103,7 @@ class Router:
 
     # reads from shared memory
     def _missing(self, session: int) -> bool:
-        """Fail for a session that is not usable: 1003 closing, 1004 closed, 1005 never existed."""
-        status = self.state.session_state(session)
-        if status == layout.CLOSING:
-            return set_error(ErrorCode.SESSION_CLOSING)
-        return set_error(ErrorCode.SESSION_CLOSED if status != layout.NEVER else ErrorCode.SESSION_NOT_EXIST)
+        return missing(self.state, session)
 
     def exist(self, session: int) -> bool:
         return self.state.alive(session)
@@ -181,10 +189,35 @@ class Router:
         return status if status > 0 else False
 
 
-class Forwarder(Protocol):
-    """Carries an operation to the worker that owns a session."""
+def missing(state: layout.SharedState, session: int) -> bool:
+    """Fail for a session that is not usable: 1003 closing, 1004 closed, 1005 never existed."""
+    status = state.session_state(session)
+    if status == layout.CLOSING:
+        return set_error(ErrorCode.SESSION_CLOSING)
+    return set_error(ErrorCode.SESSION_CLOSED if status != layout.NEVER else ErrorCode.SESSION_NOT_EXIST)
 
-    def forward(self, owner_worker: int, op: int, session: int, payload: bytes) -> bool: ...
+
+class Carrier(Protocol):
+    """The mode's way to another worker that owns connections (BASE mailbox, THREAD queue)."""
+
+    def carry(self, owner_worker: int, op: int, session: int, payload: bytes) -> bool: ...
+
+
+class SessionForwarder:
+    """An operation on a session owned elsewhere: find its owner in shared memory, then let
+    the carrier take it there; closed or unknown sessions fail with 1003/1004/1005."""
+
+    def __init__(self, state: layout.SharedState, carrier: Carrier | None) -> None:
+        self.state = state
+        self.carrier = carrier  # None: nobody else owns connections (BASE with one worker)
+
+    def forward(self, op: int, session: int, payload: bytes = b"") -> bool:
+        owner = self.state.owner(session)
+        if owner is None or not self.state.alive(session):
+            return missing(self.state, session)
+        if self.carrier is None:
+            return set_error(ErrorCode.SESSION_NOT_EXIST)
+        return self.carrier.carry(owner[1], op, session, payload)
 
 
 class LocalRouter(Router):
@@ -192,25 +225,20 @@ class LocalRouter(Router):
 
     role_name = "an event worker"
 
-    def __init__(self, server: Any, state: layout.SharedState, driver: Any, host: "Host", runtime: "Runtime", forwarder: Forwarder | None, own_list_only: bool) -> None:
+    def __init__(self, server: Any, state: layout.SharedState, driver: Any, host: "Host", runtime: "Runtime", forwarder: SessionForwarder, own_list_only: bool) -> None:
         super().__init__(server, state, driver)
         self.host = host
-        # Server.send -> router.send lands directly in Host.send_session (one frame less on
-        # the hot path); sessions owned elsewhere come back through remote_send.
-        self.send = host.send_session  # type: ignore[method-assign]
-        host.remote_send = lambda session, data: self._remote(messages.T_SEND, session, data)  # type: ignore[method-assign]
         self.runtime = runtime
         self.conns = host.conns
         self.forwarder = forwarder
         self.own_list_only = own_list_only
 
+    def send(self, session: int, data: bytes) -> bool:
+        # (Server.send's fast path calls host.send_session directly: see _context.send_function)
+        return self.host.send_session(session, data)
+
     def _remote(self, op: int, session: int, payload: bytes = b"") -> bool:
-        owner = self.state.owner(session)
-        if owner is None or not self.state.alive(session):
-            return self._missing(session)
-        if self.forwarder is None:
-            return set_error(ErrorCode.SESSION_NOT_EXIST)
-        return self.forwarder.forward(owner[1], op, session, payload)
+        return self.forwarder.forward(op, session, payload)
 
     def sendfile(self, session: int, path: str, offset: int, length: int) -> bool:
         conn = self.conns.get(session)
@@ -218,25 +246,25 @@ class LocalRouter(Router):
             return self.host.sendfile(conn, path, offset, length)
         import pickle
 
-        return self._remote(messages.T_SENDFILE, session, pickle.dumps((path, offset, length)))
+        return self._remote(operations.SENDFILE, session, pickle.dumps((path, offset, length)))
 
     def close(self, session: int, reset: bool) -> bool:
         conn = self.conns.get(session)
         if conn is not None:
             return self.host.close(conn, reset=reset)
-        return self._remote(messages.T_CLOSE_REQUEST, session, b"\x01" if reset else b"")
+        return self._remote(operations.CLOSE, session, b"\x01" if reset else b"")
 
     def pause(self, session: int, paused: bool) -> bool:
         conn = self.conns.get(session)
         if conn is not None:
             return self.host.set_paused(conn, paused)
-        return self._remote(messages.T_PAUSE if paused else messages.T_RESUME, session)
+        return self._remote(operations.PAUSE if paused else operations.RESUME, session)
 
     def protect(self, session: int, value: bool) -> bool:
         conn = self.conns.get(session)
         if conn is not None:
             return self.host.protect(conn, value)
-        return self._remote(messages.T_PROTECT, session, b"\x01" if value else b"")
+        return self._remote(operations.PROTECT, session, b"\x01" if value else b"")
 
     def confirm(self, session: int) -> bool:
         conn = self.conns.get(session)
@@ -244,7 +272,7 @@ class LocalRouter(Router):
             return self.host.confirm(conn)
         if self.state.owner(session) is not None and not (self.state.q[self.state.record_base(session) + layout.C_FLAGS] & layout.FLAG_DELAYED):
             return set_error(ErrorCode.SESSION_INVALID_ID)
-        return self._remote(messages.T_CONFIRM, session)
+        return self._remote(operations.CONFIRM, session)
 
     def bind(self, session: int, uid: int) -> bool:
         conn = self.conns.get(session)
@@ -255,7 +283,7 @@ class LocalRouter(Router):
             return self._missing(session)
         if self.state.q[self.state.record_base(session) + layout.C_UID]:
             return set_error(ErrorCode.SESSION_INVALID_ID)
-        return self._remote(messages.T_BIND, session, (uid & 0xFFFF_FFFF).to_bytes(4, "big"))
+        return self._remote(operations.BIND, session, (uid & 0xFFFF_FFFF).to_bytes(4, "big"))
 
     def exist(self, session: int) -> bool:
         conn = self.conns.get(session)
@@ -276,7 +304,7 @@ class LocalRouter(Router):
         return sessions
 
     def heartbeat(self, close: bool) -> Any:
-        return self.host.heartbeat(close, self.driver.default_idle_time())
+        return heartbeat.check(self.host, close, self.driver.default_idle_time())
 
     def sendto(self, ip: str, port: int, data: bytes, server_socket: int) -> bool:
         return send_datagram_to(self.server, (ip, port), data, server_socket)
@@ -301,17 +329,45 @@ class LocalRouter(Router):
     def send_message(self, message: Any, worker_id: int) -> bool:
         return self.driver.send_message(message, worker_id)
 
+    # -- codec changes and pushes (done here when the session is ours, else by its owner) -----
+    def switch_codec(self, session: int, spec: bytes) -> bool:
+        conn = self.conns.get(session)
+        if conn is None:
+            return self._remote(operations.SWITCH_CODEC, session, spec)
+        self.host.switch_codec(conn, conn.listener.protocol.codec_for_switch(spec))
+        return True
+
+    def resume_codec(self, session: int) -> bool:
+        conn = self.conns.get(session)
+        if conn is None:
+            return self._remote(operations.RESUME_CODEC, session)
+        self.host.resume_codec(conn)
+        return True
+
+    def push(self, session: int, payload: bytes) -> bool:
+        conn = self.conns.get(session)
+        if conn is None:
+            return self._remote(operations.PUSH, session, payload)
+        if conn.closing:
+            return self._missing(session)
+        return self.host.write(conn, conn.codec.encode_push(payload))
+
 
 def send_datagram_to(server: Any, address: Any, data: bytes, server_socket: int) -> bool:
-    """sendto() through a datagram listener of the right family (§6.18)."""
+    """sendto() through a datagram listener of the right family (§6.18). A bad IP or port is
+    a runtime outcome in the contract's table ("False if ... a bad IP/port"): False + EINVAL."""
     if isinstance(address, tuple):
         ip, port = address
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise ValueError(f"port must be in 1..65535, got {port!r}")
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise TypeError(f"port must be an int, not {type(port).__name__}")
+        if not isinstance(ip, str):
+            raise TypeError(f"ip must be a str, not {type(ip).__name__}")
+        if not 1 <= port <= 65535:
+            return set_error(errno.EINVAL)
         try:
             family = socket.AF_INET6 if ipaddress.ip_address(ip).version == 6 else socket.AF_INET
         except ValueError:
-            raise ValueError(f"not an IP address: {ip!r}") from None
+            return set_error(errno.EINVAL)
     else:
         family = socket.AF_UNIX
     candidates = [p for p in server.ports if not p.is_stream and p.family == family]

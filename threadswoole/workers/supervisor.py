@@ -22,9 +22,11 @@ import time
 from typing import Any, Callable
 
 from threadswoole import _context
-from threadswoole.state import shared as layout
+from threadswoole.ipc import messages
 from threadswoole.loop.reactor import Reactor
-from threadswoole.workers.worker import ProcessWorker, ThreadWorker, Worker
+from threadswoole.state import shared as layout
+from threadswoole.workers.roster import EVENT, TASK, RunConfig
+from threadswoole.workers.worker import Worker
 
 log = logging.getLogger("threadswoole")
 
@@ -42,29 +44,31 @@ class _Reload:
 class Supervisor:
     """Owns the Worker objects of every worker id and keeps them running."""
 
-    def __init__(self, server: Any, state: layout.SharedState, reactor: Reactor, make_worker: Callable[[int], Worker], *, event_ids: list[int], task_ids: list[int], on_exit: Callable[[Worker], Any] | None = None) -> None:
-        self.server = server
+    def __init__(self, config: RunConfig, state: layout.SharedState, reactor: Reactor, make_worker: Callable[[str, int], Worker], *, on_exit: Callable[[Worker], Any] | None = None) -> None:
+        self.config = config
+        self.server = config.server
         self.state = state
         self.reactor = reactor
-        self.make_worker = make_worker
-        self.event_ids = event_ids
-        self.task_ids = task_ids
+        self.make_worker = make_worker  # (role, worker_id) -> a Worker not yet started
+        self.roster = config.roster
+        # reloaded by reload(): event and task workers (user processes are never reloaded)
+        self.event_ids = list(self.roster.ids(EVENT))
+        self.task_ids = list(self.roster.ids(TASK))
         self.on_exit = on_exit  # the mode's clean-up for a worker that is gone (BASE: its sessions)
         self.workers: dict[int, Worker] = {}
         self.retired: list[Worker] = []  # stopping predecessors still draining
-        self.by_pid: dict[int, Worker] = {}
         self.shutting_down = False
         self._on_all_exited: Callable[[], Any] | None = None
         self._reload: _Reload | None = None
         self._started_at: dict[int, float] = {}
         self._crashes: dict[int, int] = collections.defaultdict(int)
-        setting = server.setting
-        self.max_wait_time: float = setting["max_wait_time"]
-        self.reload_async: bool = setting.get("reload_async", False)
+        settings = config.settings
+        self.max_wait_time: float = settings["max_wait_time"]
+        self.reload_async: bool = settings.get("reload_async", False)
 
     # -- spawning -------------------------------------------------------------------------
     def start_all(self) -> None:
-        for worker_id in self.event_ids + self.task_ids:
+        for worker_id in self.roster.ids():
             self.spawn(worker_id)
 
     def spawn(self, worker_id: int) -> Worker | None:
@@ -73,7 +77,7 @@ class Supervisor:
         existing = self.workers.get(worker_id)
         if existing is not None and existing.is_alive():
             return existing  # a delayed respawn raced with a reload that already started one
-        worker = self.make_worker(worker_id)
+        worker = self.make_worker(self.roster.role_of(worker_id), worker_id)
         try:
             worker.start()
         except OSError as exc:
@@ -81,29 +85,11 @@ class Supervisor:
             self.reactor.after(200, self.spawn, worker_id)
             return None
         self.workers[worker_id] = worker
-        if isinstance(worker, ProcessWorker):
-            self.by_pid[worker.pid] = worker
-            self.state.set_worker_field(worker_id, layout.W_PID, worker.pid)
+        self.state.set_worker_field(worker_id, layout.W_PID, worker.pid)
         self._started_at[worker_id] = time.monotonic()
         return worker
 
     # -- notifications (posted to the manager loop) ----------------------------------------
-    def reap_processes(self) -> None:
-        """SIGCHLD: collect every exited child (several may exit per signal)."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            worker = self.by_pid.pop(pid, None)
-            if worker is None:
-                continue
-            assert isinstance(worker, ProcessWorker)
-            worker.reaped(status)
-            self.worker_exited(worker)
-
     def worker_started(self, worker_id: int) -> None:
         worker = self.workers.get(worker_id)
         if worker is not None:
@@ -140,7 +126,7 @@ class Supervisor:
         if abnormal and not self.shutting_down:
             self._report_error(worker)
         # Tell the replacement how this instance ended (what it redelivers depends on it).
-        death = layout.DEATH_STUCK if getattr(worker, "force_killed", False) else layout.DEATH_CRASHED if abnormal else layout.DEATH_PLANNED
+        death = layout.DEATH_STUCK if worker.force_killed else layout.DEATH_CRASHED if abnormal else layout.DEATH_PLANNED
         self.state.set_worker_field(worker.worker_id, layout.W_DEATH, death)
         del self.workers[worker.worker_id]
         if self.shutting_down:
@@ -159,7 +145,7 @@ class Supervisor:
 
     def _report_error(self, worker: Worker) -> None:
         log.warning("worker %d (pid %d) exited abnormally: code %s, signal %d", worker.worker_id, worker.pid, worker.exit_code, worker.exit_signal)
-        callback = self.server._callbacks.lookup("worker_error")
+        callback = self.config.callback("worker_error")
         if callback is not None:
             try:
                 callback(self.server, worker.worker_id, worker.pid, worker.exit_code or 0, worker.exit_signal)
@@ -176,17 +162,10 @@ class Supervisor:
     def _force(self, worker: Worker) -> None:
         if worker.is_alive():
             log.warning("worker %d (pid %d) did not stop within max_wait_time; killing it", worker.worker_id, worker.pid)
-            worker.force_killed = True  # type: ignore[attr-defined]  # its current event is the suspect
-            worker.kill()
-            if isinstance(worker, ThreadWorker):
-                worker.exit_code = worker.exit_code if worker.exit_code is not None else 0
-                self.worker_exited(worker)
+            worker.force_killed = True  # its current event is the suspect (see ipc/redelivery.py)
+            worker.kill()  # the exit is reported as for any other end (reaper, thread report)
 
     # -- reload / stop --------------------------------------------------------------------
-    @property
-    def reloading(self) -> bool:
-        return self._reload is not None
-
     def reload(self, only_task: bool = False) -> bool:
         if self._reload is not None or self.shutting_down:
             return False
@@ -194,7 +173,7 @@ class Supervisor:
         self.state.q[layout.H_RELOADING] = 1
         self._reload = _Reload(ids, self.reload_async)
         log.info("reloading %d workers (%s)", len(ids), "async" if self.reload_async else "rolling")
-        callback = self.server._callbacks.lookup("before_reload")
+        callback = self.config.callback("before_reload")
         if callback is not None:
             _call(callback, self.server, "before_reload")
         if self._reload.async_:
@@ -230,7 +209,7 @@ class Supervisor:
             self._reload = None
             self.state.q[layout.H_RELOADING] = 0
             log.info("reload finished")
-            callback = self.server._callbacks.lookup("after_reload")
+            callback = self.config.callback("after_reload")
             if callback is not None:
                 _call(callback, self.server, "after_reload")
 
@@ -246,7 +225,6 @@ class Supervisor:
     # -- the manager's mailbox -----------------------------------------------------------
     def handle_message(self, type_: int, src: int, session: int, payload: bytes) -> None:
         """A notification from a worker (or a request from the master) to the manager."""
-        from threadswoole.ipc import messages
         if type_ == messages.T_WORKER_STARTED:
             self.worker_started(src)
         elif type_ == messages.T_WORKER_STOPPING:
@@ -274,8 +252,6 @@ class Supervisor:
             if worker.is_alive():
                 log.warning("worker %d (pid %d) ignored the stop request; killing it", worker.worker_id, worker.pid)
                 worker.kill()
-                if isinstance(worker, ThreadWorker):
-                    self.worker_exited(worker)
 
     def _maybe_finished(self) -> None:
         if not self.shutting_down:

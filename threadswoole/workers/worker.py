@@ -1,7 +1,9 @@
 """The Worker interface (ARCHITECTURE "Worker"): one API over forked processes and threads.
 
-The supervisor starts, stops, kills and reaps workers only through this interface, so
-dispatch, reload, max_request and worker_error are written once for every mode.
+The supervisor starts, stops and kills workers only through this interface and learns that one
+has ended from the mode (a `ProcessReaper` on SIGCHLD for processes, the thread's own exit
+report for threads), so dispatch, reload, max_request and worker_error are written once for
+every mode and the supervisor never asks which kind of worker it holds.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ from typing import Any, Callable
 
 log = logging.getLogger("threadswoole")
 
-EVENT, TASK, USER = "event", "task", "user"
-
 
 class Worker(abc.ABC):
     """A supervised worker: event worker, task worker or user process."""
@@ -29,6 +29,7 @@ class Worker(abc.ABC):
         self.exit_signal = 0
         self.stopping = False  # asked to stop by the supervisor (reload, stop, shutdown)
         self.started = False  # worker_start ran (reported by the worker itself)
+        self.force_killed = False  # killed for not stopping in time: its current event is the suspect
 
     @property
     @abc.abstractmethod
@@ -47,7 +48,7 @@ class Worker(abc.ABC):
 
     @abc.abstractmethod
     def kill(self) -> None:
-        """Force the worker to end now (after max_wait_time)."""
+        """Force the worker to end now (after max_wait_time); its exit is reported as usual."""
 
     @abc.abstractmethod
     def is_alive(self) -> bool: ...
@@ -56,13 +57,40 @@ class Worker(abc.ABC):
         return f"<{type(self).__name__} {self.role} #{self.worker_id} pid={self.pid}>"
 
 
+class ProcessReaper:
+    """The children of one (single-threaded) manager: SIGCHLD -> which workers ended, and how."""
+
+    def __init__(self) -> None:
+        self._by_pid: dict[int, ProcessWorker] = {}
+
+    def track(self, worker: "ProcessWorker") -> None:
+        self._by_pid[worker.pid] = worker
+
+    def reap(self) -> list["ProcessWorker"]:
+        """Collect every exited child (several may exit per signal); the workers among them."""
+        ended = []
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            worker = self._by_pid.pop(pid, None)
+            if worker is not None:
+                worker.reaped(status)
+                ended.append(worker)
+        return ended
+
+
 class ProcessWorker(Worker):
     """A worker in a forked child; the caller (the single-threaded manager) owns the fork."""
 
-    def __init__(self, worker_id: int, role: str, body: Callable[[], int], *, stop_message: Callable[[bool], Any] | None = None) -> None:
+    def __init__(self, worker_id: int, role: str, body: Callable[[], int], reaper: ProcessReaper, *, stop_message: Callable[[bool], Any] | None = None) -> None:
         super().__init__(worker_id, role)
         self._body = body
         self._pid = 0
+        self._reaper = reaper
         self._stop_message = stop_message
 
     @property
@@ -97,6 +125,7 @@ class ProcessWorker(Worker):
         self._pid = pid
         self.exit_code = None
         self.exit_signal = 0
+        self._reaper.track(self)
 
     def stop(self, wait_event: bool = False) -> None:
         self.stopping = True
@@ -142,6 +171,8 @@ class ThreadWorker(Worker):
         self._name = name
         self.thread: threading.Thread | None = None
         self.abandoned = False  # stuck past max_wait_time: Python cannot kill a thread
+        self._exit_lock = threading.Lock()
+        self._exit_reported = False
 
     @property
     def pid(self) -> int:
@@ -153,6 +184,7 @@ class ThreadWorker(Worker):
 
     def start(self) -> None:
         self.exit_code = None
+        self._exit_reported = False
         self.thread = threading.Thread(target=self._main, name=self._name, daemon=True)
         self.thread.start()
 
@@ -165,8 +197,17 @@ class ThreadWorker(Worker):
         except BaseException:
             log.exception("worker thread %d crashed", self.worker_id)
         finally:
-            self.exit_code = code
-            self._on_exit(self)
+            if self.exit_code is None:
+                self.exit_code = code
+            self._report_exit()
+
+    def _report_exit(self) -> None:
+        """Tell the supervisor once: the thread ended, or it was given up on (kill)."""
+        with self._exit_lock:
+            if self._exit_reported:
+                return
+            self._exit_reported = True
+        self._on_exit(self)
 
     def stop(self, wait_event: bool = False) -> None:
         self.stopping = True
@@ -174,8 +215,12 @@ class ThreadWorker(Worker):
 
     def kill(self) -> None:
         # A thread cannot be killed from outside. The supervisor gives up on it (it keeps
-        # its id out of the pool) and starts a replacement; it is reported as exited.
+        # its id out of the pool) and starts a replacement; it is reported as exited now,
+        # and not again if the thread ever returns.
         self.abandoned = True
+        if self.exit_code is None:
+            self.exit_code = 0
+        self._report_exit()
 
     def is_alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive() and not self.abandoned

@@ -1,0 +1,42 @@
+"""The application protocol of a listener: which codec each connection gets, and who handles
+its events.
+
+`Port.prepare()` picks one per listener from its settings (a raw stream with or without
+EOF/length framing; HTTP, WebSocket and RESP come from their packages). The reactor that owns a
+connection calls `new_codec()` when it adopts the socket and `codec_for_switch()` when a worker
+asks for an upgrade (HTTP -> WebSocket). The worker that runs callbacks calls `event_handler()`
+once at start: the function the event dispatcher calls for this protocol's parsed events.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from threadswoole.protocol import Codec, make_framer
+
+EventHandler = Callable[[Any, int, int, Any], Any]  # (port, session, reactor_id, event)
+
+
+class ApplicationProtocol:
+    """A raw stream: no codec at all (the hot path), or a framer cutting it into packets."""
+
+    name = "raw"
+
+    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+        self._framer_settings = dict(settings or {})
+        # raises ValueError for bad framing settings (checked once here, at start())
+        self.framed = make_framer(self._framer_settings) is not None
+
+    def new_codec(self) -> Codec | None:
+        """A fresh codec for a new connection; None means plain bytes, delivered as they come."""
+        if not self.framed:
+            return None
+        return make_framer(self._framer_settings)
+
+    def codec_for_switch(self, spec: bytes) -> Codec:
+        """The codec a worker asked this connection to switch to (SWITCH_CODEC's payload)."""
+        raise ValueError(f"the {self.name} protocol cannot switch codecs")
+
+    def event_handler(self, dispatcher: Any) -> EventHandler | None:
+        """For a worker: how to run the callbacks of this protocol's events (raw: none)."""
+        return None

@@ -1,0 +1,71 @@
+"""What every forked child of a server does the same way: its signals, watching its parent,
+and dropping privileges (`user`, `group`, `chroot`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from typing import Any, Callable
+
+log = logging.getLogger("threadswoole")
+WATCH_PARENT_MS = 1000
+
+
+def child_signals(on_term: Callable[[], Any]) -> None:
+    """In a forked worker: SIGTERM stops it gracefully, the master's signals are ignored."""
+    signal.signal(signal.SIGTERM, lambda _s, _f: on_term())
+    for signo in (signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signo, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD})
+
+
+def watch_parent(reactor: Any, on_orphaned: Callable[[], Any]) -> None:
+    """In a forked child: stop when the parent (manager or master) is gone.
+
+    A child outliving its parent would keep a listening socket or a mailbox open forever.
+    The kernel's parent-death signal (prctl PR_SET_PDEATHSIG, through ctypes) sends us
+    SIGTERM at once; a one-second getppid() check covers platforms without it and the
+    parent dying before the prctl call.
+    """
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    fired = []
+
+    def check(_timer_id: int) -> None:
+        if os.getppid() != parent and not fired:
+            fired.append(True)
+            log.warning("pid %d: the parent process %d is gone; stopping", os.getpid(), parent)
+            on_orphaned()
+
+    reactor.internal_tick(WATCH_PARENT_MS, check)
+
+
+def drop_privileges(settings: dict[str, Any]) -> None:
+    """user / group / chroot for worker processes; effective only when started as root."""
+    if os.geteuid() != 0:
+        return
+    chroot = settings.get("chroot")
+    group = settings.get("group")
+    user = settings.get("user")
+    if chroot:
+        os.chroot(chroot)
+        os.chdir("/")
+    if group:
+        import grp
+
+        os.setgid(grp.getgrnam(group).gr_gid)
+    if user:
+        import pwd
+
+        entry = pwd.getpwnam(user)
+        if not group:
+            os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
