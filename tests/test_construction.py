@@ -96,6 +96,24 @@ def test_set_merges_and_setting_is_read_only():
     assert server.setting["max_connection"] == 100
 
 
+def test_setting_is_read_only_inside_a_running_server_too(run_server, mode):
+    def setup(server, emit):
+        def on_worker_start(srv, worker_id):
+            try:
+                srv.setting["worker_num"] = 5
+                emit("assigned", error=None)
+            except Exception as exc:  # noqa: BLE001 - the type is what the test checks
+                emit("assigned", error=type(exc).__name__, worker_num=srv.setting["worker_num"])
+
+        server.on("worker_start", on_worker_start)
+        server.on("receive", lambda *args: None)
+
+    handle = run_server(setup, mode=mode, settings={"worker_num": 1})
+    event = handle.wait("assigned")
+    assert event["error"] == "TypeError" and event["worker_num"] == 1
+    assert handle.stop() == 0
+
+
 def test_setting_validation():
     server = Server("127.0.0.1", 0)
     with pytest.warns(UnknownSettingWarning):

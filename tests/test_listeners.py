@@ -35,6 +35,35 @@ def test_udp_packet_and_sendto(run_server, mode):
     assert handle.stop() == 0
 
 
+def test_sendto_a_bad_port_or_address_returns_false_with_einval(run_server, mode):
+    """Contract §5.2 table: sendto is False "if ... a bad IP/port" (a runtime outcome, no raise)."""
+    import errno
+
+    def setup(server, emit):
+        def on_packet(srv, data, client_info):
+            outcomes = {}
+            for label, ip, port in (("port 0", "127.0.0.1", 0), ("port 70000", "127.0.0.1", 70000), ("hostname", "localhost", 9), ("garbage", "1.2.3", 9)):
+                outcomes[label] = [srv.sendto(ip, port, b"x"), srv.get_last_error()]
+            try:
+                srv.sendto("127.0.0.1", "9", b"x")
+                outcomes["str port"] = "no error"
+            except TypeError:
+                outcomes["str port"] = "TypeError"
+            emit("outcomes", outcomes=outcomes)
+
+        server.on("packet", on_packet)
+
+    handle = run_server(setup, mode=mode, sock_type=SWOOLE_SOCK_UDP, settings={"worker_num": 1})
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.sendto(b"go", ("127.0.0.1", handle.port))
+    outcomes = handle.wait("outcomes")["outcomes"]
+    client.close()
+    for label in ("port 0", "port 70000", "hostname", "garbage"):
+        assert outcomes[label] == [False, errno.EINVAL], label
+    assert outcomes["str port"] == "TypeError"  # a wrong type is a programming error
+    assert handle.stop() == 0
+
+
 def test_udp6_and_tcp6(run_server):
     def setup(server, emit):
         server.on("receive", lambda srv, fd, rid, data: srv.send(fd, data + b"!"))

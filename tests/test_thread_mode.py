@@ -320,3 +320,116 @@ def test_shared_state_read_from_every_thread_at_once_stays_closable():
     finally:
         closed = state.destroy()
     assert closed is True  # no slice outlived the segment: the export count is intact
+
+
+# -- a worker id outlives its threads: nothing addressed to it is lost while it restarts ----
+def test_send_message_to_a_starting_or_restarting_worker_waits_for_it(run_server):
+    """Worker 0 sends a message every millisecond from its worker_start on, and restarts
+    worker 1 twice meanwhile: every message reaches worker 1 exactly once, in order, and none
+    is handled by an instance after its worker_stop (THREAD lost the ones sent in a gap)."""
+    count = 300
+
+    def setup(server, emit):
+        def on_worker_start(srv, worker_id):
+            emit("started", worker_id=worker_id, tid=srv.worker_tid)
+            if worker_id != 0 or getattr(srv, "_test_sending", False):
+                return
+            srv._test_sending = True  # once, even if worker 0 itself restarts
+            sent = []
+
+            def send_one(timer_id):
+                value = len(sent)
+                sent.append(srv.send_message(value, 1))
+                if value in (50, 150):
+                    srv.stop(1)
+                if len(sent) == count:
+                    srv.clear_timer(timer_id)
+                    emit("sent", all_true=all(r is True for r in sent))
+
+            srv.tick(1, send_one)
+
+        def on_pipe_message(srv, src, message):
+            emit("got", value=message, tid=srv.worker_tid)
+            if message == count - 1:
+                emit("last")
+
+        server.on("worker_start", on_worker_start)
+        server.on("worker_stop", lambda srv, wid: emit("stopped", worker_id=wid, tid=srv.worker_tid))
+        server.on("pipe_message", on_pipe_message)
+        server.on("receive", lambda *args: None)
+
+    handle = run_server(setup, mode="thread", settings={"worker_num": 2})
+    handle.wait("last", timeout=30)
+    assert handle.wait("sent")["all_true"]
+    events = handle.drain(settle=0.2)
+    got = [e for e in events if e["event"] == "got"]
+    assert [e["value"] for e in got] == list(range(count))
+    stopped_at = {}  # tid -> index in the event stream of its worker_stop
+    for index, event in enumerate(events):
+        if event["event"] == "stopped" and event["worker_id"] == 1:
+            stopped_at[event["tid"]] = index
+    assert len(stopped_at) >= 2  # worker 1 really restarted twice
+    for index, event in enumerate(events):
+        if event["event"] == "got" and event["tid"] in stopped_at:
+            assert index < stopped_at[event["tid"]], "a message was handled after its worker stopped"
+    assert handle.stop() == 0
+
+
+def test_max_request_restart_keeps_connections_and_serves_new_ones(run_server):
+    """worker_num=1, max_request=1: the only thread restarts after each request. A client
+    connected before keeps its connection (handed to the new thread); one that connects
+    during the restart is served, not reset."""
+
+    def setup(server, emit):
+        server.on("worker_start", lambda srv, wid: emit("worker_start", tid=srv.worker_tid))
+        server.on("receive", lambda srv, fd, rid, data: srv.send(fd, data + b"@%d" % srv.worker_tid))
+        server.on("close", lambda srv, fd, rid: emit("close", fd=fd))
+
+    handle = run_server(setup, mode="thread", settings={"worker_num": 1, "max_request": 1})
+    first_tid = handle.wait("worker_start")["tid"]
+    kept = connect(handle.port)
+    kept.sendall(b"one")
+    assert recv_exact(kept, 3 + 1 + len(str(first_tid))) == b"one@%d" % first_tid
+    tids = {first_tid}
+    events = []
+    for round_ in range(5):  # each request restarts the thread; connect while it restarts
+        fresh = connect(handle.port)
+        fresh.sendall(b"new%d" % round_)
+        reply = fresh.recv(100)
+        assert reply.startswith(b"new%d@" % round_), reply
+        tids.add(int(reply.split(b"@")[1]))
+        fresh.close()
+        events += handle.drain()  # keep reading: a server blocked on a full event socket stalls
+    kept.sendall(b"two")
+    reply = kept.recv(100)
+    assert reply.startswith(b"two@"), reply
+    tids.add(int(reply.split(b"@")[1]))
+    assert len(tids) >= 3  # served by several successive threads
+    events += handle.drain()
+    assert not [e for e in events if e["event"] == "close" and e["fd"] == 1]  # `kept` never closed
+    assert handle.stop() == 0
+
+
+def test_reload_moves_the_connections_to_the_new_threads(run_server):
+    """THREAD reload: better than Swoole, which closes them: the old thread's connections go
+    to the thread that replaces it; no close event, and each is served afterwards."""
+
+    def setup(server, emit):
+        server.on("worker_start", lambda srv, wid: emit("worker_start", worker_id=wid, tid=srv.worker_tid))
+        server.on("receive", lambda srv, fd, rid, data: srv.send(fd, b"%d" % srv.worker_tid))
+        server.on("close", lambda srv, fd, rid: emit("close", fd=fd))
+
+    handle = run_server(setup, mode="thread", settings={"worker_num": 2})
+    before = {e["tid"] for e in handle.wait_n("worker_start", 2)}
+    clients = [connect(handle.port) for _ in range(8)]
+    for client in clients:
+        client.sendall(b"x")
+        assert int(client.recv(32)) in before
+    handle.signal(signal.SIGUSR1)
+    after = {e["tid"] for e in handle.wait_n("worker_start", 2, timeout=20)}
+    assert not after & before
+    for client in clients:
+        client.sendall(b"y")
+        assert int(client.recv(32)) in after
+    assert not [e for e in handle.drain() if e["event"] == "close"]
+    assert handle.stop() == 0

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import connect
+from conftest import connect, recv_closed
 from threadswoole.loop.reactor import Reactor
 from threadswoole.loop.timers import TimerHeap
 
@@ -52,6 +52,34 @@ def test_tick_after_clear_and_defer_in_a_worker(run_server, mode):
     assert events == ["received", "deferred"]
     time.sleep(0.1)
     assert not [e for e in handle.drain() if e["event"] in ("never", "ticks")]
+    assert handle.stop() == 0
+
+
+def test_timer_list_shows_only_the_users_timers_and_clear_all_spares_the_framework(run_server, mode):
+    """The framework's own timers (heartbeat, parent watch, drains) are invisible to
+    Timer.list/exists/clear: a fresh worker lists none, and Timer.clear_all() does not stop
+    the heartbeat."""
+
+    def setup(server, emit):
+        def on_worker_start(srv, worker_id):
+            from threadswoole import Timer
+
+            fresh = Timer.list()
+            mine = Timer.after(60_000, lambda: None)
+            listed = Timer.list()
+            guesses = [i for i in range(1, mine) if Timer.exists(i) or Timer.clear(i)]  # not the user's
+            Timer.clear_all()
+            emit("timers", fresh=fresh, listed=listed, mine=mine, guesses=guesses, after_clear=Timer.list())
+
+        server.on("worker_start", on_worker_start)
+        server.on("receive", lambda srv, fd, rid, data: srv.send(fd, data))
+
+    handle = run_server(setup, mode=mode, settings={"worker_num": 1, "heartbeat_check_interval": 1, "heartbeat_idle_time": 1})
+    event = handle.wait("timers")
+    assert event["fresh"] == [] and event["listed"] == [event["mine"]]
+    assert event["guesses"] == [] and event["after_clear"] == []
+    idle = connect(handle.port)
+    assert recv_closed(idle, timeout=6)  # the heartbeat still closes the silent connection
     assert handle.stop() == 0
 
 

@@ -33,31 +33,33 @@ class Timer:
     def tick(ms: int, callback: Callable[..., Any], *args: Any) -> int:
         """Call `callback(timer_id, *args)` every `ms` milliseconds; returns the timer id."""
         _check_ms(ms)
-        return _loop("Timer.tick").tick(ms, callback, *args)
+        return _loop("Timer.tick").user_tick(ms, callback, *args)
 
     @staticmethod
     def after(ms: int, callback: Callable[..., Any], *args: Any) -> int:
         """Call `callback(*args)` once after `ms` milliseconds; returns the timer id."""
         _check_ms(ms)
-        return _loop("Timer.after").after(ms, callback, *args)
+        return _loop("Timer.after").user_after(ms, callback, *args)
 
     @staticmethod
     def clear(timer_id: int) -> bool:
         """Cancel a timer of this worker; False if there is no such timer here."""
-        return _loop("Timer.clear").clear_timer(timer_id)
+        return _loop("Timer.clear").user_clear(timer_id)
 
     @staticmethod
     def clear_all() -> bool:
-        _loop("Timer.clear_all").timers.clear_all()
+        """Cancel every timer this worker's code set (the framework's own are not affected)."""
+        _loop("Timer.clear_all").timers.clear_user()
         return True
 
     @staticmethod
     def exists(timer_id: int) -> bool:
-        return _loop("Timer.exists").timers.exists(timer_id)
+        return _loop("Timer.exists").timers.user_exists(timer_id)
 
     @staticmethod
     def list() -> list[int]:
-        return _loop("Timer.list").timers.ids()
+        """Ids of the live timers this worker's code set, ascending."""
+        return _loop("Timer.list").timers.user_ids()
 
     clearAll = clear_all
 

@@ -144,7 +144,7 @@ class Acceptor:
                     log.error("accept on %s:%s failed (%s); retrying in %d ms", port.host, port.port, exc, ACCEPT_RETRY_MS)
                     self.reactor.remove(port.sock)
                     self.paused_ports.add(port.sock)
-                    self.reactor.internal_after(ACCEPT_RETRY_MS, self._resume, port)
+                    self.reactor.after(ACCEPT_RETRY_MS, self._resume, port)
                     return
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
                     continue  # the client gave up before we accepted it

@@ -43,4 +43,4 @@ def start(host: Any, interval: float, default_idle: float) -> int:
     def tick(_timer_id: int) -> None:
         check(host, True, default_idle)
 
-    return host.reactor.internal_tick(max(1.0, interval * 1000), tick)
+    return host.reactor.tick(max(1.0, interval * 1000), tick)

@@ -122,7 +122,7 @@ class Receiver:
             hello = HELLO.pack(death, suspect_seq if current and mailbox == suspect_src else 0)
             link.outbox(mailbox).put(messages.T_HELLO, 0, hello)
         link.flush_now(1.0)
-        reactor.internal_after(REPLAY_WAIT_MS, self._stop_waiting)
+        reactor.after(REPLAY_WAIT_MS, self._stop_waiting)
 
     def handle(self, src: int, seq: int, type_: int, flags: int, port: int, reactor: int, session: int, payload: bytes) -> None:
         waiting = self.waiting

@@ -53,7 +53,6 @@ class Reactor:
         self._stopping = False
         self.before_poll: list[Callable[[], Any]] = []  # run before every poll (flush IPC batches)
         self.periodic: list[Callable[[], Any]] = []  # run every PERIODIC_INTERVAL while busy, and on going idle
-        self.internal_timers: set[int] = set()
         self.iterations = 0
         self.clock = time.time()  # wall clock read once per iteration (connection timestamps)
 
@@ -77,30 +76,31 @@ class Reactor:
         return fd in self._handlers
 
     # -- timers and deferred calls (owner thread only) --------------------------------------
+    # after/tick/clear_timer are the framework's timers (drains, heartbeat, watchdogs); the
+    # user's API (Server.tick/after/clear_timer, Timer.*) uses the user_* methods, so that it
+    # sees and cancels only what the user's code set.
     def after(self, ms: float, callback: Callable[..., Any], *args: Any) -> int:
         return self.timers.add(ms, callback, args, periodic=False)
 
     def tick(self, ms: float, callback: Callable[..., Any], *args: Any) -> int:
         return self.timers.add(ms, callback, args, periodic=True)
 
-    def internal_tick(self, ms: float, callback: Callable[..., Any], *args: Any) -> int:
-        """A timer of the framework itself (a watchdog): not pending work of the user's."""
-        timer_id = self.tick(ms, callback, *args)
-        self.internal_timers.add(timer_id)
-        return timer_id
+    def clear_timer(self, timer_id: int) -> bool:
+        return self.timers.clear(timer_id)
 
-    def internal_after(self, ms: float, callback: Callable[..., Any], *args: Any) -> int:
-        timer_id = self.after(ms, lambda *a: (self.internal_timers.discard(timer_id), callback(*a)), *args)
-        self.internal_timers.add(timer_id)
-        return timer_id
+    def user_after(self, ms: float, callback: Callable[..., Any], *args: Any) -> int:
+        return self.timers.add(ms, callback, args, periodic=False, user=True)
+
+    def user_tick(self, ms: float, callback: Callable[..., Any], *args: Any) -> int:
+        return self.timers.add(ms, callback, args, periodic=True, user=True)
+
+    def user_clear(self, timer_id: int) -> bool:
+        """False unless `timer_id` is a live timer the user's code set on this loop."""
+        return self.timers.clear(timer_id, user=True)
 
     def user_timer_count(self) -> int:
         """Timers the user's code set (a draining worker waits for these only)."""
-        return sum(1 for timer_id in self.timers.ids() if timer_id not in self.internal_timers)
-
-    def clear_timer(self, timer_id: int) -> bool:
-        self.internal_timers.discard(timer_id)
-        return self.timers.clear(timer_id)
+        return self.timers.user_count
 
     def defer(self, callback: Callable[[], Any]) -> None:
         self._deferred.append(callback)

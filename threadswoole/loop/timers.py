@@ -2,6 +2,10 @@
 
 Cancelled timers stay in the heap and are skipped when they surface (lazy deletion), so
 `clear` is O(1); the heap is compacted when more than half of it is dead.
+
+A timer is the user's (Server.tick/after, Timer.*) or the framework's (heartbeat, drains,
+watchdogs). The user's API sees and clears only the user's: `Timer.list()` in a fresh worker
+is empty, and no user call can cancel a framework timer.
 """
 
 from __future__ import annotations
@@ -49,22 +53,29 @@ class TimerHeap:
     def __init__(self) -> None:
         self._heap: list[_Timer] = []
         self._live: dict[int, _Timer] = {}
+        self._user: set[int] = set()  # ids of the live timers the user's code set
 
     def __len__(self) -> int:
         return len(self._live)
 
-    def add(self, ms: float, callback: Callable[..., Any], args: tuple, periodic: bool) -> int:
+    def add(self, ms: float, callback: Callable[..., Any], args: tuple, periodic: bool, user: bool = False) -> int:
         timer_id = _new_id()
         interval = ms / 1000.0
         timer = _Timer(timer_id, time.monotonic() + interval, interval, callback, args, periodic)
         self._live[timer_id] = timer
+        if user:
+            self._user.add(timer_id)
         heapq.heappush(self._heap, timer)
         return timer_id
 
-    def clear(self, timer_id: int) -> bool:
+    def clear(self, timer_id: int, user: bool = False) -> bool:
+        """Cancel a timer; with `user`, only one of the user's (False for any other id)."""
+        if user and timer_id not in self._user:
+            return False
         timer = self._live.pop(timer_id, None)
         if timer is None:
             return False
+        self._user.discard(timer_id)
         timer.cancelled = True
         if len(self._heap) > 64 and len(self._heap) > 2 * len(self._live):
             self._heap = [t for t in self._heap if not t.cancelled]
@@ -72,16 +83,27 @@ class TimerHeap:
         return True
 
     def clear_all(self) -> None:
+        """Every timer, the framework's included (the loop is going away)."""
         for timer in self._live.values():
             timer.cancelled = True
         self._live.clear()
+        self._user.clear()
         self._heap.clear()
 
-    def exists(self, timer_id: int) -> bool:
-        return timer_id in self._live
+    def clear_user(self) -> None:
+        """Every timer the user's code set (Timer.clear_all)."""
+        for timer_id in list(self._user):
+            self.clear(timer_id)
 
-    def ids(self) -> list[int]:
-        return sorted(self._live)
+    def user_ids(self) -> list[int]:
+        return sorted(self._user)
+
+    def user_exists(self, timer_id: int) -> bool:
+        return timer_id in self._user
+
+    @property
+    def user_count(self) -> int:
+        return len(self._user)
 
     def next_delay(self, now: float) -> float | None:
         """Seconds until the earliest live timer (0 if due), or None when there is none."""
@@ -110,6 +132,7 @@ class TimerHeap:
                 heapq.heappush(heap, timer)
             else:
                 self._live.pop(timer.id, None)
+                self._user.discard(timer.id)
         return due
 
     @staticmethod

@@ -177,14 +177,14 @@ class Server:
 
     def tick(self, ms: int, callback: Callable[..., Any], *args: Any) -> int:
         _check_ms(ms)
-        return self._loop("tick").tick(ms, callback, *args)
+        return self._loop("tick").user_tick(ms, callback, *args)
 
     def after(self, ms: int, callback: Callable[..., Any], *args: Any) -> int:
         _check_ms(ms)
-        return self._loop("after").after(ms, callback, *args)
+        return self._loop("after").user_after(ms, callback, *args)
 
     def clear_timer(self, timer_id: int) -> bool:
-        return self._loop("clear_timer").clear_timer(timer_id)
+        return self._loop("clear_timer").user_clear(timer_id)
 
     def defer(self, callback: Callable[[], Any]) -> None:
         if not callable(callback):

@@ -45,7 +45,7 @@ def watch_parent(reactor: Any, on_orphaned: Callable[[], Any]) -> None:
             log.warning("pid %d: the parent process %d is gone; stopping", os.getpid(), parent)
             on_orphaned()
 
-    reactor.internal_tick(WATCH_PARENT_MS, check)
+    reactor.tick(WATCH_PARENT_MS, check)
 
 
 def drop_privileges(settings: dict[str, Any]) -> None:
