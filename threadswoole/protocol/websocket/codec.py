@@ -46,12 +46,14 @@ from threadswoole.protocol.websocket.frames import (
     parse_close_payload,
     random_mask_key,
 )
+from threadswoole.protocol.websocket.frames import REPEAT as _REPEAT
 from threadswoole.protocol.websocket.utf8 import Utf8Validator
 
 __all__ = ["WebSocketCodec", "DEFAULT_MAX_MESSAGE_SIZE"]
 
 DEFAULT_MAX_MESSAGE_SIZE = 2 * 1024 * 1024  # Swoole's package_max_length default
 
+_from_bytes = int.from_bytes
 _REASONS = {CLOSE_PROTOCOL_ERROR: "protocol_error", CLOSE_INVALID_PAYLOAD: "invalid_payload",
             CLOSE_MESSAGE_TOO_BIG: "too_large"}
 
@@ -153,11 +155,14 @@ class WebSocketCodec(Codec):
                     length = data[1] - self._mask_bit
                     if self._mask_bit:
                         if 0 <= length < 126:
-                            if n == length + 6:
-                                payload = apply_mask(data[6:], data[2:6])
+                            if n == length + 6 and length <= self.max_message_size:
+                                # apply_mask, inlined (the int XOR; see frames.REPEAT)
+                                payload = (
+                                    (_from_bytes(data[6:], "little") ^ _from_bytes(data[2:6], "little") * _REPEAT[(length + 3) >> 2])
+                                    & ((1 << (length << 3)) - 1)
+                                ).to_bytes(length, "little")
                                 if b0 == 0x82 or _is_utf8(payload):
-                                    if length <= self.max_message_size:
-                                        return [Message(b0 & 0x0F, payload)]
+                                    return [Message(b0 & 0x0F, payload)]
                         elif length == 126 and n > 8:
                             length = (data[2] << 8) | data[3]
                             if n == length + 8 and length > 125 and length <= self.max_message_size:
