@@ -356,7 +356,6 @@ def test_encoder_rejects_what_the_protocol_forbids() -> None:
 
 def _as_client(wire: bytes) -> bytes:
     """Re-encode unmasked server frames as masked client frames (for feeding a server codec)."""
-    reader = WebSocketCodec(client_side=True, deliver_ping=True, deliver_pong=True)
     frames, pos = [], 0
     while pos < len(wire):
         b0, b1 = wire[pos], wire[pos + 1] & 0x7F
@@ -367,7 +366,6 @@ def _as_client(wire: bytes) -> bytes:
             b1, pos = int.from_bytes(wire[pos:pos + 8], "big"), pos + 8
         frames.append(encode_frame(b0 & 0x0F, wire[pos:pos + b1], bool(b0 & 0x80), MASK, bool(b0 & 0x40)))
         pos += b1
-    del reader
     return b"".join(frames)
 
 

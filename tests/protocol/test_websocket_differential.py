@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from threadswoole.protocol.codec import ProtocolError, Reply
-from threadswoole.protocol.websocket import DeflateParameters, Message, MessageEncoder, WebSocketCodec, encode_frame
+from threadswoole.protocol.websocket import Message, MessageEncoder, WebSocketCodec, encode_frame
 from threadswoole.protocol.websocket.handshake import server_handshake
 
 pytestmark = pytest.mark.timeout(60)

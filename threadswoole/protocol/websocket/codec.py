@@ -126,6 +126,7 @@ class WebSocketCodec(Codec):
 
     @property
     def failed(self) -> bool:
+        """True once `feed` raised ProtocolError (every later feed raises again)."""
         return self._failed is not None
 
     @property
@@ -139,6 +140,7 @@ class WebSocketCodec(Codec):
         self._closing = True
 
     def detach(self) -> bytes:
+        """Stop reading; return the raw bytes not parsed yet (a partial frame header at most)."""
         data = bytes(self._buf)
         self._buf = bytearray()
         self._idle = False
@@ -194,10 +196,27 @@ class WebSocketCodec(Codec):
         out: list[Any] = []
         n = len(src)
         pos = 0
+        mask_bit = self._mask_bit
+        header_size = 6 if mask_bit else 2
+        limit = self.max_message_size
         while True:
             if not self._in_frame:
                 if n - pos < 2:
                     break
+                # Quick branch: a whole small unfragmented uncompressed frame (pipelined input).
+                b0 = src[pos]
+                if (b0 == 0x82 or b0 == 0x81) and not self._message_opcode:
+                    length = src[pos + 1] - mask_bit
+                    end = pos + header_size + length
+                    if 0 <= length < 126 and end <= n and length <= limit:
+                        if mask_bit:
+                            payload = apply_mask(src[pos + 6:end], src[pos + 2:pos + 6])
+                        else:
+                            payload = bytes(src[pos + 2:end])
+                        if b0 == 0x82 or _is_utf8(payload):
+                            out.append(Message(b0 & 0x0F, payload))
+                            pos = end
+                            continue
                 size = self._header(src, pos, n, out)
                 if not size:
                     break
