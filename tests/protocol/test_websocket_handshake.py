@@ -154,3 +154,20 @@ def test_client_request_round_trip() -> None:
         check_response(status, response_headers, KEY)  # wrong key -> wrong accept
     with pytest.raises(ValueError):
         check_response(400, response_headers, key)
+
+
+def test_settings_helpers() -> None:
+    from threadswoole.protocol.websocket import MessageEncoder, accept_handshake, make_codec
+
+    settings = {"websocket_subprotocol": "chat", "websocket_compression": True, "package_max_length": 1234,
+                "open_websocket_ping_frame": True, "open_websocket_close_frame": True}
+    headers = request(sec_websocket_protocol="chat", sec_websocket_extensions="permessage-deflate")
+    shake = accept_handshake("GET", headers, settings)
+    assert shake.subprotocol == "chat" and shake.deflate == DeflateParameters()
+    codec = make_codec(settings, shake.deflate)
+    assert (codec.max_message_size, codec.deflate, codec.deliver_ping, codec.deliver_pong, codec.deliver_close) == (
+        1234, shake.deflate, True, False, True)
+    assert MessageEncoder(shake.deflate).compressing
+    plain = make_codec({})
+    assert plain.max_message_size == 2 * 1024 * 1024 and plain.deflate is None and not plain.deliver_ping
+    assert accept_handshake("GET", headers, {}).deflate is None

@@ -6,6 +6,7 @@
 * `handshake`: the HTTP Upgrade (validation, Sec-WebSocket-Accept, subprotocol and
   extension choice, the 101 / 400 responses).
 * `deflate`: permessage-deflate negotiation and compression contexts.
+* `make_codec` / `accept_handshake`: the same, configured from a listener's Swoole settings.
 """
 
 from threadswoole.protocol.websocket.frames import (
@@ -31,9 +32,12 @@ from threadswoole.protocol.websocket.deflate import DeflateParameters, negotiate
 from threadswoole.protocol.websocket.events import Close, Message, Ping, Pong
 from threadswoole.protocol.websocket.codec import DEFAULT_MAX_MESSAGE_SIZE, WebSocketCodec
 from threadswoole.protocol.websocket.encoder import MessageEncoder
+from threadswoole.protocol.websocket.handshake import Handshake, HandshakeError, server_handshake
+from threadswoole.protocol.websocket.settings import accept_handshake, make_codec
 
 __all__ = [
-    "WebSocketCodec", "MessageEncoder", "DeflateParameters", "negotiate",
+    "WebSocketCodec", "MessageEncoder", "DeflateParameters", "negotiate", "make_codec", "accept_handshake",
+    "Handshake", "HandshakeError", "server_handshake",
     "Message", "Ping", "Pong", "Close", "DEFAULT_MAX_MESSAGE_SIZE",
     "encode_frame", "close_frame", "close_payload", "parse_close_payload", "apply_mask", "is_valid_close_code",
     "OPCODE_CONTINUATION", "OPCODE_TEXT", "OPCODE_BINARY", "OPCODE_CLOSE", "OPCODE_PING", "OPCODE_PONG",

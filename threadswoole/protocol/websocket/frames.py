@@ -4,7 +4,7 @@ Everything here is a pure function of its arguments (no connection state): the r
 in `codec.py`, the per-connection writer (compression, fragment state) in `encoder.py`.
 
 Masking uses two stdlib tricks, picked by size (CPython 3.11, this container, same run):
-an int XOR (``int.from_bytes(data) ^ int.from_bytes(key)``) is ~0.6 us for 64 bytes, and four
+an int XOR (``int.from_bytes(data) ^ key * REPEAT[words]``) is ~0.4 us for 64 bytes, and four
 strided ``bytes.translate`` passes over a bytearray win above ~512 bytes (~1.2 ms/MiB against
 ~3.6 ms/MiB for the int XOR).
 """
