@@ -1,4 +1,4 @@
-"""Shared by the Process tests: reaping every child a test starts, a report channel from
+"""Fixtures of the Process tests (loaded by conftest.py as a plugin): reaping every child a test starts, a report channel from
 children back to the test, and SysV queue keys that are removed (and checked gone) afterwards."""
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ import psutil
 import pytest
 
 import threadswoole
-from process_helpers import children, reports  # noqa: F401 - fixtures
 from threadswoole import Event, Process, StateError, Timer, get_last_error
 from threadswoole.process import ExecCallback
 
@@ -127,6 +126,7 @@ def test_read_timeout_and_non_blocking_mode():
     assert proc.set_blocking(False) is True
     assert proc.read() is False and get_last_error() == errno.EAGAIN
     assert proc.setBlocking(False) is True and proc.read() is False and get_last_error() == errno.EAGAIN
+    assert proc.set_timeout(-1) is True and proc.export_socket().gettimeout() is None  # no timeout
     with pytest.raises(ValueError):
         proc.set_timeout(0)
     with pytest.raises(TypeError):
@@ -446,3 +446,33 @@ class _no_warning:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_the_readme_example_runs():
+    import re
+    import subprocess
+
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")) as file:
+        readme = file.read()
+    code = re.search(r"## Process\n.*?```python\n(.*?)```", readme, re.S).group(1)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert result.returncode == 0, result.stderr
+    status, hello = result.stdout.splitlines()
+    pid = int(hello.split()[-1])
+    assert hello == f"hello from {pid}" and status == repr({"pid": pid, "code": 0, "signal": 0})
+
+
+def test_dropping_the_process_object_closes_the_pipe(children, reports):
+    def child(p):
+        while p.read():
+            pass
+        reports.send("the parent's end is closed")
+
+    proc = Process(child)
+    pid = children.add(proc.start())
+    del proc  # Swoole: the pipe closes with the object; the child sees the close
+    import gc
+
+    gc.collect()
+    assert reports.receive() == "the parent's end is closed"
+    assert children.wait_for(pid)["code"] == 0

@@ -12,7 +12,6 @@ import textwrap
 
 import pytest
 
-from process_helpers import children, queue_keys, reports  # noqa: F401 - fixtures
 from threadswoole import ContextError, Process, StateError, get_last_error
 from threadswoole import _sysv
 

@@ -13,7 +13,6 @@ import traceback
 
 import pytest
 
-from process_helpers import children, reports  # noqa: F401 - fixtures
 from threadswoole import ContextError, Event, Process, Timer
 
 pytestmark = pytest.mark.timeout(30)
@@ -199,3 +198,27 @@ def test_alarm_argument_checks():
         Process.alarm(True)
     with pytest.raises(ValueError):
         Process.alarm(1000, 3)
+
+
+def test_sigchld_handler_reaps_every_child(children, reports):
+    """The seed's supervisor pattern: on SIGCHLD, loop wait(False) until it returns False."""
+
+    def supervisor(p):
+        done_r, done_w = os.pipe()
+        reaped = []
+
+        def on_child(signo):
+            while (status := Process.wait(False)) is not False:
+                reaped.append(status)
+            if len(reaped) == 3:
+                os.write(done_w, b"x")
+
+        Process.signal(signal.SIGCHLD, on_child)
+        pids = [Process(lambda q, code=code: q.exit(code), pipe_type=0).start() for code in (1, 2, 3)]
+        select.select([done_r], [], [], 10)
+        reports.send({"pids": pids, "reaped": sorted(reaped, key=lambda s: s["code"])})
+
+    pid = children.add(Process(supervisor, pipe_type=0).start())
+    report = reports.receive()
+    assert report["reaped"] == [{"pid": p, "code": c, "signal": 0} for p, c in zip(report["pids"], (1, 2, 3))]
+    assert children.wait_for(pid)["code"] == 0

@@ -18,6 +18,8 @@ calls, for one Process object, on every (re)spawn:
     pid = os.fork()                          # the caller blocks signals around it
     child:  process.enter_child()            # close the parent end, redirect stdio, reset
                                              # signals, forget the parent's loop and context
+                                             # (it closes the fds of the reactor in
+                                             # current().loop: do not close that one again)
             (bind the user-process context: role "user", its own reactor, ...)
             code = process.run_callback()    # exit code: 0, SystemExit's, 255 on exception
             os._exit(code)                   # or process.finish_child(code): atexit + flush on 0
@@ -40,14 +42,15 @@ import threading
 import traceback
 from typing import Any, Callable, Literal, NoReturn, Sequence
 
-from threadswoole import _forking, _process_signals, _sysv, timer
+from threadswoole import _forking, _process_signals, timer
 from threadswoole._aliases import alias
 from threadswoole._context import current, set_error
 from threadswoole._forking import SUPERVISOR, THREADS, ExecCallback, set_process_name
-from threadswoole.errors import ContextError, StateError
+from threadswoole._process_queue import IPC_NOWAIT, QueueMethods, as_bytes, check_size
+from threadswoole.errors import StateError
 
 WRITE_LIMIT = 8192  # seed 003/004: at most 8K per write on Linux
-READ_LIMIT = 65536  # seed: buffer_size at most 64K
+
 # pipe_type 2 is Swoole's SOCK_DGRAM pair; SOCK_SEQPACKET keeps exactly its message boundaries
 # and adds what a datagram pair lacks: read() returns b"" once the other side has closed
 # (a datagram socket would block forever), and write() fails with EPIPE instead of hanging.
@@ -57,28 +60,10 @@ _SIGTERM = signal.SIGTERM  # defaults of kill/alarm: inside the class body `sign
 _ITIMER_REAL = signal.ITIMER_REAL
 
 
-def _as_bytes(data: Any) -> bytes:
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, (bytearray, memoryview)):
-        return bytes(data)
-    if isinstance(data, str):
-        return data.encode("utf-8")
-    raise TypeError(f"data must be bytes, bytearray, memoryview or str, not {type(data).__name__}")
-
-
-def _check_size(size: Any, what: str) -> int:
-    if isinstance(size, bool) or not isinstance(size, int):
-        raise TypeError(f"{what} must be an int, not {type(size).__name__}")
-    if not 1 <= size <= READ_LIMIT:
-        raise ValueError(f"{what} must be between 1 and {READ_LIMIT}, got {size}")
-    return size
-
-
-class Process:
+class Process(QueueMethods):
     """A child process and its pipe (or SysV queue) to the parent."""
 
-    IPC_NOWAIT = 256  # Swoole's flag for use_queue(mode | IPC_NOWAIT)
+    IPC_NOWAIT = IPC_NOWAIT  # Swoole's flag for use_queue(mode | IPC_NOWAIT)
     PIPE_BOTH, PIPE_WRITE, PIPE_READ = 0, 1, 2  # close() selectors, seed 003 numbering
 
     def __init__(self, callback: Callable[["Process"], Any], redirect_stdin_stdout: bool = False, pipe_type: int = 2, enable_coroutine: bool = False) -> None:
@@ -100,9 +85,7 @@ class Process:
         self._local = threading.local()  # .side = "child" in a THREAD-mode user process
         self._is_child = False
         self._started = False
-        self._queue: _sysv.MessageQueue | None = None
-        self._queue_mode = 2
-        self._queue_nowait = False
+        self.init_queue()
 
     def __repr__(self) -> str:
         return f"<Process pid={self.pid} pipe_type={self.pipe_type} pipe={self.pipe}>"
@@ -132,7 +115,7 @@ class Process:
 
     def write(self, data: Any) -> int | Literal[False]:
         """Send `data` (at most 8192 bytes; one message in datagram mode) to the other side."""
-        payload = _as_bytes(data)
+        payload = as_bytes(data)
         if not payload:
             raise ValueError("write(): nothing to write")
         if len(payload) > WRITE_LIMIT:
@@ -153,7 +136,7 @@ class Process:
     def read(self, size: int = 8192) -> bytes | Literal[False]:
         """Receive up to `size` bytes (one whole message in datagram mode); b"" once the other
         side closed; False on timeout or error."""
-        _check_size(size, "size")
+        check_size(size, "size")
         sock = self._socket("read")
         if sock is None:
             return False
@@ -209,77 +192,6 @@ class Process:
         sock.setblocking(True)
         return sock
 
-    # -- SysV message queue ---------------------------------------------------------------
-    def use_queue(self, key: int = 0, mode: int = 2) -> bool:
-        """Talk through a SysV message queue instead of the pipe; key 0 = ftok(main script, 1).
-        Mode 2 = competing consumers, 1 = addressed to this Process's id; `| IPC_NOWAIT` = non-blocking."""
-        if self.pipe_type:
-            raise ContextError("use_queue(): a message queue cannot be combined with the pipe; create the Process with pipe_type=0")
-        for name, value in (("key", key), ("mode", mode)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-        if mode & ~self.IPC_NOWAIT not in (1, 2):
-            raise ValueError(f"mode must be 1 or 2, optionally | Process.IPC_NOWAIT, got {mode}")
-        if not -(1 << 31) <= key < 1 << 31:
-            raise ValueError(f"key must fit in 32 bits, got {key}")
-        try:
-            if key == 0:
-                main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-                if not main_file:
-                    return set_error(errno.ENOENT)
-                key = _sysv.ftok(main_file, 1)
-            queue = _sysv.MessageQueue(key)
-        except OSError as exc:
-            return set_error(exc.errno or errno.EIO)
-        self._queue = queue
-        self._queue_mode = mode & ~self.IPC_NOWAIT
-        self._queue_nowait = bool(mode & self.IPC_NOWAIT)
-        return True
-
-    def _queue_or_raise(self, what: str) -> _sysv.MessageQueue:
-        if self._queue is None:
-            raise StateError(f"{what}(): call use_queue() first")
-        return self._queue
-
-    def push(self, data: Any) -> bool:
-        """Queue one message; False when the queue is full in non-blocking mode (EAGAIN) or
-        the message is larger than the kernel's msgmax (EINVAL)."""
-        queue = self._queue_or_raise("push")
-        try:
-            queue.send(_as_bytes(data), (self.id or 0) + 1, nowait=self._queue_nowait)
-        except OSError as exc:
-            return set_error(exc.errno or errno.EIO)
-        return True
-
-    def pop(self, size: int = 8192) -> bytes | Literal[False]:
-        """Take one message of at most `size` bytes; False when empty in non-blocking mode (ENOMSG)."""
-        _check_size(size, "size")
-        queue = self._queue_or_raise("pop")
-        message_type = 0 if self._queue_mode == 2 else (self.id or 0) + 1
-        try:
-            return queue.receive(size, message_type, nowait=self._queue_nowait)
-        except OSError as exc:
-            return set_error(exc.errno or errno.EIO)
-
-    def stat_queue(self) -> dict[str, int] | Literal[False]:
-        """{'queue_num': messages queued, 'queue_bytes': their total size}."""
-        queue = self._queue_or_raise("stat_queue")
-        try:
-            count, size = queue.stat()
-        except OSError as exc:
-            return set_error(exc.errno or errno.EIO)
-        return {"queue_num": count, "queue_bytes": size}
-
-    def free_queue(self) -> bool:
-        """Remove the queue and its messages (otherwise it outlives every process)."""
-        queue = self._queue_or_raise("free_queue")
-        self._queue = None
-        try:
-            queue.remove()
-        except OSError as exc:
-            return set_error(exc.errno or errno.EIO)
-        return True
-
     # -- starting the child -----------------------------------------------------------------
     @staticmethod
     def exec_callback(execfile: str, args: Sequence[str | int] = ()) -> ExecCallback:
@@ -310,6 +222,8 @@ class Process:
                 self.enter_child()  # with every signal still blocked: no parent handler runs here
                 signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
                 code = self.run_callback()
+            except BaseException:
+                traceback.print_exc()
             finally:
                 self.finish_child(code)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
@@ -397,7 +311,7 @@ class Process:
         exit); any other status flushes stdio only. Never returns into the parent's stack."""
         try:
             if code == 0:
-                atexit._run_exitfuncs()
+                atexit._run_exitfuncs()  # what interpreter exit runs; os._exit skips it
             _forking.flush_stdio()
         finally:
             os._exit(code & 0xFF)
