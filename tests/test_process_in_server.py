@@ -43,7 +43,9 @@ def test_a_process_worker_forks_a_child(run_server, mode, workers):
                 ctx = current()
                 after = Timer.after(1, lambda: None)  # the child has a private loop of its own
                 term = Process.signal(signal.SIGTERM, lambda signo: None)  # no longer inside a server
-                p.write(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "role": ctx.role, "server": ctx.server is None, "timer": isinstance(after, int), "sigterm": term}).encode())
+                dispositions = [signal.getsignal(signo) for signo in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)]
+                defaults = dispositions == [signal.SIG_DFL, signal.SIG_DFL, signal.default_int_handler]
+                p.write(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "role": ctx.role, "server": ctx.server is None, "timer": isinstance(after, int), "sigterm": term, "defaults": defaults}).encode())
 
             proc = Process(child)
             pid = proc.start()
@@ -52,14 +54,21 @@ def test_a_process_worker_forks_a_child(run_server, mode, workers):
             spawned = Process(Process.exec_callback("/bin/echo", ["spawned", worker_id]), True)
             spawned_pid = spawned.start()
             line = _read_line(spawned)
-            emit("child", pid=pid, report=report, status=status, worker_pid=os.getpid(), line=line, spawned=Process.wait() == {"pid": spawned_pid, "code": 0, "signal": 0})
+            spawned_status = Process.wait()
+            status_lines = Process(Process.exec_callback("/bin/sh", ["-c", "exec grep SigIgn /proc/self/status"]), True)
+            status_lines.start()
+            ignored = int(_read_line(status_lines).split()[1], 16)
+            Process.wait()
+            emit("child", pid=pid, report=report, status=status, worker_pid=os.getpid(), line=line, spawned=spawned_status == {"pid": spawned_pid, "code": 0, "signal": 0}, ignored=ignored)
 
         server.on("worker_start", on_worker_start)
         server.on("receive", lambda *a: None)
 
     handle = run_server(setup, mode=mode, settings={"worker_num": workers})
     for event in handle.wait_n("child", workers):
-        assert event["report"] == {"pid": event["pid"], "ppid": event["worker_pid"], "role": "none", "server": True, "timer": True, "sigterm": True}
+        assert event["report"] == {"pid": event["pid"], "ppid": event["worker_pid"], "role": "none", "server": True, "timer": True, "sigterm": True, "defaults": True}
+        for signo in (signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE):  # a worker ignores some; its programs do not
+            assert not event["ignored"] & (1 << (signo - 1)), (signal.Signals(signo).name, hex(event["ignored"]))
         assert event["status"] == {"pid": event["pid"], "code": 0, "signal": 0}
         assert event["line"].startswith("spawned ") and event["spawned"] is True
     assert handle.stop() == 0

@@ -32,6 +32,9 @@ SUPERVISOR = "master or manager"  # any mode: reactor or worker threads, or the 
 # Python ignores these at start-up; a program it execs expects them at their default
 # (subprocess's restore_signals does the same).
 _PYTHON_IGNORED = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name))
+# A server's forked workers ignore the master's signals (server/_modes/_common.child_signals);
+# a child started from a worker gets them back at their default.
+WORKER_IGNORED = (signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
 
 def fork_context() -> str:
@@ -120,11 +123,13 @@ def exec_program(execfile: str, argv: list[str]) -> OSError:
     raise AssertionError("unreachable: execv returned")
 
 
-def spawn_program(execfile: str, argv: list[str], stdio_fd: int | None) -> int:
-    """posix_spawn `argv` (stdin/stdout on `stdio_fd` if given); OSError when it cannot run."""
+def spawn_program(execfile: str, argv: list[str], stdio_fd: int | None, inside_server: bool) -> int:
+    """posix_spawn `argv` (stdin/stdout on `stdio_fd` if given), every signal unblocked and
+    the ones Python (and a server worker) ignore back at default; OSError when it cannot run."""
     flush_stdio()
     actions = [] if stdio_fd is None else [(os.POSIX_SPAWN_DUP2, stdio_fd, 0), (os.POSIX_SPAWN_DUP2, stdio_fd, 1)]
-    return os.posix_spawn(execfile, argv, os.environ, file_actions=actions, setsigmask=(), setsigdef=_PYTHON_IGNORED)
+    defaults = _PYTHON_IGNORED + (WORKER_IGNORED if inside_server else ())
+    return os.posix_spawn(execfile, argv, os.environ, file_actions=actions, setsigmask=(), setsigdef=defaults)
 
 
 def daemonize(nochdir: bool, noclose: bool) -> None:

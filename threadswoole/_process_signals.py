@@ -140,10 +140,11 @@ def alarm(interval_usec: Any, which: Any = signal.ITIMER_REAL) -> bool:
     return True
 
 
-def reset_for_child() -> None:
+def reset_for_child(unignore: tuple[int, ...] = ()) -> None:
     """In a Process child: no inherited signal handler survives (seed 003: the child clears
     the signals it inherited). Python's own defaults come back: SIGINT raises
-    KeyboardInterrupt, ignored signals stay ignored, every other handler becomes SIG_DFL."""
+    KeyboardInterrupt, every other handler becomes SIG_DFL; ignored signals stay ignored,
+    except `unignore` (the signals a server worker ignores, when forked from one)."""
     _forget()
     for signo in signal.Signals:
         if signo in _UNCATCHABLE:
@@ -152,7 +153,7 @@ def reset_for_child() -> None:
             handler = signal.getsignal(signo)
         except ValueError:
             continue
-        if callable(handler) and handler is not signal.default_int_handler:
+        if (callable(handler) and handler is not signal.default_int_handler) or (handler == signal.SIG_IGN and signo in unignore):
             signal.signal(signo, signal.default_int_handler if signo == signal.SIGINT else signal.SIG_DFL)
 
 

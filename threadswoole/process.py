@@ -237,7 +237,7 @@ class Process(QueueMethods):
         child_end = self._ends[_CHILD]
         stdio = child_end.fileno() if self.redirect_stdin_stdout and child_end is not None else None
         try:
-            pid = _forking.spawn_program(program.execfile, [program.execfile, *program.args], stdio)
+            pid = _forking.spawn_program(program.execfile, [program.execfile, *program.args], stdio, current().server is not None)
         except OSError as exc:
             return set_error(exc.errno or errno.ENOEXEC)
         self.enter_parent(pid)
@@ -265,12 +265,12 @@ class Process(QueueMethods):
         self._started = True
         self.pid = os.getpid()
         ctx = current()
-        inherited_loop = ctx.loop
+        inherited_loop, inside_server = ctx.loop, ctx.server is not None
         ctx.reset()
         if inherited_loop is not None and hasattr(inherited_loop, "close_after_fork"):
             inherited_loop.close_after_fork()  # the parent's epoll fd and wake-up pair
         timer.allow_private_loop()
-        _process_signals.reset_for_child()
+        _process_signals.reset_for_child(_forking.WORKER_IGNORED if inside_server else ())
         parent_end = self._ends["parent"]
         if parent_end is not None:
             self._ends["parent"] = None
