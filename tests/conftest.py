@@ -27,6 +27,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
+pytest_plugins = ["process_helpers"]  # fixtures of the Process tests: children, reports, queue_keys
+
 MODES = ["base", "process", "thread"]  # grows as PROCESS and THREAD land: the core suite runs over every mode
 
 

@@ -31,6 +31,7 @@ from threadswoole import errors as _errors
 globals().update({name: getattr(_errors, name) for name in _error_names if name.startswith("SWOOLE_ERROR_")})
 from threadswoole.server import Port, Server
 from threadswoole.timer import Event, Timer
+from threadswoole.process import Process, set_process_name
 
 __version__ = "0.1.0"
 
@@ -40,25 +41,12 @@ def cpu_num() -> int:
     return _os.cpu_count() or 1
 
 
-def set_process_name(name: str) -> bool:
-    """Rename the current process (best effort: Linux `comm`, 15 characters); False elsewhere."""
-    if not isinstance(name, str):
-        raise TypeError("name must be a str")
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_NAME = 15
-        return libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
-
-
 __all__ = [
     "Server",
     "Port",
     "Timer",
     "Event",
+    "Process",
     "cpu_num",
     "set_process_name",
     *_constant_names,

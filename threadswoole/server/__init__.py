@@ -21,6 +21,7 @@ from threadswoole.server import settings as schema
 from threadswoole.server.arguments import ConnectionIterator, as_bytes, check_session
 from threadswoole.server.events import CallbackTable
 from threadswoole.server.port import Port
+from threadswoole.timer import alarm_armed
 
 INIT, RUNNING, SHUTDOWN = "init", "running", "shutdown"
 
@@ -177,10 +178,12 @@ class Server:
 
     def tick(self, ms: int, callback: Callable[..., Any], *args: Any) -> int:
         _check_ms(ms)
+        _check_no_alarm("tick")
         return self._loop("tick").user_tick(ms, callback, *args)
 
     def after(self, ms: int, callback: Callable[..., Any], *args: Any) -> int:
         _check_ms(ms)
+        _check_no_alarm("after")
         return self._loop("after").user_after(ms, callback, *args)
 
     def clear_timer(self, timer_id: int) -> bool:
@@ -347,6 +350,12 @@ class Server:
     getManagerPid = alias("get_manager_pid")
     getMasterPid = alias("get_master_pid")
     taskworker = alias("task_worker")
+
+
+def _check_no_alarm(what: str) -> None:
+    """Contract §6: Process.alarm() and timers exclude each other."""
+    if alarm_armed():
+        raise ContextError(f"{what}(): Process.alarm() is armed in this process; timers and alarm cannot be combined")
 
 
 def _check_ms(ms: Any) -> None:
