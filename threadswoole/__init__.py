@@ -31,6 +31,7 @@ from threadswoole import errors as _errors
 globals().update({name: getattr(_errors, name) for name in _error_names if name.startswith("SWOOLE_ERROR_")})
 from threadswoole.server import Port, Server
 from threadswoole.timer import Event, Timer
+from threadswoole.client import Client
 
 __version__ = "0.1.0"
 
@@ -57,6 +58,7 @@ def set_process_name(name: str) -> bool:
 __all__ = [
     "Server",
     "Port",
+    "Client",
     "Timer",
     "Event",
     "cpu_num",
