@@ -619,3 +619,20 @@ def test_tcp6_requires_an_ipv6_address() -> None:
 def test_unix_connect_to_a_missing_path(tmp_path) -> None:
     client = Client(SWOOLE_SOCK_UNIX_STREAM)
     assert client.connect(str(tmp_path / "nobody.sock")) is False and client.err_code == errno.ENOENT
+
+
+def test_bind_failure_is_false_with_errno(plain) -> None:
+    server = plain(echo_until_eof)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        client = Client(SWOOLE_SOCK_TCP)
+        client.set(bind_address="127.0.0.1", bind_port=taken.getsockname()[1])
+        assert client.connect("127.0.0.1", server.port, 2.0) is False and client.err_code == errno.EADDRINUSE
+        bound = Client(SWOOLE_SOCK_TCP)
+        bound.set(bind_address="127.0.0.1", bind_port=0, open_tcp_nodelay=True, socket_buffer_size=1 << 20)
+        assert bound.connect("127.0.0.1", server.port, 2.0) and bound.send(b"x") == 1 and bound.recv() == b"x"
+        bound.close()
+    finally:
+        taken.close()

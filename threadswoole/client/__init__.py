@@ -34,13 +34,12 @@ import errno
 import os
 import socket
 import ssl
-import tempfile
 import weakref
 from typing import Any, Literal, Mapping
 
 from threadswoole._aliases import alias
 from threadswoole._context import set_error, unstarted_server
-from threadswoole.client import _keep
+from threadswoole.client import _keep, _socket
 from threadswoole.client._settings import validate
 from threadswoole.constants import SWOOLE_KEEP, SWOOLE_SSL, SockType
 from threadswoole.errors import ConfigError, ErrorCode, StateError
@@ -53,12 +52,7 @@ SSL_VERIFY_FAILED = 1013
 SSL_HANDSHAKE_FAILED = 1017
 CLIENT_NO_CONNECTION = 5001
 
-_STREAM = {SockType.SWOOLE_SOCK_TCP, SockType.SWOOLE_SOCK_TCP6, SockType.SWOOLE_SOCK_UNIX_STREAM}
-_FAMILY = {
-    SockType.SWOOLE_SOCK_TCP: socket.AF_INET, SockType.SWOOLE_SOCK_UDP: socket.AF_INET,
-    SockType.SWOOLE_SOCK_TCP6: socket.AF_INET6, SockType.SWOOLE_SOCK_UDP6: socket.AF_INET6,
-    SockType.SWOOLE_SOCK_UNIX_STREAM: socket.AF_UNIX, SockType.SWOOLE_SOCK_UNIX_DGRAM: socket.AF_UNIX,
-}  # fmt: skip
+_STREAM = _socket.STREAM_TYPES
 _RECV_CHUNK = 65536
 
 
@@ -228,64 +222,23 @@ class Client:
         return True
 
     def _resolve(self, host: str, port: int) -> Any:
-        family = _FAMILY[self.type]
-        kind = socket.SOCK_STREAM if self.type in _STREAM else socket.SOCK_DGRAM
-        try:
-            infos = socket.getaddrinfo(host, port, family, kind)
-        except (socket.gaierror, UnicodeError):
-            return None
-        return infos[0][4] if infos else None
+        return _socket.resolve(self.type, host, port)
 
     def _open(self) -> Any:
         """A new socket of the client's type, bound and tuned as set() says; None (+ err_code) on failure."""
-        kind = socket.SOCK_STREAM if self.type in _STREAM else socket.SOCK_DGRAM
-        sock = socket.socket(_FAMILY[self.type], kind)
-        link = _keep.Link(sock)
-        settings = self._settings
         try:
-            sock.settimeout(self._timeout)
-            size = settings.get("socket_buffer_size")
-            if size:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-            if settings.get("open_tcp_nodelay") and self.type in (SockType.SWOOLE_SOCK_TCP, SockType.SWOOLE_SOCK_TCP6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.type == SockType.SWOOLE_SOCK_UNIX_DGRAM:
-                # A datagram peer can only answer to a bound address: bind a private path (removed on close).
-                path = settings.get("bind_address") or tempfile.mktemp(prefix="threadswoole-client-", suffix=".sock")
-                sock.bind(path)
-                link.unix_path = path
-            elif "bind_address" in settings or "bind_port" in settings:
-                sock.bind((settings.get("bind_address", ""), settings.get("bind_port", 0)))
+            return _socket.open_link(self.type, self._settings, self._timeout)
         except OSError as exc:
-            link.close()
             self._fail(exc.errno or errno.EIO)
             return None
-        return link
 
     def _tls(self, sock: socket.socket, host: str) -> ssl.SSLSocket:
-        """Wrap the connected socket and run the handshake (within the connect timeout)."""
-        settings = self._settings
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        verify = settings.get("ssl_verify_peer", False)
-        context.check_hostname = bool(verify) and self.type != SockType.SWOOLE_SOCK_UNIX_STREAM
-        context.verify_mode = ssl.CERT_REQUIRED if verify else ssl.CERT_NONE
         try:
-            if verify:
-                if settings.get("ssl_cafile") or settings.get("ssl_capath"):
-                    context.load_verify_locations(settings.get("ssl_cafile"), settings.get("ssl_capath"))
-                else:
-                    context.load_default_certs()
-            if settings.get("ssl_cert_file"):
-                context.load_cert_chain(settings["ssl_cert_file"], settings.get("ssl_key_file"))
-            if settings.get("ssl_ciphers"):
-                context.set_ciphers(settings["ssl_ciphers"])
-        except (OSError, ssl.SSLError) as exc:
-            raise_config = ConfigError(f"client TLS settings: {exc}")
+            context = _socket.tls_context(self._settings)
+        except ConfigError:
             self._drop()
-            raise raise_config from None
-        server_name = settings.get("ssl_host_name") or (host if self.type != SockType.SWOOLE_SOCK_UNIX_STREAM else None)
-        return context.wrap_socket(sock, server_hostname=server_name)
+            raise
+        return _socket.tls_wrap(context, sock, self.type, host, self._settings)
 
     # -- sending --------------------------------------------------------------------------------------
     def send(self, data: Any) -> int | Literal[False]:

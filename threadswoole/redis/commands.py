@@ -160,10 +160,30 @@ class CommandTable:
         """Run pipelined commands in order; return all their replies as one write (None: nothing)."""
         session = self.session(fd)
         replies = session.pending = []
+        handlers = self._handlers
+        append = replies.append
         try:
             for args in commands:
                 if session.closing:
                     break
+                # The common case inline (a handler found under the name as sent, bytes returned);
+                # everything else goes through _run.
+                handler = handlers.get(args[0])
+                if handler is not None:
+                    try:
+                        result = handler(server, fd, args[1:])
+                    except Exception as exc:
+                        self._handler_failed(exc, args, replies)
+                        continue
+                    else:
+                        if type(result) is bytes:
+                            if result:
+                                append(result)
+                            continue
+                        if result is None:
+                            continue
+                        self._keep_result(result, replies)
+                        continue
                 self._run(server, fd, args, session, replies)
         finally:
             session.pending = None
@@ -188,14 +208,24 @@ class CommandTable:
                 return
         try:
             result = handler(server, fd, args[1:])
-        except Exception as exc:  # the client must still get one reply per command
-            self.error_hook(exc, args)
-            replies.append(b"-ERR internal error in the '" + _printable(name) + b"' handler\r\n")
+        except Exception as exc:
+            self._handler_failed(exc, args, replies)
             return
         if type(result) is bytes:
             if result:
                 replies.append(result)
-        elif isinstance(result, (bytearray, memoryview)):
+        else:
+            self._keep_result(result, replies)
+
+    def _handler_failed(self, exc: Exception, args: list[bytes], replies: list[bytes]) -> None:
+        """The client must still get one reply per command: an error, while the hook logs the exception."""
+        self.error_hook(exc, args)
+        replies.append(b"-ERR internal error in the '" + _printable(args[0]) + b"' handler\r\n")
+
+    @staticmethod
+    def _keep_result(result: Any, replies: list[bytes]) -> None:
+        """A handler's return value other than bytes: str and bytes-like are sent; anything else is not."""
+        if isinstance(result, (bytearray, memoryview)):
             replies.append(bytes(result))
         elif isinstance(result, str):
             replies.append(result.encode("utf-8"))
