@@ -3,8 +3,15 @@
     from threadswoole import redis
 
     server = redis.Server("127.0.0.1", 6379, threadswoole.SWOOLE_BASE)
-    server.set_handler("GET", lambda srv, fd, args: redis.format(redis.STRING, store.get(args[0])))
+
+    def get(server, fd, args):                  # args: what follows the command name, as bytes
+        value = store.get(args[0])
+        return redis.format(redis.NIL) if value is None else redis.format(redis.STRING, value)
+
+    server.set_handler("GET", get)              # returned bytes are the reply; None sends nothing
     server.start()
+
+A complete example: examples/redis_kv.py.
 
 This package holds the parts that need no server: the reply type codes and `format`
 (threadswoole.protocol.resp), and the `CommandTable` that `redis.Server` dispatches through.
