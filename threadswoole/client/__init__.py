@@ -188,9 +188,13 @@ class Client:
             address = self._resolve(host, port)
             if address is None:
                 return self._fail(DNSLOOKUP_RESOLVE_FAILED)
-        link = self._open() if self._link() is None else self._link()
+        link = self._link()
         if link is None:
-            return False
+            link = self._open()
+            if link is None:
+                return False
+        else:
+            link.sock.settimeout(self._timeout)  # a datagram socket made earlier by sendto()
         self._holder[0] = link
         sock = link.sock
         try:
