@@ -32,6 +32,7 @@ globals().update({name: getattr(_errors, name) for name in _error_names if name.
 from threadswoole.server import Port, Server
 from threadswoole.timer import Event, Timer
 from threadswoole.process import Process, set_process_name
+from threadswoole.client import Client
 
 __version__ = "0.1.0"
 
@@ -44,6 +45,7 @@ def cpu_num() -> int:
 __all__ = [
     "Server",
     "Port",
+    "Client",
     "Timer",
     "Event",
     "Process",

@@ -7,6 +7,7 @@ starts; code outside any server sees the defaults (role "none", worker_id -1).
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any
 
 ROLE_NONE = "none"
@@ -50,3 +51,31 @@ def set_error(code: int) -> bool:
     """Record `code` as the last error of this worker and return False (the R3 failure value)."""
     _context.last_error = code
     return False
+
+
+# Servers built in this process whose start() has not run yet. A Client may only be made inside
+# a running server's callbacks, never between a Server's constructor and its start() (contract
+# §12, seed 004); the Server constructor reports itself here and start() takes it out again.
+_unstarted: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def server_created(server: Any) -> None:
+    """A Server was constructed in this process (it is "not started" until `server_started`)."""
+    _unstarted.add(server)
+
+
+def server_started(server: Any) -> None:
+    """`server.start()` is running (or has run): it no longer counts as not started."""
+    _unstarted.discard(server)
+
+
+def unstarted_server() -> Any:
+    """A Server of this process built but not started, or None (unreferenced ones are collected first)."""
+    if not _unstarted:
+        return None
+    import gc
+
+    gc.collect()  # a server nobody holds may still sit in a reference cycle: only live ones count
+    for server in _unstarted:
+        return server
+    return None

@@ -13,7 +13,7 @@ import types
 from typing import Any, Callable, Mapping
 
 from threadswoole._aliases import alias
-from threadswoole._context import ROLE_MANAGER, ROLE_NONE, current
+from threadswoole._context import ROLE_MANAGER, ROLE_NONE, current, server_created, server_started
 from threadswoole._context import _context as _local
 from threadswoole.constants import SWOOLE_BASE, SWOOLE_SOCK_TCP, Mode
 from threadswoole.errors import ContextError, StateError
@@ -48,6 +48,7 @@ class Server:
         self._driver: Any = None
         self.master_pid = 0
         self.manager_pid = 0
+        server_created(self)  # until start(): no Client may be made in this process (§12)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.mode.name} {self.host}:{self.port} {self._phase}>"
@@ -143,6 +144,7 @@ class Server:
             driver = make_driver(self, self._settings, self._callbacks)  # validates; raises before the phase changes
             self._phase = RUNNING
             self._driver = driver
+            server_started(self)
         try:
             return driver.run()
         except OSError as exc:

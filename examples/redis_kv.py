@@ -1,0 +1,252 @@
+"""A small Redis-compatible key-value server written against threadswoole's documented API.
+
+    python3 examples/redis_kv.py --port 6380 --mode thread --workers 4
+    redis-cli -p 6380 set greeting hello ex 60
+    redis-benchmark -p 6380 -t set,get -n 100000 -P 16
+
+Commands: PING, ECHO, GET, SET (EX/PX, NX/XX), DEL, INCR, EXPIRE, TTL, KEYS (glob), DBSIZE,
+FLUSHALL/FLUSHDB, CONFIG GET (what redis-benchmark asks for), COMMAND (empty), QUIT; HELLO is
+built into redis.Server. Replies and error texts are Redis's.
+
+The data lives in one `KeyValueStore` per process. In SWOOLE_THREAD mode every worker thread
+shares it (a lock guards it), so any --workers works. In SWOOLE_BASE and SWOOLE_PROCESS each
+worker process has its own copy, so use --workers 1 there, until the store moves into a
+`threadswoole.Table` (shared memory) that all processes see.
+
+The handlers are plain methods `(server, fd, args) -> reply bytes`, so they can be called
+(and tested) without a server; `register()` puts them in anything with `set_handler`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import threading
+import time
+from typing import Any, Callable
+
+from threadswoole import redis
+
+_INT64 = (-(2**63), 2**63 - 1)
+OK = redis.format(redis.STATUS)
+NIL = redis.format(redis.NIL)
+
+
+def error(text: str) -> bytes:
+    return redis.format(redis.ERROR, text)  # type: ignore[return-value]
+
+
+def wrong_arity(command: str) -> bytes:
+    return error(f"ERR wrong number of arguments for '{command}' command")
+
+
+NOT_AN_INTEGER = error("ERR value is not an integer or out of range")
+SYNTAX = error("ERR syntax error")
+
+
+def parse_int(data: bytes) -> int | None:
+    """A Redis integer argument: canonical decimal, signed 64-bit."""
+    try:
+        value = int(data)
+    except ValueError:
+        return None
+    if b"%d" % value != data or not _INT64[0] <= value <= _INT64[1]:
+        return None
+    return value
+
+
+class KeyValueStore:
+    """Keys -> (value, expiry time or None); expired keys vanish when touched (as Redis's lazy expiry)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._data: dict[bytes, tuple[bytes, float | None]] = {}
+        self._lock = threading.Lock()  # THREAD mode: every worker thread calls in
+        self._clock = clock
+
+    # -- helpers (call with the lock held) ---------------------------------------------------------
+    def _live(self, key: bytes, now: float) -> tuple[bytes, float | None] | None:
+        entry = self._data.get(key)
+        if entry is not None and entry[1] is not None and entry[1] <= now:
+            del self._data[key]
+            return None
+        return entry
+
+    def _purge(self, now: float) -> None:
+        for key in [k for k, (_, at) in self._data.items() if at is not None and at <= now]:
+            del self._data[key]
+
+    # -- commands -------------------------------------------------------------------------------------
+    def ping(self, server: Any, fd: int, args: list[bytes]) -> bytes:
+        if len(args) > 1:
+            return wrong_arity("ping")
+        return redis.format(redis.STRING, args[0]) if args else redis.format(redis.STATUS, "PONG")  # type: ignore[return-value]
+
+    def echo(self, server: Any, fd: int, args: list[bytes]) -> bytes:
+        if len(args) != 1:
+            return wrong_arity("echo")
+        return redis.format(redis.STRING, args[0])  # type: ignore[return-value]
+
+    def get(self, server: Any, fd: int, args: list[bytes]) -> bytes:
+        if len(args) != 1:
+            return wrong_arity("get")
+        with self._lock:
+            entry = self._live(args[0], self._clock())
+        return NIL if entry is None else redis.format(redis.STRING, entry[0])  # type: ignore[return-value]
+
+    def set(self, server: Any, fd: int, args: list[bytes]) -> bytes:
+        """SET key value [NX | XX] [EX seconds | PX milliseconds]."""
+        if len(args) < 2:
+            return wrong_arity("set")
+        key, value = args[0], args[1]
+        ttl: float | None = None
+        condition = None
+        options = [a.upper() for a in args[2:]]
+        i = 0
+        while i < len(options):
+            option = options[i]
+            if option in (b"NX", b"XX") and condition in (None, option):
+                condition = option
+            elif option in (b"EX", b"PX") and ttl is None and i + 1 < len(options):
+                amount = parse_int(args[2 + i + 1])
+                if amount is None:
+                    return NOT_AN_INTEGER
+                if amount <= 0:
+                    return error("ERR invalid expire time in 'set' command")
+                ttl = amount if option == b"EX" else amount / 1000
+                i += 1
+            else:
+                return SYNTAX
+            i += 1
+        with self._lock:
+            now = self._clock()
+            exists = self._live(key, now) is not None
+            if (condition == b"NX" and exists) or (condition == b"XX" and not exists):
+                return NIL
+            self._data[key] = (value, None if ttl is None else now + ttl)
+        return OK
+
+    def delete(self, server: Any, fd: int, args: list[bytes]) -> bytes:
+        if not args:
+            return wrong_arity("del")
+        with self._lock:
+            now = self._clock()
+            removed = sum(1 for key in args if self._live(key, now) is not None and self._data.pop(key, None))
+        return redis.format(redis.INT, removed)  # type: ignore[return-value]
+
+    def incr(self, server: Any, fd: int, args: list[bytes]) -> bytes:
+        if len(args) != 1:
+            return wrong_arity("incr")
+        with self._lock:
+            entry = self._live(args[0], self._clock())
+            value, expires = (b"0", None) if entry is None else entry
+            number = parse_int(value)
+            if number is None:
+                return NOT_AN_INTEGER
+            if number == _INT64[1]:
+                return error("ERR increment or decrement would overflow")
+            self._data[args[0]] = (b"%d" % (number + 1), expires)
+        return redis.format(redis.INT, number + 1)  # type: ignore[return-value]
+
+    def expire(self, server: Any, fd: int, args: list[bytes]) -> bytes:
+        if len(args) != 2:
+            return wrong_arity("expire")
+        seconds = parse_int(args[1])
+        if seconds is None:
+            return NOT_AN_INTEGER
+        with self._lock:
+            now = self._clock()
+            entry = self._live(args[0], now)
+            if entry is None:
+                return redis.format(redis.INT, 0)  # type: ignore[return-value]
+            if seconds <= 0:
+                del self._data[args[0]]
+            else:
+                self._data[args[0]] = (entry[0], now + seconds)
+        return redis.format(redis.INT, 1)  # type: ignore[return-value]
+
+    def ttl(self, server: Any, fd: int, args: list[bytes]) -> bytes:
+        if len(args) != 1:
+            return wrong_arity("ttl")
+        with self._lock:
+            now = self._clock()
+            entry = self._live(args[0], now)
+        if entry is None:
+            return redis.format(redis.INT, -2)  # type: ignore[return-value]
+        if entry[1] is None:
+            return redis.format(redis.INT, -1)  # type: ignore[return-value]
+        return redis.format(redis.INT, max(0, round(entry[1] - now)))  # type: ignore[return-value]
+
+    def keys(self, server: Any, fd: int, args: list[bytes]) -> bytes:
+        if len(args) != 1:
+            return wrong_arity("keys")
+        pattern = args[0].decode("latin-1")
+        with self._lock:
+            self._purge(self._clock())
+            found = [k for k in self._data if fnmatch.fnmatchcase(k.decode("latin-1"), pattern)]
+        return redis.format(redis.SET, found)  # type: ignore[return-value]
+
+    def dbsize(self, server: Any, fd: int, args: list[bytes]) -> bytes:
+        if args:
+            return wrong_arity("dbsize")
+        with self._lock:
+            self._purge(self._clock())
+            return redis.format(redis.INT, len(self._data))  # type: ignore[return-value]
+
+    def flushall(self, server: Any, fd: int, args: list[bytes]) -> bytes:
+        with self._lock:
+            self._data.clear()
+        return OK
+
+    def config(self, server: Any, fd: int, args: list[bytes]) -> bytes:
+        """CONFIG GET <glob>: redis-benchmark asks for "save" and "appendonly" before it starts."""
+        if len(args) != 2 or args[0].upper() != b"GET":
+            return error("ERR CONFIG subcommand must be GET here")
+        known = {"save": "", "appendonly": "no", "databases": "1"}
+        pattern = args[1].decode("latin-1").lower()
+        pairs = [item for name, value in known.items() if fnmatch.fnmatchcase(name, pattern) for item in (name, value)]
+        return redis.format(redis.SET, pairs)  # type: ignore[return-value]
+
+    def command(self, server: Any, fd: int, args: list[bytes]) -> bytes:
+        """COMMAND (and COMMAND DOCS, which redis-cli asks for): nothing to describe."""
+        return redis.format(redis.SET, [])  # type: ignore[return-value]
+
+    def quit(self, server: Any, fd: int, args: list[bytes]) -> bytes:
+        """+OK, then the connection is closed (redis.Server closes it once the reply is written)."""
+        server.close(fd)
+        return OK
+
+
+HANDLERS = {
+    "PING": "ping", "ECHO": "echo", "GET": "get", "SET": "set", "DEL": "delete", "INCR": "incr",
+    "EXPIRE": "expire", "TTL": "ttl", "KEYS": "keys", "DBSIZE": "dbsize", "FLUSHALL": "flushall",
+    "FLUSHDB": "flushall", "CONFIG": "config", "COMMAND": "command", "QUIT": "quit",
+}  # fmt: skip
+
+
+def register(target: Any, store: KeyValueStore) -> None:
+    """`target.set_handler(name, handler)` for every command (a redis.Server or a redis.CommandTable)."""
+    for name, method in HANDLERS.items():
+        target.set_handler(name, getattr(store, method))
+
+
+def main(argv: list[str] | None = None) -> None:
+    import threadswoole
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=6380)
+    parser.add_argument("--mode", choices=("base", "process", "thread"), default="base")
+    parser.add_argument("--workers", type=int, default=1)
+    options = parser.parse_args(argv)
+    mode = {"base": threadswoole.SWOOLE_BASE, "process": threadswoole.SWOOLE_PROCESS, "thread": threadswoole.SWOOLE_THREAD}[options.mode]
+    if options.workers > 1 and options.mode != "thread":
+        parser.error("each worker process would have its own data: use --mode thread for several workers (until Table lands)")
+    server = redis.Server(options.host, options.port, mode)  # type: ignore[attr-defined]
+    server.set({"worker_num": options.workers})
+    register(server, KeyValueStore())
+    print(f"redis_kv on {options.host}:{options.port} ({options.mode}, {options.workers} worker(s))", flush=True)
+    server.start()
+
+
+if __name__ == "__main__":
+    main()
