@@ -114,9 +114,10 @@ def unavailable(name: str, install: bool = True) -> Optional[str]:
 
 
 def bench_one(name: str, *, framing: str, host: str = "127.0.0.1", install: bool = True,
-              **load: Any) -> dict:
+              settle_first: bool = True, **load: Any) -> dict:
     """Start server ``name``, load it, stop it; return its figures (``ok`` False + ``error``
-    on failure; ``skipped`` set when it cannot run here)."""
+    on failure; ``skipped`` set when it cannot run here). ``settle_first``: one connection
+    opened and closed before the load (``stress._net.settle``: the steady state)."""
     module, args = server_command(name, framing)
     row: dict[str, Any] = {"name": name, "ok": False, "error": "", "skipped": None, "test": ""}
     why = unavailable(name, install)
@@ -128,7 +129,8 @@ def bench_one(name: str, *, framing: str, host: str = "127.0.0.1", install: bool
     sampler: Optional[Sampler] = None
     try:
         port = srv.start()
-        settle((host, port))
+        if settle_first:
+            settle((host, port))
         sampler = Sampler(srv.tree)
         sampler.start()
         res = run_load((host, port), framing=framing, on_window=sampler.set_window, **load)
@@ -191,7 +193,8 @@ def run_bench(servers: list[str], *, workload: str = "echo", duration: float = 1
               connections: int = 100, size: int = 64, pattern: str = "reqresp",
               pipeline_depth: int = 16, framing: Optional[str] = None, warmup: float = 1.0,
               processes: Optional[int] = None, repeat: int = 1, peer: Optional[str] = "asyncio",
-              host: str = "127.0.0.1", progress: bool = False, install: bool = True) -> list[dict]:
+              host: str = "127.0.0.1", progress: bool = False, install: bool = True,
+              settle_first: bool = True) -> list[dict]:
     """Benchmark ``servers`` (names from SERVERS) in turn; return one dict per server.
 
     With ``repeat`` > 1 the servers alternate (A B A B ...) and each figure is the
@@ -212,7 +215,8 @@ def run_bench(servers: list[str], *, workload: str = "echo", duration: float = 1
         for name in servers:
             if rnd and runs[name][-1].get("skipped"):
                 continue
-            row = bench_one(name, framing=server_framing(name, fr), host=host, install=install, **load)
+            row = bench_one(name, framing=server_framing(name, fr), host=host, install=install,
+                            settle_first=settle_first, **load)
             runs[name].append(row)
             if progress:
                 print("  ..", format_row(row), flush=True, file=sys.stderr)
@@ -260,7 +264,7 @@ def _header(workload: str, params: dict, load: Optional[tuple], seconds: float) 
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from stress import benchkit
+    from stress import benchreport
     from stress.workloads import all_workloads
 
     workloads = all_workloads()
@@ -298,7 +302,7 @@ def main(argv: Optional[list[str]] = None) -> int:
            "sections": [{"title": t, "rows": rows} for t, rows, _p in rep.sections],
            "targets": [v.__dict__ for v in rep.verdicts], "notes": rep.notes}
     if not a.no_save:
-        print(f"results: {benchkit.save(w.name, doc, lines)}")
+        print(f"results: {benchreport.save(w.name, doc, lines)}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(doc, f, indent=1, default=str)

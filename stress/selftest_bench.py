@@ -13,7 +13,7 @@ import shutil
 import time
 from typing import Callable
 
-from stress import benchkit, cgen, peers
+from stress import benchkit, benchreport, cgen, peers
 from stress.benchkit import Phase, Spec
 from stress.drivers import cgen_phase, http_probe, parse_redis_csv, parse_wrk, wrk_phase
 
@@ -68,7 +68,7 @@ def run(check: Check) -> None:
         check("C generator drives the epoll echo (counts, no errors, CPU charged)",
               x["ok"] and x["requests"] > 1000 and x["errors"] == 0 and x["cpu_s"] > 0.05
               and abs(x["rps"] * x["duration"] - x["requests"]) < 0.02 * x["requests"] and _clean(rows),
-              benchkit.format_brief(x) + f"; cpu {x.get('cpu_s')}")
+              benchreport.format_brief(x) + f"; cpu {x.get('cpu_s')}")
 
     skip = Spec("skipper", ("{python}", "-m", "stress.selftest", "serve-skip"))
     rows = benchkit.measure(skip, [Phase(lambda h, p: {"requests": 1})])
@@ -80,7 +80,7 @@ def run(check: Check) -> None:
     if shutil.which("wrk"):
         rows = benchkit.measure(probed, [wrk_phase(duration=1.0, warmup=0, connections=20)])
         check("probe-started server measured with wrk", rows[0]["ok"] and rows[0]["requests"] > 100
-              and rows[0]["errors"] == 0 and _clean(rows), benchkit.format_brief(rows[0]))
+              and rows[0]["errors"] == 0 and _clean(rows), benchreport.format_brief(rows[0]))
     wrong = Spec("wrong-body", probed.cmd, probe=http_probe(b"something else"), start_timeout=3.0)
     t0 = time.monotonic()
     rows = benchkit.measure(wrong, [Phase(lambda h, p: {"requests": 1})])
@@ -94,12 +94,12 @@ def run(check: Check) -> None:
     rows = benchkit.measure(tasks, [Phase(lambda h, p, srv: _result(srv, 30), self_driven=True)])
     x = rows[0]
     check("self-driven contender: RESULT read, its CPU charged", x["ok"] and x["requests"] > 100
-          and (x["cpu_s"] or 0) > 0.2 and _clean(rows), benchkit.format_brief(x) + f"; cpu {x.get('cpu_s')}")
+          and (x["cpu_s"] or 0) > 0.2 and _clean(rows), benchreport.format_brief(x) + f"; cpu {x.get('cpu_s')}")
 
     fake = [{"name": "a", "test": "", "ok": True, "req_per_cpu_s": 150.0},
             {"name": "b", "test": "", "ok": True, "req_per_cpu_s": 100.0},
             {"name": "c", "test": "", "ok": False, "skipped": "absent"}]
-    v = benchkit.evaluate(fake, [("a", "b", "req_per_cpu_s", 1.4, ""), ("a", "b", "req_per_cpu_s", 1.6, ""),
+    v = benchreport.evaluate(fake, [("a", "b", "req_per_cpu_s", 1.4, ""), ("a", "b", "req_per_cpu_s", 1.6, ""),
                                  ("c", "b", "req_per_cpu_s", 1.0, "")])
     check("targets evaluate to PASS / FAIL / SKIP", [x.status for x in v] == ["PASS", "FAIL", "SKIP"]
           and abs(v[0].ratio - 1.5) < 1e-9 and "absent" in v[2].detail, str([(x.status, x.ratio) for x in v]))

@@ -1,7 +1,7 @@
 """The benchmark workloads of ``python -m stress.bench`` (one module per protocol).
 
 Each entry of ``WORKLOADS`` is a ``Workload``: its name (the CLI's sub-command), a line
-of help, ``configure(parser)`` adding its options, and ``run(args) -> benchkit.Report``.
+of help, ``configure(parser)`` adding its options, and ``run(args) -> benchreport.Report``.
 Add a workload: a module here defining ``Workload`` objects, listed in ``_MODULES``.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-from stress.benchkit import Report
+from stress.benchreport import Report
 
 
 @dataclass(frozen=True)

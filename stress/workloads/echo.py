@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 
-from stress import benchkit, cgen
+from stress import benchkit, benchreport, cgen
 from stress.bench import SERVERS, run_bench, workload_framing
-from stress.benchkit import Report, Spec
+from stress.benchkit import Spec
+from stress.benchreport import Report
 from stress.drivers import cgen_phase
 from stress.thresholds import BENCH_TARGETS
 from stress.workloads import Workload, apply_quick, common_options, names
@@ -75,17 +76,17 @@ def run(a: argparse.Namespace) -> Report:
             r.setdefault("test", "")
             r.setdefault("skipped", None)
             r["note"] = NOTES.get(r["name"], "")
-        benchkit.add_ratios(rows, [a.peer])
+        benchreport.add_ratios(rows, [a.peer])
         fr = workload_framing(servers, a.framing)
         rep.sections.append((f"echo, Python generator (verified byte for byte): {a.size} B, "
                              f"{a.pattern}, framing {fr}", rows, [a.peer]))
     if a.regime in ("both", "c"):
         print("== echo, C generator ...", flush=True)
         rows = _c_regime(a, servers)
-        benchkit.add_ratios(rows, PEERS)
+        benchreport.add_ratios(rows, PEERS)
         rep.sections.append((f"echo, C generator (saturated): {a.size} B, {a.connections} connections, "
                              f"{a.gen_threads} generator thread(s)", rows, PEERS))
-        rep.verdicts = benchkit.evaluate(rows, BENCH_TARGETS["echo"])
+        rep.verdicts = benchreport.evaluate(rows, BENCH_TARGETS["echo"])
     rep.notes += [f"{n}: {NOTES[n]}" for n in servers if n in NOTES]
     rep.notes.append("req/cpu-s = requests / CPU seconds of the server's whole process tree in the "
                      "measured window (psutil); x peer = ratio of medians from the same run.")

@@ -26,8 +26,9 @@ import subprocess
 import sys
 from typing import Optional
 
-from stress import benchkit
-from stress.benchkit import ROOT, Report, Spec
+from stress import benchkit, benchreport
+from stress.benchkit import ROOT, Spec
+from stress.benchreport import Report
 from stress.drivers import http_probe, wrk_missing, wrk_phase
 from stress.thresholds import BENCH_TARGETS
 from stress.workloads import Workload, apply_quick, common_options, names
@@ -140,12 +141,12 @@ def _make(name: str, table: dict[str, Spec], peers_: list[str], title: str, targ
         rows = benchkit.run_workload([table[n] for n in wanted], lambda spec: [phase], repeat=a.repeat,
                                      host=a.host, install=not a.no_install)
         shown = [p for p in peers_ if p in wanted]
-        benchkit.add_ratios(rows, shown)
+        benchreport.add_ratios(rows, shown)
         rep = Report(name, params)
         rep.sections.append((f"{title}: wrk, {a.connections} keep-alive connections, "
                              f"{a.gen_threads} wrk thread(s), {round(a.duration)} s", rows, shown))
         if targets:
-            rep.verdicts = benchkit.evaluate(rows, BENCH_TARGETS[targets])
+            rep.verdicts = benchreport.evaluate(rows, BENCH_TARGETS[targets])
         rep.notes += [f"{n}: {table[n].note}" for n in wanted]
         rep.notes.append("p50/p99: wrk --latency; req/cpu-s: requests / CPU seconds of the server's "
                          "whole process tree (psutil) during the wrk run.")

@@ -14,8 +14,9 @@ import argparse
 import os
 import tempfile
 
-from stress import benchkit
-from stress.benchkit import ROOT, Report, Spec
+from stress import benchkit, benchreport
+from stress.benchkit import ROOT, Spec
+from stress.benchreport import Report
 from stress.drivers import redis_phase, redis_probe, redis_tools_missing
 from stress.thresholds import BENCH_TARGETS
 from stress.workloads import Workload, common_options, names
@@ -73,13 +74,13 @@ def run(a: argparse.Namespace) -> Report:
     print("== redis ...", flush=True)
     rows = benchkit.run_workload([TABLE[n] for n in wanted], lambda s: phases, repeat=a.repeat,
                                  host=a.host, install=False)
-    benchkit.add_ratios(rows, ["redis-server"])
+    benchreport.add_ratios(rows, ["redis-server"])
     params = {"requests": a.requests, "requests_pipelined": pipelined, "clients": a.connections, "pipelines": pipelines, "tests": tests,
               "repeat": a.repeat}
     rep = Report("redis", params)
     rep.sections.append((f"redis-benchmark -n {a.requests} -c {a.connections} (one run per test and -P)",
                          rows, ["redis-server"]))
-    rep.verdicts = benchkit.evaluate(rows, BENCH_TARGETS["redis"])
+    rep.verdicts = benchreport.evaluate(rows, BENCH_TARGETS["redis"])
     rep.notes += [f"{n}: {TABLE[n].note}" for n in wanted]
     rep.notes.append("p50/p99 from redis-benchmark --csv; duration = requests / req/s; the -P 1 runs "
                      "of a slow server dominate the time (each test is one bounded subprocess).")

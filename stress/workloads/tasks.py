@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from stress import benchkit
-from stress.benchkit import Phase, Report
+from stress import benchkit, benchreport
+from stress.benchkit import Phase
+from stress.benchreport import Report
 from stress.workloads import Workload, apply_quick, common_options, names
 
 
@@ -71,7 +72,7 @@ def run(a: argparse.Namespace) -> Report:
     rows = benchkit.run_workload([table[n] for n in wanted], lambda s: [phase], repeat=a.repeat,
                                  install=False)
     peers_ = [p for p in ("executor-process", "executor-thread") if p in wanted]
-    benchkit.add_ratios(rows, peers_)
+    benchreport.add_ratios(rows, peers_)
     rep = Report("tasks", params)
     rep.sections.append((f"task round trips: {a.inflight} in flight to {a.task_workers} workers, "
                          f"{a.size}-byte echo", rows, peers_))

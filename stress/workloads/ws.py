@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import argparse
 
-from stress import benchkit, cgen
-from stress.benchkit import Phase, Report, Spec
+from stress import benchkit, benchreport, cgen
+from stress.benchkit import Phase, Spec
+from stress.benchreport import Report
 from stress.drivers import cgen_phase
 from stress.thresholds import BENCH_TARGETS
 from stress.workloads import Workload, apply_quick, common_options, names
@@ -44,10 +45,12 @@ TABLE = {t[0]: t[1:] for t in [
 PEERS = ["aiohttp", "websockets"]
 
 
-def spec(name: str, *extra: str) -> Spec:
+def spec(name: str, *extra: str, echo: bool = True) -> Spec:
+    """The server; ``echo``: driven by the C generator (the fan-out pool is Python)."""
     (module, *args), venv, needs, note = TABLE[name]
-    return benchkit.module_spec(name, module, *args, *extra, venv=venv, needs=(*needs, cgen.missing_reason)
-                                if not extra else needs, note=note)
+    if echo:
+        needs = (*needs, cgen.missing_reason)
+    return benchkit.module_spec(name, module, *args, *extra, venv=venv, needs=needs, note=note)
 
 
 def configure(ap: argparse.ArgumentParser) -> None:
@@ -73,13 +76,15 @@ def run(a: argparse.Namespace) -> Report:
     rows = benchkit.run_workload([spec(n) for n in wanted], lambda s: [phase], repeat=a.repeat,
                                  host=a.host, install=not a.no_install)
     shown = [p for p in PEERS if p in wanted]
-    benchkit.add_ratios(rows, shown)
+    benchreport.add_ratios(rows, shown)
     rep.sections.append((f"WebSocket echo, C generator: {a.size} B masked binary frames, "
                          f"{a.connections} connections, {a.gen_threads} generator thread(s)", rows, shown))
-    rep.verdicts = benchkit.evaluate(rows, BENCH_TARGETS["ws"])
+    rep.verdicts = benchreport.evaluate(rows, BENCH_TARGETS["ws"])
     if a.fanout > 0:
         print(f"== ws push fan-out to {a.fanout} clients ...", flush=True)
-        rep.notes += fanout_lines(_fanout(a, wanted), a.fanout) + [""]
+        fan = _fanout(a, wanted)
+        rep.notes += fanout_lines(fan, a.fanout) + [""]
+        rep.failures += [f"fan-out {r['name']}: {r['error']}" for r in fan if not r["ok"] and not r.get("skipped")]
     rep.notes += [f"{n}: {TABLE[n][-1]}" for n in wanted]
     return rep
 
@@ -89,8 +94,11 @@ def _fanout(a: argparse.Namespace, wanted: list[str]) -> list[dict]:
         res = run_fanout((host, port), a.fanout, rounds=a.fanout_rounds, size=a.size)
         res["requests"] = res["received"]
         res["errors"] = sum(r["mismatches"] + r["closed"] for r in res["rounds"]) + len(res["errors"])
+        if res["received"] < a.fanout:      # a client that never got the push: not a figure
+            raise RuntimeError(f"only {res['received']} of {a.fanout} clients got the push "
+                               f"(opened {res['opened']}, errors {res['errors']})")
         return res
-    specs = [spec(n, "--fanout", "--rlimit-nofile", str(a.fanout + 1024)) for n in wanted]
+    specs = [spec(n, "--fanout", "--rlimit-nofile", str(a.fanout + 1024), echo=False) for n in wanted]
     rows = benchkit.run_workload(specs, lambda s: [Phase(go, "fanout")], repeat=1, host=a.host,
                                  install=not a.no_install)
     return rows
@@ -103,11 +111,11 @@ def fanout_lines(rows: list[dict], clients: int) -> list[str]:
         if r.get("skipped") or not r["ok"]:
             out.append(f"{r['name']:<22} {'skipped: ' + r['skipped'] if r.get('skipped') else 'FAILED: ' + r['error']}")
             continue
-        rounds = ", ".join(benchkit._f(x["last_ms"], ".1f") for x in r.get("rounds", []))
+        rounds = ", ".join(benchreport.fmt(x["last_ms"], ".1f") for x in r.get("rounds", []))
         warn = f"  ERR={r['errors']}" if r.get("errors") else ""
-        out.append(f"{r['name']:<22} {benchkit._f(r.get('last_ms'), '.1f'):>9} "
-                   f"{benchkit._f(r.get('p50_ms'), '.1f'):>9} {r.get('received', 0):>9} "
-                   f"{benchkit._f(r.get('open_s'), '.1f'):>7}  {rounds}{warn}")
+        out.append(f"{r['name']:<22} {benchreport.fmt(r.get('last_ms'), '.1f'):>9} "
+                   f"{benchreport.fmt(r.get('p50_ms'), '.1f'):>9} {r.get('received', 0):>9} "
+                   f"{benchreport.fmt(r.get('open_s'), '.1f'):>7}  {rounds}{warn}")
     return out
 
 
