@@ -1,4 +1,8 @@
-"""Benchmark runner: the same echo load against several servers, one at a time.
+"""Benchmark runner: ``python -m stress.bench WORKLOAD`` (echo, http, http-blocking, wsgi,
+asgi, ws, redis, tasks; see ``stress/workloads/`` and stress/README.md).
+
+This module also holds the echo workload's Python-generator regime (``run_bench``,
+used by the suite's comparison scenario too) and the echo server table ``SERVERS``.
 
 Why: "is threadswoole fast?" only has an answer relative to a peer measured
 in the same run on the same machine. Each server is started as a subprocess
@@ -11,23 +15,25 @@ On a 2-core machine the load generator competes with the server for CPU, so
 requests/s partly measures the generator; *requests per server CPU-second*
 is the figure that shows the server's own cost.
 
-Add a server: one ``ServerSpec`` line in ``SERVERS``.
+Add a server: one ``ServerSpec`` line in ``SERVERS`` (``venv=True``: a peer run with the
+benchmark virtualenv's python, ``stress.peers``).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import re
-import shutil
+import os
+import platform
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from stress import peers
+from stress._net import settle
 from stress.loadgen import run_load
-from stress.proctree import Sampler, ServerError, ServerProcess
+from stress.proctree import Sampler, ServerError, ServerProcess, ServerSkipped
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class ServerSpec:
     module: str                      # under stress.servers
     args: tuple[str, ...] = ()
     framing: Optional[str] = None    # None: follows the workload's framing; else fixed
+    venv: bool = False               # a peer: runs with the benchmark virtualenv's python
 
 
 _TS = "threadswoole_echo"
@@ -53,6 +60,7 @@ SERVERS: dict[str, ServerSpec] = {
     "asyncio-w2": ServerSpec("asyncio_echo", ("--workers", "2")),      # pre-forked: 3 processes
     "asyncio-length": ServerSpec("asyncio_echo", (), "length"),
     "asyncio-64k": ServerSpec("asyncio_echo", ("--recv-size", "65536")),  # stdlib minus the 256 KiB reads
+    "uvloop": ServerSpec("asyncio_echo", ("--loop", "uvloop"), venv=True),  # same Protocol on uvloop
     "threaded": ServerSpec("threaded_echo"),
     "epoll": ServerSpec("epoll_echo"),
     "epoll-length": ServerSpec("epoll_echo", (), "length"),
@@ -62,7 +70,8 @@ SERVERS: dict[str, ServerSpec] = {
 
 NOTE = ("note: on a 2-core machine the load generator competes with the server for CPU, so "
         "requests/s is partly the generator's limit; requests per server CPU-second (req/cpu-s) "
-        "is the figure that shows the server's own cost.")
+        "is the figure that shows the server's own cost. Figures from a busy machine are "
+        "provisional: compare same-run ratios, re-measure in a quiet window.")
 
 # figures that are medianed over --repeat runs and compared to the peer
 FIGURES = ("rps", "p50_us", "p99_us", "p999_us", "peak_rss_mb", "cpu_s", "req_per_cpu_s",
@@ -91,14 +100,37 @@ def server_command(name: str, framing: str) -> tuple[str, list[str]]:
     return f"stress.servers.{spec.module}", [*spec.args, "--framing", framing]
 
 
-def bench_one(name: str, *, framing: str, host: str = "127.0.0.1", **load: Any) -> dict:
-    """Start server ``name``, load it, stop it; return its figures (``ok`` False + ``error`` on failure)."""
+def unavailable(name: str, install: bool = True) -> Optional[str]:
+    """Why server ``name`` cannot run here (the peer venv cannot be made), or None."""
+    if not SERVERS[name].venv or peers.ready():
+        return None
+    if not install:
+        return peers.missing_reason()
+    try:
+        peers.ensure()
+    except Exception as exc:
+        return f"peer virtualenv could not be created: {exc}"
+    return None
+
+
+def bench_one(name: str, *, framing: str, host: str = "127.0.0.1", install: bool = True,
+              settle_first: bool = True, **load: Any) -> dict:
+    """Start server ``name``, load it, stop it; return its figures (``ok`` False + ``error``
+    on failure; ``skipped`` set when it cannot run here). ``settle_first``: one connection
+    opened and closed before the load (``stress._net.settle``: the steady state)."""
     module, args = server_command(name, framing)
-    row: dict[str, Any] = {"name": name, "ok": False, "error": ""}
-    srv = ServerProcess(module, args, host=host)
+    row: dict[str, Any] = {"name": name, "ok": False, "error": "", "skipped": None, "test": ""}
+    why = unavailable(name, install)
+    if why:
+        row["skipped"] = why
+        return row
+    srv = ServerProcess(module, args, host=host,
+                        python=peers.python_path() if SERVERS[name].venv else None)
     sampler: Optional[Sampler] = None
     try:
         port = srv.start()
+        if settle_first:
+            settle((host, port))
         sampler = Sampler(srv.tree)
         sampler.start()
         res = run_load((host, port), framing=framing, on_window=sampler.set_window, **load)
@@ -122,6 +154,8 @@ def bench_one(name: str, *, framing: str, host: str = "127.0.0.1", **load: Any) 
             row["error"] = f"no request completed; {res.worker_errors} {srv.stderr_summary()}"
         else:
             row["ok"] = True
+    except ServerSkipped as exc:
+        row["skipped"] = str(exc)
     except ServerError as exc:
         row["error"] = f"server failed to start: {exc}"
         row["stderr"] = srv.stderr_final or ""
@@ -159,15 +193,15 @@ def run_bench(servers: list[str], *, workload: str = "echo", duration: float = 1
               connections: int = 100, size: int = 64, pattern: str = "reqresp",
               pipeline_depth: int = 16, framing: Optional[str] = None, warmup: float = 1.0,
               processes: Optional[int] = None, repeat: int = 1, peer: Optional[str] = "asyncio",
-              host: str = "127.0.0.1", progress: bool = False) -> list[dict]:
+              host: str = "127.0.0.1", progress: bool = False, install: bool = True,
+              settle_first: bool = True) -> list[dict]:
     """Benchmark ``servers`` (names from SERVERS) in turn; return one dict per server.
 
     With ``repeat`` > 1 the servers alternate (A B A B ...) and each figure is the
     median over the runs. Ratios ``rps_vs_peer`` / ``cpu_vs_peer`` are added when the
-    peer is in the list and succeeded.
+    peer is in the list and succeeded. A server that cannot run here is run once and
+    reported ``skipped``.
     """
-    if workload == "http":
-        return run_http(servers, duration=duration, connections=connections, host=host)
     if workload != "echo":
         raise ValueError(f"unknown workload {workload!r}")
     unknown = [n for n in servers if n not in SERVERS]
@@ -177,9 +211,12 @@ def run_bench(servers: list[str], *, workload: str = "echo", duration: float = 1
     load = dict(duration=duration, connections=connections, message_size=size, pattern=pattern,
                 pipeline_depth=pipeline_depth, processes=processes, warmup=warmup)
     runs: dict[str, list[dict]] = {n: [] for n in servers}
-    for _ in range(max(1, repeat)):
+    for rnd in range(max(1, repeat)):
         for name in servers:
-            row = bench_one(name, framing=server_framing(name, fr), host=host, **load)
+            if rnd and runs[name][-1].get("skipped"):
+                continue
+            row = bench_one(name, framing=server_framing(name, fr), host=host, install=install,
+                            settle_first=settle_first, **load)
             runs[name].append(row)
             if progress:
                 print("  ..", format_row(row), flush=True, file=sys.stderr)
@@ -198,42 +235,14 @@ def run_bench(servers: list[str], *, workload: str = "echo", duration: float = 1
     return rows
 
 
-# ---- HTTP workload hook (wrk) ------------------------------------------------
-HTTP_SERVERS: dict[str, ServerSpec] = {}   # add stdlib/threadswoole HTTP servers here
-
-
-def run_wrk(url: str, *, connections: int = 100, duration: float = 10.0, threads: int = 2) -> dict:
-    """Run ``wrk`` against a loopback URL; return requests/s and latency figures."""
-    if not re.match(r"^http://(127\.[0-9.]+|\[::1\]|localhost)(:\d+)?/", url):
-        raise ValueError("wrk is only ever pointed at loopback URLs")
-    if shutil.which("wrk") is None:
-        raise RuntimeError("wrk not on PATH")
-    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections),
-                          "-d", f"{int(max(1, duration))}s", "--latency", url],
-                         capture_output=True, text=True, timeout=duration + 30).stdout
-    unit = {"us": 1.0, "ms": 1e3, "s": 1e6}
-    lat = {p: float(v) * unit[u] for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)", out, re.M)}
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    return {"rps": float(m.group(1)) if m else None, "p50_us": lat.get("50"),
-            "p99_us": lat.get("99"), "raw": out}
-
-
-def run_http(servers: list[str], **params: Any) -> list[dict]:
-    """HTTP workload hook: wrk against HTTP servers from HTTP_SERVERS (none registered yet)."""
-    for name in servers:
-        if name.startswith("threadswoole"):
-            raise NotImplementedError("no HTTP server in threadswoole yet")
-        if name not in HTTP_SERVERS:
-            raise NotImplementedError(f"no HTTP server registered as {name!r} (see HTTP_SERVERS)")
-    raise NotImplementedError("HTTP benchmarking: register servers in HTTP_SERVERS and drive them with run_wrk")
-
-
 # ---- printing ----------------------------------------------------------------
 def _fmt(v: Any, spec: str = ".0f", none: str = "-") -> str:
     return none if v is None else format(v, spec)
 
 
 def format_row(r: dict) -> str:
+    if r.get("skipped"):
+        return f"{r['name']:<26} skipped: {r['skipped']}"
     if not r["ok"]:
         return f"{r['name']:<26} FAILED: {r['error'].strip()}"
     ratio = ""
@@ -246,44 +255,62 @@ def format_row(r: dict) -> str:
             + (f"  MISMATCH={r['mismatches']}" if r.get("mismatches") else ""))
 
 
+def _header(workload: str, params: dict, load: Optional[tuple], seconds: float) -> list[str]:
+    avg = " ".join(f"{x:.2f}" for x in load) if load else "?"
+    return [f"bench {workload}: {time.strftime('%Y-%m-%d %H:%M:%S')}, took {seconds:.0f} s; "
+            f"load average at start {avg}; CPython {platform.python_version()}, {os.cpu_count()} CPUs",
+            "params: " + ", ".join(f"{k}={v}" for k, v in params.items()),
+            NOTE]
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m stress.bench", description=__doc__.splitlines()[0])
-    ap.add_argument("workload", choices=("echo", "http"))
-    ap.add_argument("-d", "--duration", type=float, default=10.0)
-    ap.add_argument("-c", "--connections", type=int, default=100)
-    ap.add_argument("-s", "--size", type=int, default=64)
-    ap.add_argument("--servers", default="threadswoole-base,asyncio,epoll",
-                    help=f"comma-separated, from: {', '.join(SERVERS)}")
-    ap.add_argument("--peer", default="asyncio")
-    ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--pattern", choices=("reqresp", "pipelined"), default="reqresp")
-    ap.add_argument("--depth", type=int, default=16)
-    ap.add_argument("--framing", choices=("none", "length"), default=None)
-    ap.add_argument("--processes", type=int, default=None, help="load generator processes")
-    ap.add_argument("--warmup", type=float, default=1.0)
-    ap.add_argument("--host", default="127.0.0.1", help="loopback address the servers bind (127.0.0.1 or ::1)")
-    ap.add_argument("--json", help="write the figures to this file")
+    from stress import benchreport
+    from stress.workloads import all_workloads
+
+    workloads = all_workloads()
+    ap = argparse.ArgumentParser(prog="python -m stress.bench",
+                                 description="threadswoole against its peers, one workload per command; "
+                                             "see stress/README.md")
+    sub = ap.add_subparsers(dest="workload", required=True, metavar="WORKLOAD")
+    for w in workloads.values():
+        sp = sub.add_parser(w.name, help=w.help, description=w.help)
+        w.configure(sp)
+        sp.add_argument("--host", default="127.0.0.1", help="loopback address the servers bind")
+        sp.add_argument("--json", help="also write the figures to this file")
+        sp.add_argument("--no-save", action="store_true", help="do not write stress/results/bench-*")
+        sp.add_argument("--check-targets", action="store_true",
+                        help="exit status 3 when a recorded target (stress/thresholds.py) fails")
     a = ap.parse_args(argv)
-    names = [n.strip() for n in a.servers.split(",") if n.strip()]
+    w = workloads[a.workload]
+    try:
+        load_start = os.getloadavg()
+    except OSError:
+        load_start = None
     t0 = time.monotonic()
     try:
-        rows = run_bench(names, workload=a.workload, duration=a.duration, connections=a.connections,
-                         size=a.size, pattern=a.pattern, pipeline_depth=a.depth, framing=a.framing,
-                         warmup=a.warmup, processes=a.processes, repeat=a.repeat, peer=a.peer,
-                         host=a.host, progress=a.repeat > 1)
-    except (NotImplementedError, ValueError) as exc:
+        rep = w.run(a)
+    except ValueError as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    p = rows[0]["params"]
-    print(f"echo: {a.connections} conns, {a.size} B, {a.pattern}, framing {p['framing']}, "
-          f"{a.duration:g}s x{a.repeat} (median), peer {rows[0]['peer']}, {time.monotonic() - t0:.0f}s total")
-    for r in rows:
-        print(format_row(r))
-    print(NOTE)
+    if rep is None:               # --list
+        return 0
+    lines = _header(w.name, rep.params, load_start, time.monotonic() - t0) + rep.lines()
+    print("\n".join(lines))
+    doc = {"workload": w.name, "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "params": rep.params,
+           "load_at_start": load_start, "python": platform.python_version(),
+           "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+           "sections": [{"title": t, "rows": rows} for t, rows, _p in rep.sections],
+           "targets": [v.__dict__ for v in rep.verdicts], "notes": rep.notes}
+    if not a.no_save:
+        print(f"results: {benchreport.save(w.name, doc, lines)}")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump(rows, f, indent=1, default=str)
-    return 0 if all(r["ok"] for r in rows) else 1
+            json.dump(doc, f, indent=1, default=str)
+    if rep.failed():
+        return 1
+    if a.check_targets and any(v.status == "FAIL" for v in rep.verdicts):
+        return 3
+    return 0
 
 
 if __name__ == "__main__":

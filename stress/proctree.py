@@ -7,7 +7,11 @@ engineers run servers on the same machine, so stragglers are killed by PID,
 never by name).
 
 - ``ServerProcess.start`` runs ``python -m <module> --host H --port 0 ...`` and
-  waits (bounded) for its ``READY <port>`` line.
+  waits (bounded) for its ``READY <port>`` line (a ``SKIP <reason>`` line instead
+  raises ``ServerSkipped``: the server cannot run here, e.g. an API not written yet).
+  With ``cmd=`` it runs any command (a peer server from the benchmark virtualenv,
+  ``redis-server``...) on a port chosen by the caller, and ``start(port=, probe=)``
+  waits until ``probe(host, port)`` succeeds instead (a real request, not just a connect).
 - ``ProcTree`` remembers every descendant it has ever seen; ``rss()`` sums
   RSS over the live tree, ``cpu()`` sums user+system over the live tree plus
   the ``children_*`` times of children the tree already reaped (so a worker
@@ -21,14 +25,20 @@ import collections
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import psutil
+
+
+def _connects(host: str, port: int) -> Optional[str]:
+    with socket.create_connection((host, port), timeout=1.0):
+        return None
 
 
 class ProcTree:
@@ -132,9 +142,25 @@ class ServerError(RuntimeError):
     pass
 
 
+class ServerSkipped(ServerError):
+    """The server said ``SKIP <reason>`` instead of ``READY``: it cannot run here (not a failure)."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (bound to port 0, then released)."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 class ServerProcess:
-    def __init__(self, module: str, args: list[str], host: str = "127.0.0.1") -> None:
-        self.cmd = [sys.executable, "-m", module, "--host", host, "--port", "0", *args]
+    def __init__(self, module: str, args: list[str], host: str = "127.0.0.1", *,
+                 python: Optional[str] = None, cmd: Optional[list[str]] = None,
+                 env: Optional[dict[str, str]] = None) -> None:
+        self.cmd = cmd or [python or sys.executable, "-m", module, "--host", host, "--port", "0", *args]
+        self.host = host
+        self.extra_env = env or {}
         self.proc: Optional[subprocess.Popen] = None
         self.port = 0
         self.tree: Optional[ProcTree] = None
@@ -143,14 +169,21 @@ class ServerProcess:
         self.stop_status = ""
         self.stderr_final = ""
         self._drainer: Optional[threading.Thread] = None
+        self._new_line = threading.Condition()
+        self._stdout_eof = False
 
-    def start(self, timeout: float = 20.0) -> int:
+    def start(self, timeout: float = 20.0, port: Optional[int] = None,
+              probe: Optional[Callable[[str, int], Optional[str]]] = None) -> int:
+        """Start; wait for ``READY <port>``, or with ``port`` for ``probe`` to return None."""
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env.update(self.extra_env)
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=self._stderr,
                                      stdin=subprocess.DEVNULL, cwd=root, env=env)
         self.tree = ProcTree(self.proc.pid)
+        if port is not None:
+            return self._wait_probe(port, probe or _connects, timeout)
         sel = selectors.DefaultSelector()
         sel.register(self.proc.stdout, selectors.EVENT_READ)
         deadline = time.monotonic() + timeout
@@ -163,6 +196,8 @@ class ServerProcess:
                     raise ServerError(f"exited with {self.proc.wait(5)} before READY: {self.stderr_summary()}")
                 text = line.decode(errors="replace").strip()
                 self.stdout_tail.append(text)
+                if text.startswith("SKIP"):
+                    raise ServerSkipped(text[4:].strip() or "skipped")
                 if text.startswith("READY "):
                     self.port = int(text.split()[1])
                     break
@@ -177,12 +212,48 @@ class ServerProcess:
         self._drainer.start()
         return self.port
 
+    def _wait_probe(self, port: int, probe: Callable[[str, int], Optional[str]], timeout: float) -> int:
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
+        deadline = time.monotonic() + timeout
+        why = "not probed"
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise ServerError(f"exited with {self.proc.returncode} before answering: "
+                                      f"{self.stderr_summary()}")
+                try:
+                    why = probe(self.host, port)
+                except OSError as exc:
+                    why = f"{type(exc).__name__}: {exc}"
+                if why is None:
+                    self.port = port
+                    return port
+                time.sleep(0.1)      # polling a port that is not open yet: nothing to wait on
+            raise ServerError(f"no answer on port {port} within {timeout}s ({why}): {self.stderr_summary()}")
+        except BaseException:
+            self.stop()
+            raise
+
     def _drain(self) -> None:
         try:
             for line in self.proc.stdout:
-                self.stdout_tail.append(line.decode(errors="replace").rstrip())
+                with self._new_line:
+                    self.stdout_tail.append(line.decode(errors="replace").rstrip())
+                    self._new_line.notify_all()
         except (OSError, ValueError):
             pass
+        with self._new_line:
+            self._stdout_eof = True
+            self._new_line.notify_all()      # EOF: wake waiters (their line will not come)
+
+    def wait_line(self, prefix: str, timeout: float) -> Optional[str]:
+        """The newest stdout line starting with ``prefix`` (after READY), waiting up to ``timeout``."""
+        def found() -> Optional[str]:
+            return next((x for x in reversed(self.stdout_tail) if x.startswith(prefix)), None)
+        with self._new_line:
+            self._new_line.wait_for(lambda: found() is not None or self._stdout_eof, timeout)
+            return found()
 
     def stderr_tail(self, n: int = 600) -> str:
         # pread: the server shares this file's offset, so never move it

@@ -38,6 +38,33 @@ THRESHOLDS["soak"] = {m: dict(_SOAK) for m in _MODES}
 THRESHOLDS["faults"] = {m: dict(_FAULTS) for m in _MODES}
 
 
+# Targets of the benchmark workloads (python -m stress.bench WORKLOAD), per workload:
+# (server, peer, figure, min ratio, test pattern). Ratios are of the same-run medians;
+# "req_per_cpu_s" = requests per server CPU-second (whole process tree), "rps" = requests/s.
+# The test pattern (fnmatch) picks the phases a target applies to ("" = the only one).
+# `bench` prints each as PASS / FAIL / SKIP (a side did not run); --check-targets makes a
+# FAIL the exit status. Recorded from the issue; not met is information for the lead.
+BENCH_TARGETS: dict[str, list[tuple[str, str, str, float, str]]] = {
+    # saturated regime (C generator, 64-byte echo, 100 connections)
+    "echo": [("threadswoole-base", "asyncio", "req_per_cpu_s", 1.1, ""),
+             ("threadswoole-base", "uvloop", "req_per_cpu_s", 1.0, "")],
+    # wrk, 100 keep-alive connections, GET / -> Hello, World!
+    "http": [("threadswoole-base", "uvicorn", "req_per_cpu_s", 2.5, ""),
+             ("threadswoole-base", "granian-asgi", "req_per_cpu_s", 1.6, ""),
+             ("threadswoole-base", "granian-wsgi", "req_per_cpu_s", 1.6, ""),
+             ("threadswoole-process", "threadswoole-base", "req_per_cpu_s", 0.5, "")],
+    "wsgi": [("threadswoole-base", "gunicorn-gthread", "req_per_cpu_s", 10.0, ""),
+             ("threadswoole-base", "granian-wsgi", "req_per_cpu_s", 1.0, "")],
+    "asgi": [("threadswoole-base", "uvicorn", "req_per_cpu_s", 1.5, "")],
+    # C generator in WebSocket mode: 100 connections, 64-byte masked binary frames
+    "ws": [("threadswoole-base", "aiohttp", "req_per_cpu_s", 1.3, ""),
+           ("threadswoole-base", "websockets", "req_per_cpu_s", 2.0, "")],
+    # redis-benchmark -n 200000 -c 50, per test, without and with -P 16
+    "redis": [("threadswoole-base", "redis-server", "req_per_cpu_s", 0.5, "* P1"),
+              ("threadswoole-base", "redis-server", "req_per_cpu_s", 0.2, "* P16")],
+}
+
+
 def threshold(scenario: str, mode: str) -> dict[str, float | str]:
     """The thresholds for (scenario, mode); empty when that pair is informational only."""
     return THRESHOLDS.get(scenario, {}).get(mode, {})

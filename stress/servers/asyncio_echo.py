@@ -8,6 +8,9 @@ forking server for checking that the benchmark's CPU/RSS accounting covers
 the whole process tree. ``--recv-size N`` changes asyncio's per-read buffer
 (``max_size``, 256 KiB by default: above glibc's mmap threshold, so each read
 costs an mmap+mremap+munmap) to show what that stdlib default costs.
+``--loop uvloop`` runs the same protocol on uvloop (libuv); the benchmark starts
+that one with the peer virtualenv's interpreter (``stress.peers``), since uvloop is
+never a dependency of threadswoole.
 """
 from __future__ import annotations
 
@@ -69,13 +72,22 @@ def listen(host: str, port: int) -> socket.socket:
     return s
 
 
-def prefork(sock: socket.socket, framing: str, workers: int) -> None:
+def run_loop(coro, loop: str) -> None:
+    if loop == "uvloop":
+        import uvloop   # only in the benchmark's peer virtualenv
+
+        uvloop.run(coro)
+    else:
+        asyncio.run(coro)
+
+
+def prefork(sock: socket.socket, framing: str, workers: int, loop: str = "asyncio") -> None:
     pids = []
     for _ in range(workers):
         pid = os.fork()
         if pid == 0:
             try:
-                asyncio.run(serve(sock, framing, announce=False))
+                run_loop(serve(sock, framing, announce=False), loop)
             finally:
                 os._exit(0)
         pids.append(pid)
@@ -106,15 +118,16 @@ def prefork(sock: socket.socket, framing: str, workers: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = parser("asyncio_echo")
     ap.add_argument("--recv-size", type=int, default=0, help="asyncio read size (default: stdlib's)")
+    ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     a = ap.parse_args(argv)
     if a.recv_size:
         from asyncio import selector_events
         selector_events._SelectorSocketTransport.max_size = a.recv_size   # private, stable since 3.4
     sock = listen(a.host, a.port)
     if a.workers > 1:
-        prefork(sock, a.framing, a.workers)
+        prefork(sock, a.framing, a.workers, a.loop)
     else:
-        asyncio.run(serve(sock, a.framing, announce=True))
+        run_loop(serve(sock, a.framing, announce=True), a.loop)
     return 0
 
 

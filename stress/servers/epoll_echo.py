@@ -1,13 +1,16 @@
 """Bare single-thread ``select.epoll`` echo loop: what a minimal Python loop costs.
 
-No framework at all: level-triggered epoll, ``recv`` then ``send``, with a
-per-connection output buffer and EPOLLOUT only while a send was partial.
-With ``--framing length`` it echoes only whole length-prefixed packets
-(buffering the rest), like the framed servers. It is the floor any Python
-event loop (asyncio's or threadswoole's) can be judged against.
+No framework at all: level-triggered epoll on raw fds, ``os.read`` then ``os.write``
+inline in the poll loop, nothing allocated per request but the payload (EPOLLOUT only
+while a write was partial). It is the floor any Python event loop (asyncio's or
+threadswoole's) can be judged against. Reads are 64 KiB: a 256 KiB buffer (asyncio's
+``max_size``) is above glibc's mmap threshold and costs an mmap+mremap+munmap per call.
+With ``--framing length`` a separate loop echoes only whole length-prefixed packets
+(buffering the rest), like the framed servers.
 """
 from __future__ import annotations
 
+import os
 import select
 import signal
 import socket
@@ -26,14 +29,93 @@ def _stop(*_: object) -> None:
     raise _Stop()
 
 
-def serve(lsock: socket.socket, framing: str) -> None:
+def serve(lsock: socket.socket) -> None:
+    """Raw echo: the leanest loop Python allows (what ``--framing none`` runs).
+
+    Level-triggered epoll on raw fds; ``os.read`` / ``os.write`` inline in the poll loop;
+    no per-connection object, no buffer: the payload ``bytes`` is the only allocation per
+    request (besides epoll's result list). A partial write (never seen with small echoes)
+    parks the rest in ``pending`` and switches that fd to EPOLLOUT until it drains.
+    """
+    ep = select.epoll()
+    lfd = lsock.fileno()
+    ep.register(lfd, IN)
+    poll, register, modify = ep.poll, ep.register, ep.modify
+    read, write = os.read, os.write
+    pending: dict[int, bytes] = {}
+    open_fds: set[int] = set()
+
+    def close(fd: int) -> None:
+        ep.unregister(fd)
+        os.close(fd)
+        open_fds.discard(fd)
+        pending.pop(fd, None)
+
+    try:
+        while True:
+            for fd, ev in poll():
+                if fd == lfd:
+                    for _ in range(64):
+                        try:
+                            c, _addr = lsock.accept()
+                        except (BlockingIOError, InterruptedError):
+                            break
+                        if c.family != socket.AF_UNIX:
+                            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                        c.setblocking(False)
+                        cfd = c.detach()
+                        open_fds.add(cfd)
+                        register(cfd, IN)
+                    continue
+                if ev & OUT:                   # rare: drain a partial write, then read again
+                    data = pending.pop(fd)
+                    try:
+                        n = write(fd, data)
+                    except BlockingIOError:
+                        n = 0
+                    except OSError:
+                        close(fd)
+                        continue
+                    if n < len(data):
+                        pending[fd] = data[n:]
+                    else:
+                        modify(fd, IN)
+                    continue
+                try:
+                    data = read(fd, 65536)     # <= 64 KiB: see the module docstring
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    close(fd)
+                    continue
+                try:
+                    n = write(fd, data)
+                except BlockingIOError:
+                    n = 0
+                except OSError:
+                    close(fd)
+                    continue
+                if n < len(data):
+                    pending[fd] = data[n:]
+                    modify(fd, OUT)            # stop reading until the backlog drains
+    except _Stop:
+        pass
+    finally:
+        for fd in list(open_fds):
+            close(fd)
+        ep.close()
+
+
+def serve_framed(lsock: socket.socket) -> None:
+    """Length-framed echo (``--framing length``): echoes only whole packets, buffers the rest."""
     ep = select.epoll()
     lfd = lsock.fileno()
     ep.register(lfd, IN)
     socks: dict[int, socket.socket] = {}
     pending: dict[int, bytes] = {}
     bufs: dict[int, bytearray] = {}
-    framed = framing == "length"
 
     def close(fd: int) -> None:
         ep.unregister(fd)
@@ -54,8 +136,7 @@ def serve(lsock: socket.socket, framing: str) -> None:
                         if c.family != socket.AF_UNIX:
                             c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                         socks[c.fileno()] = c
-                        if framed:
-                            bufs[c.fileno()] = bytearray()
+                        bufs[c.fileno()] = bytearray()
                         ep.register(c.fileno(), IN)
                     continue
                 s = socks.get(fd)
@@ -76,8 +157,6 @@ def serve(lsock: socket.socket, framing: str) -> None:
                         ep.modify(fd, IN)
                     continue
                 try:
-                    # <= 64 KiB: a 256 KiB recv() buffer is above glibc's mmap threshold and costs
-                    # an mmap+mremap+munmap per call (that is what asyncio's max_size does)
                     data = s.recv(65536)
                 except (BlockingIOError, InterruptedError):
                     continue
@@ -86,16 +165,15 @@ def serve(lsock: socket.socket, framing: str) -> None:
                 if not data:
                     close(fd)
                     continue
-                if framed:
-                    buf = bufs[fd]
-                    buf += data
-                    try:
-                        data = take_frames(buf)
-                    except ValueError:
-                        close(fd)
-                        continue
-                    if not data:
-                        continue
+                buf = bufs[fd]
+                buf += data
+                try:
+                    data = take_frames(buf)
+                except ValueError:
+                    close(fd)
+                    continue
+                if not data:
+                    continue
                 if fd in pending:          # already waiting for EPOLLOUT: queue behind
                     pending[fd] += data
                     continue
@@ -128,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     ready(lsock.getsockname()[1])
-    serve(lsock, a.framing)
+    (serve_framed if a.framing == "length" else serve)(lsock)
     lsock.close()
     return 0
 
