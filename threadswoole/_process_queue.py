@@ -8,22 +8,12 @@ import sys
 from typing import Any, Literal
 
 from threadswoole import _sysv
+from threadswoole._arguments import as_bytes
 from threadswoole._context import set_error
 from threadswoole.errors import ContextError, StateError
 
 IPC_NOWAIT = 256  # Swoole's flag (Process.IPC_NOWAIT), mapped onto the kernel's
 READ_LIMIT = 65536
-
-
-def as_bytes(data: Any) -> bytes:
-    """The wire types of contract R4: bytes, bytearray, memoryview, or str (UTF-8)."""
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, (bytearray, memoryview)):
-        return bytes(data)
-    if isinstance(data, str):
-        return data.encode("utf-8")
-    raise TypeError(f"data must be bytes, bytearray, memoryview or str, not {type(data).__name__}")
 
 
 def check_size(size: Any, what: str) -> int:

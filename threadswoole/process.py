@@ -46,7 +46,8 @@ from threadswoole import _forking, _process_signals, timer
 from threadswoole._aliases import alias
 from threadswoole._context import current, set_error
 from threadswoole._forking import SUPERVISOR, THREADS, ExecCallback, set_process_name
-from threadswoole._process_queue import IPC_NOWAIT, QueueMethods, as_bytes, check_size
+from threadswoole._arguments import as_bytes
+from threadswoole._process_queue import IPC_NOWAIT, QueueMethods, check_size
 from threadswoole.errors import StateError
 
 WRITE_LIMIT = 8192  # seed 003/004: at most 8K per write on Linux

@@ -38,6 +38,7 @@ import weakref
 from typing import Any, Literal, Mapping
 
 from threadswoole._aliases import alias
+from threadswoole._arguments import as_bytes
 from threadswoole._context import set_error, unstarted_server
 from threadswoole.client import _keep, _socket
 from threadswoole.client._settings import validate
@@ -66,16 +67,6 @@ def _release(holder: list[Any]) -> None:
         _keep.give_back(keep_key, link)
     else:
         link.close()
-
-
-def _as_bytes(data: Any) -> bytes:
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, str):
-        return data.encode("utf-8")
-    if isinstance(data, (bytearray, memoryview)):
-        return bytes(data)
-    raise TypeError(f"data must be bytes, bytearray, memoryview or str, not {type(data).__name__}")
 
 
 class Client:
@@ -247,7 +238,7 @@ class Client:
     # -- sending --------------------------------------------------------------------------------------
     def send(self, data: Any) -> int | Literal[False]:
         """Send all of `data`; returns its length, or False + err_code."""
-        payload = _as_bytes(data)
+        payload = as_bytes(data)
         if not payload:
             raise ValueError("data to send is empty")
         link = self._link()
@@ -270,7 +261,7 @@ class Client:
         """UDP / UDP6 / Unix datagram: send one datagram to any address (no connect() needed)."""
         if self.type in _STREAM:
             raise ValueError("sendto() needs a datagram socket type (UDP, UDP6, UNIX_DGRAM)")
-        payload = _as_bytes(data)
+        payload = as_bytes(data)
         if self.type == SockType.SWOOLE_SOCK_UNIX_DGRAM:
             address: Any = ip
         else:

@@ -18,7 +18,8 @@ from threadswoole._context import _context as _local
 from threadswoole.constants import SWOOLE_BASE, SWOOLE_SOCK_TCP, Mode
 from threadswoole.errors import ContextError, StateError
 from threadswoole.server import settings as schema
-from threadswoole.server.arguments import ConnectionIterator, as_bytes, check_session
+from threadswoole._arguments import as_bytes, check_session
+from threadswoole.server.connection_iterator import ConnectionIterator
 from threadswoole.server.events import CallbackTable
 from threadswoole.server.port import Port
 from threadswoole.timer import alarm_armed
@@ -198,14 +199,13 @@ class Server:
 
     # -- connections ----------------------------------------------------------------------
     def send(self, fd: int | str, data: Any, server_socket: int = -1) -> bool:
-        # Hot path: a worker's send function exists only while the server runs, so a set one
-        # is the phase check; plain int fd and bytes data skip the conversions.
+        # Hot path: a worker's send function exists only while the server runs (so a set one
+        # is the phase check), and it checks and converts its arguments itself, off its own
+        # fast path (Router.send_checked): here nothing but the hand-over.
         send = _local.send_function
-        if send is not None and type(fd) is int and type(data) is bytes and fd > 0:
-            return send(fd, data)
-        if type(fd) is str:
-            return self._router("send").send_datagram(fd, as_bytes(data), server_socket)
-        return self._router("send").send(check_session(fd), as_bytes(data))
+        if send is not None:
+            return send(fd, data, server_socket)
+        return self._router("send").send_checked(fd, data, server_socket)
 
     def sendfile(self, fd: int, filename: str | os.PathLike, offset: int = 0, length: int = 0) -> bool:
         return self._router("sendfile").sendfile(check_session(fd), os.fspath(filename), int(offset), int(length))

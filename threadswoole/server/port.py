@@ -115,7 +115,7 @@ class Port:
 
     @property
     def connections(self) -> Any:
-        from threadswoole.server.arguments import ConnectionIterator
+        from threadswoole.server.connection_iterator import ConnectionIterator
 
         return ConnectionIterator(self._server, port_index=self.index)
 

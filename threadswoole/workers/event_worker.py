@@ -95,6 +95,7 @@ class EventWorker:
         self.router = LocalRouter(self.server, state, driver, self.host, self.runtime, forwarder, wiring.own_list_only)
         self.dispatcher = EventDispatcher(self.server, self.runtime, self.router, config.ports, config.callbacks)
         self.host.sink = InlineSink(self.dispatcher, worker_id)  # (the dispatcher needs the router, which needs the host)
+        self._send_function = self.host.make_send_function(self.router.send_checked)
         self.acceptor: Any = None
         self.datagram_readers: list[DatagramReader] = []
         self.stop_reason = ""
@@ -102,7 +103,7 @@ class EventWorker:
         self._stopping = False
         self._finished = False  # the loop has ended (posted calls are drained afterwards)
         self._drain_deadline = 0.0
-        self.reactor.periodic.append(self.counters.flush)
+        self.reactor.periodic.append(self.runtime.flush)
 
     # -- lifecycle --------------------------------------------------------------------------
     def bind_context(self) -> None:
@@ -114,7 +115,7 @@ class EventWorker:
         ctx.worker_tid = threading.get_native_id() if self.wiring.role_thread else None
         ctx.loop = self.reactor
         ctx.router = self.router
-        ctx.send_function = self.host.send_session  # Server.send's fast path
+        ctx.send_function = self._send_function  # Server.send's fast path
         ctx.runtime = self.runtime
         ctx.worker_obj = self
 
@@ -150,7 +151,7 @@ class EventWorker:
             raise
         finally:
             self._finished = True
-            self.counters.flush()
+            self.runtime.flush()
         return self.exit_code
 
     def adopt_socket(self, sock: Any, session: int, port: Any, remote: Any) -> None:

@@ -77,6 +77,12 @@ class PipeRouter(Router):
         self._closed_here.discard(session)
         self._sent.pop(session, None)
 
+    def send_function(self, session: Any, data: Any, server_socket: int = -1) -> bool:
+        """Server.send's fast path in a PROCESS worker (the context's send_function)."""
+        if type(session) is int and type(data) is bytes and session > 0:
+            return self.send(session, data)
+        return self.send_checked(session, data, server_socket)
+
     def send(self, session: int, data: bytes) -> bool:
         base = self._live(session)
         if base is None:
@@ -180,7 +186,7 @@ class PipeRouter(Router):
         return True
 
     def flush_counters(self) -> None:
-        self.worker.counters.flush()
+        self.worker.runtime.flush()
 
     def worker_counters(self) -> tuple[int, int, int]:
         runtime = self.worker.runtime

@@ -53,8 +53,8 @@ class PipeWorker:
         self.reactor = Reactor(f"worker-{worker_id}")
         self.generation = state.begin_generation(worker_id)
         self.counters = StatCounters(state, config.roster.worker_stat_slot(worker_id, self.generation))
-        self.reactor.periodic.append(self.counters.flush)
         self.runtime = Runtime(worker_id, self.counters, max_request=settings["max_request"], grace=settings.get("max_request_grace", 0), request_stop=self.request_stop)
+        self.reactor.periodic.append(self.runtime.flush)
         self.link = MailboxLink(self.reactor, worker_id, posts)
         self.inbox = messages.Inbox(inbox, self.on_message)
         self.router = PipeRouter(self)
@@ -75,7 +75,7 @@ class PipeWorker:
         ctx.worker_tid = None
         ctx.loop = self.reactor
         ctx.router = self.router
-        ctx.send_function = self.router.send  # Server.send's fast path
+        ctx.send_function = self.router.send_function  # Server.send's fast path
         ctx.runtime = self.runtime
         ctx.worker_obj = self
         state = self.state

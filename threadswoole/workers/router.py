@@ -16,6 +16,7 @@ import ipaddress
 import socket
 from typing import TYPE_CHECKING, Any, Protocol
 
+from threadswoole._arguments import as_bytes, check_session
 from threadswoole._context import current, set_error
 from threadswoole.connections import heartbeat, operations
 from threadswoole.constants import SWOOLE_WORKER_BUSY, SWOOLE_WORKER_EXIT, SWOOLE_WORKER_IDLE
@@ -42,6 +43,13 @@ class Router:
     # connection operations: refused unless a subclass knows how
     def send(self, session: int, data: bytes) -> bool:
         return self._refuse("send")
+
+    def send_checked(self, fd: Any, data: Any, server_socket: int = -1) -> bool:
+        """`Server.send` with its arguments checked and converted: a str fd is a Unix datagram
+        peer, anything else a session id (R3: TypeError / ValueError), data as bytes (R4)."""
+        if type(fd) is str:
+            return self.send_datagram(fd, as_bytes(data), server_socket)
+        return self.send(check_session(fd), as_bytes(data))
 
     def send_datagram(self, path: str, data: bytes, server_socket: int) -> bool:
         return self._refuse("send")
@@ -321,7 +329,7 @@ class LocalRouter(Router):
         return self.host.wait_flushed(conn, self.server.setting["max_wait_time"])
 
     def flush_counters(self) -> None:
-        self.runtime.counters.flush()
+        self.runtime.flush()
 
     def worker_counters(self) -> tuple[int, int, int]:
         return self.runtime.requests, self.runtime.counters.response, 0

@@ -19,13 +19,18 @@ log = logging.getLogger("threadswoole")
 
 
 class Runtime:
-    """Callbacks and counters of one worker (event or task worker)."""
+    """Callbacks and counters of one worker (event or task worker).
+
+    `requests` is the one request counter of the hot path: the stats slot's request count is
+    derived from it when the counters are published (`flush`), not incremented beside it."""
+
+    __slots__ = ("worker_id", "counters", "requests", "dispatches", "max_request", "_request_base", "_request_stop", "_stop_requested")
 
     def __init__(self, worker_id: int, counters: "StatCounters", *, max_request: int, grace: int, request_stop: Callable[[], Any]) -> None:
         self.worker_id = worker_id
         self.counters = counters
         self.requests = 0
-        self.responses = 0
+        self._request_base = counters.request  # a restarted worker's slot keeps counting on
         self.dispatches = 0
         # Swoole's jitter: max_request + random(0..grace), drawn once per worker start, so
         # workers started together do not all recycle at the same moment.
@@ -50,7 +55,12 @@ class Runtime:
     def count_request(self) -> None:
         """One receive/packet/request/message delivery (counted before its callback runs)."""
         self.requests += 1
-        self.counters.request += 1
+
+    def flush(self) -> None:
+        """Publish this worker's counters to its shared stats slot."""
+        counters = self.counters
+        counters.request = self._request_base + self.requests
+        counters.flush()
 
     def check_max_request(self) -> None:
         """After the callback: stop the worker once it handled max_request requests."""
