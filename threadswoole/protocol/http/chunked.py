@@ -63,9 +63,9 @@ class ChunkedDecoder:
             elif state == _SIZE:
                 eol = src.find(b"\r\n", pos)
                 if eol < 0:
-                    self._check_partial_line(src, pos)
+                    self._check_line(src, pos, n)
                     break
-                size = self._size(bytes(src[pos:eol]))
+                size = self._size(src, pos, eol)
                 pos = eol + 2
                 if size == 0:
                     self._state = _TRAILER
@@ -93,19 +93,27 @@ class ChunkedDecoder:
                         raise MessageError(400, "bare_line_ending", "bare CR after the last chunk")
                     return pos + 2, True
                 end = src.find(b"\r\n\r\n", pos)
-                if end < 0:
-                    if n - pos > self.max_trailer_size:
-                        raise MessageError(400, "trailers_too_large", f"trailer section over {self.max_trailer_size} bytes")
-                    if BARE_LINE_ENDING.search(src, pos):
+                limit = pos + self.max_trailer_size
+                if end < 0 or end + 4 > limit:
+                    # As for heads: a bare CR/LF before the size limit, then the limit.
+                    if BARE_LINE_ENDING.search(src, pos, limit):
                         raise MessageError(400, "bare_line_ending", "bare CR or LF in the trailer section")
+                    if end >= 0 or n >= limit:
+                        raise MessageError(400, "trailers_too_large", f"trailer section over {self.max_trailer_size} bytes")
                     break
-                if end + 4 - pos > self.max_trailer_size:
-                    raise MessageError(400, "trailers_too_large", f"trailer section over {self.max_trailer_size} bytes")
                 self.trailers = parse_fields(bytes(src[pos:end + 4]), max_fields=self.max_trailers)
                 return end + 4, True
         return pos, False
 
-    def _size(self, line: bytes) -> int:
+    # A chunk-size line is checked the same way complete (`_size`) and partial
+    # (`_check_line`): the error at the lowest offset wins, so that the reason never depends
+    # on how the bytes were split -- the first byte, then a bare CR/LF before the length
+    # limit, then the length limit, then (complete lines only) the grammar.
+    def _size(self, src: bytes | bytearray, pos: int, eol: int) -> int:
+        self._check_line(src, pos, eol + 1)
+        line = bytes(src[pos:eol])
+        if len(line) > 16 + self.max_extension:
+            raise MessageError(400, "chunk_extension_too_long", "chunk-size line too long")
         match = _SIZE_LINE.fullmatch(line)
         if match is None:
             if _LONG_SIZE.match(line):
@@ -115,15 +123,21 @@ class ChunkedDecoder:
             raise MessageError(400, "chunk_extension_too_long", f"chunk extensions over {self.max_extension} bytes")
         return int(match.group(1), 16)
 
-    def _check_partial_line(self, src: bytes | bytearray, pos: int) -> None:
-        """Fail early on a chunk-size line that can no longer become valid or is too long."""
-        length = len(src) - pos
-        if length > 16 + self.max_extension + 1:
-            raise MessageError(400, "chunk_extension_too_long", "chunk-size line too long")
-        if length and src[pos] not in _HEX:
+    def _check_line(self, src: bytes | bytearray, pos: int, end: int) -> None:
+        """Fail on a chunk-size line (``src[pos:end]``, maybe incomplete) that can not become valid."""
+        first = src[pos]
+        if first == 10:
+            raise MessageError(400, "bare_line_ending", "bare LF in a chunk-size line")
+        if first not in _HEX:
             raise MessageError(400, "bad_chunk_size", f"chunk-size line starts with {bytes(src[pos:pos + 1])!r}")
-        if BARE_LINE_ENDING.search(src, pos):
+        # The line may hold 16 digits + max_extension bytes of extensions (";" included); with
+        # one byte more than that plus a CR present (`end` counts the CR of the CRLF on a
+        # complete line) it is too long.
+        limit = pos + 16 + self.max_extension + 2
+        if BARE_LINE_ENDING.search(src, pos, min(end, limit)):
             raise MessageError(400, "bare_line_ending", "bare CR or LF in a chunk-size line")
+        if end >= limit:
+            raise MessageError(400, "chunk_extension_too_long", "chunk-size line too long")
 
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")

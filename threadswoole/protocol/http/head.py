@@ -104,63 +104,70 @@ class HeadParser:
         (n bytes, -1 chunked). Raises MessageError for anything invalid, including a
         Content-Length above `max_body_size` (checked before any body is read).
         """
-        line_end = head.find(b"\r\n")
-        line = head[:line_end].decode("latin-1")
-        match = _REQUEST_LINE.fullmatch(line)
-        if match is None:
-            raise _request_line_error(line)
-        method, target, major, minor = match.groups()
-        if major != "1":
-            raise MessageError(505, "http_version_not_supported", f"HTTP/{major}.{minor}")
-        version = "1.0" if minor == "0" else "1.1"
+        try:
+            line_end = head.find(b"\r\n")
+            line = head[:line_end].decode("latin-1")
+            match = _REQUEST_LINE.fullmatch(line)
+            if match is None:
+                raise _request_line_error(line)
+            method, target, major, minor = match.groups()
+            if major != "1":
+                raise MessageError(505, "http_version_not_supported", f"HTTP/{major}.{minor}")
+            version = "1.0" if minor == "0" else "1.1"
 
-        if line_end + 4 == len(head):
-            headers: dict[str, str] = {}
-            content_length = 0
-        else:
-            block = head[line_end:]
-            cached = self._blocks.get(block)
-            if cached is None:
-                headers, content_length = self._parse_block(block)
-                if len(block) <= self.CACHE_MAX_BLOCK:
-                    if len(self._blocks) >= self.CACHE_ENTRIES:
-                        self._blocks.clear()
-                    self._blocks[block] = (headers.copy(), content_length)
+            if line_end + 4 == len(head):
+                headers: dict[str, str] = {}
+                content_length = 0
             else:
-                headers = cached[0].copy()
-                content_length = cached[1]
+                block = head[line_end:]
+                cached = self._blocks.get(block)
+                if cached is None:
+                    headers, content_length = self._parse_block(block)
+                    if len(block) <= self.CACHE_MAX_BLOCK:
+                        if len(self._blocks) >= self.CACHE_ENTRIES:
+                            self._blocks.clear()
+                        self._blocks[block] = (headers.copy(), content_length)
+                else:
+                    headers = cached[0].copy()
+                    content_length = cached[1]
 
-        if target[0] == "/":
-            if not target.isascii():
-                target = target.encode("latin-1").decode("utf-8", "surrogateescape")
-            path, _, query = target.partition("?")
-            if "#" in target:
-                path, query = _drop_fragment(path, query)
-        else:
-            path, query = _other_target(method, target)
-            if not target.isascii():
-                target = target.encode("latin-1").decode("utf-8", "surrogateescape")
-                path = path.encode("latin-1").decode("utf-8", "surrogateescape")
-                query = query.encode("latin-1").decode("utf-8", "surrogateescape")
-        if method == "CONNECT":
-            raise MessageError(501, "connect_not_supported", "CONNECT: this server is not a proxy")
-        if version == "1.1" and "host" not in headers and self.require_host:
-            raise MessageError(400, "missing_host", "an HTTP/1.1 request needs a Host header")
-        if "transfer-encoding" in headers:
-            content_length = _check_transfer_encoding(headers["transfer-encoding"], headers.get("content-length"), version)
+            if target[0] == "/":
+                if not target.isascii():
+                    target = target.encode("latin-1").decode("utf-8", "surrogateescape")
+                path, _, query = target.partition("?")
+                if "#" in target:
+                    path, query = _drop_fragment(path, query)
+            else:
+                path, query = _other_target(method, target)
+                if not target.isascii():
+                    target = target.encode("latin-1").decode("utf-8", "surrogateescape")
+                    path = path.encode("latin-1").decode("utf-8", "surrogateescape")
+                    query = query.encode("latin-1").decode("utf-8", "surrogateescape")
+            if method == "CONNECT":
+                raise MessageError(501, "connect_not_supported", "CONNECT: this server is not a proxy")
+            if version == "1.1" and "host" not in headers and self.require_host:
+                raise MessageError(400, "missing_host", "an HTTP/1.1 request needs a Host header")
+            if "transfer-encoding" in headers:
+                content_length = _check_transfer_encoding(headers["transfer-encoding"], headers.get("content-length"), version)
 
-        connection = headers.get("connection")
-        if connection is None:
-            keep_alive = version == "1.1"
-            upgrade = False
-        else:
-            tokens = [token.strip(" \t") for token in connection.lower().split(",")]
-            keep_alive = "close" not in tokens if version == "1.1" else "keep-alive" in tokens
-            upgrade = version == "1.1" and "upgrade" in tokens and "upgrade" in headers
-        expect = headers.get("expect")
-        expect_continue = version == "1.1" and expect is not None and expect.lower() == "100-continue"
-        return HttpRequest(method, target, path, query, version, headers, head, b"", keep_alive, True,
-                           expect_continue, upgrade, content_length, None)
+            connection = headers.get("connection")
+            if connection is None:
+                keep_alive = version == "1.1"
+                upgrade = False
+            else:
+                tokens = [token.strip(" \t") for token in connection.lower().split(",")]
+                keep_alive = "close" not in tokens if version == "1.1" else "keep-alive" in tokens
+                upgrade = version == "1.1" and "upgrade" in tokens and "upgrade" in headers
+            expect = headers.get("expect")
+            expect_continue = version == "1.1" and expect is not None and expect.lower() == "100-continue"
+            return HttpRequest(method, target, path, query, version, headers, head, b"", keep_alive, True,
+                               expect_continue, upgrade, content_length, None)
+        except MessageError as err:
+            # A bare CR/LF is reported in preference to anything else wrong in the head: it is
+            # what the codec sees first while the head is still arriving byte by byte.
+            if err.reason != "bare_line_ending" and BARE_LINE_ENDING.search(head):
+                raise MessageError(400, "bare_line_ending", "bare CR or LF in the request head") from None
+            raise
 
     def _parse_block(self, block: bytes) -> tuple[dict[str, str], int]:
         """Validate and parse the fields of a head (`block` starts with the request line's CRLF)."""
@@ -207,6 +214,8 @@ def parse_fields(block: bytes, *, max_fields: int = 100) -> dict[str, str]:
     crlf = text.count("\r\n")
     fields = [(name, value.rstrip(" \t")) for name, value in _FIELD.findall(text)]
     if len(fields) != crlf - 2:
+        if BARE_LINE_ENDING.search(block):
+            raise MessageError(400, "bare_line_ending", "bare CR or LF in the trailer section")
         raise _diagnose_fields(text, 2, "trailer")
     if len(fields) > max_fields:
         raise MessageError(400, "too_many_trailers", f"{len(fields)} trailer fields > {max_fields}")

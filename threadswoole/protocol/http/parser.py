@@ -206,7 +206,7 @@ class HttpCodec(Codec):
                     self._check_partial_head(src, pos, scan_from)
                     break
                 if end + 4 - pos > self.max_head_size:
-                    raise MessageError(400, "head_too_large", f"request head over {self.max_head_size} bytes")
+                    self._check_partial_head(src, pos, pos, too_large=True)
                 head = src[pos:end + 4] if type(src) is bytes else bytes(src[pos:end + 4])
                 request = self._heads.parse(head)
                 pos = end + 4
@@ -316,12 +316,18 @@ class HttpCodec(Codec):
             self._after(request)
         return pos
 
-    def _check_partial_head(self, src: bytes | bytearray, pos: int, scan_from: int) -> None:
-        """An incomplete head: fail now if it is already too long or has a bare CR/LF."""
-        if len(src) - pos >= self.max_head_size:
-            raise MessageError(400, "head_too_large", f"request head over {self.max_head_size} bytes")
-        if src[pos] == 10 or BARE_LINE_ENDING.search(src, max(pos, scan_from)):
+    def _check_partial_head(self, src: bytes | bytearray, pos: int, scan_from: int, *, too_large: bool = False) -> None:
+        """A head not complete (or complete but too long): fail if it can no longer be valid.
+
+        The error found at the lowest offset wins, so that the reason never depends on how the
+        bytes were split: a bare CR/LF before the size limit, then the size limit itself.
+        (Every other check needs the whole head; `HeadParser.parse` prefers a bare CR/LF too.)
+        """
+        limit = pos + self.max_head_size
+        if src[pos] == 10 or BARE_LINE_ENDING.search(src, max(pos, scan_from), limit):
             raise MessageError(400, "bare_line_ending", "bare CR or LF in the request head")
+        if too_large or len(src) >= limit:
+            raise MessageError(400, "head_too_large", f"request head over {self.max_head_size} bytes")
 
     def _fail(self, err: MessageError, events: list[Any]) -> ProtocolError:
         self._state = _FAILED
