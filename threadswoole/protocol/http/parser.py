@@ -98,10 +98,10 @@ class HttpCodec(Codec):
 
     # -- the contract ---------------------------------------------------------------------------
     def feed(self, data: bytes) -> list[Any]:
-        if self._state == _HEAD and not self._buf:
+        if self._state == _HEAD and not self._buf and type(data) is bytes:
             # Fast path: exactly one complete head, no body, nothing buffered.
             end = data.find(b"\r\n\r\n")
-            if end >= 0 and end + 4 == len(data) <= self.max_head_size and data[0] != 13 and type(data) is bytes:
+            if end >= 0 and end + 4 == len(data) <= self.max_head_size and data[0] != 13:
                 try:
                     request = self._heads.parse(data)
                 except MessageError as err:
