@@ -54,11 +54,11 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None | bool:
             return False
         return max(0, size - suffix), size - 1
     first = int(first_text)
-    last = int(last_text) if last_text else size - 1
-    if last < first:
-        return None
+    if last_text and int(last_text) < first:
+        return None  # syntactically invalid (RFC 9110 14.1.1): ignore the header
     if first >= size:
         return False
+    last = int(last_text) if last_text else size - 1
     return first, min(last, size - 1)
 
 
