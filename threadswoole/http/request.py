@@ -43,9 +43,8 @@ _UNSET: Any = object()
 class Request:
     """One HTTP request as the application sees it (see the module docstring)."""
 
-    __slots__ = ("fd", "stream_id", "event", "body", "options", "remote_addr", "remote_port",
-                 "server_addr", "server_port", "request_time", "master_time",
-                 "_header", "_server", "_get", "_post", "_cookie", "_files", "_uploads", "_finalizer",
+    __slots__ = ("fd", "stream_id", "header", "event", "body", "options", "remote_addr", "remote_port",
+                 "server_addr", "server_port", "request_time", "master_time", "_server", "_get", "_post", "_cookie", "_files", "_uploads", "_finalizer",
                  "__weakref__")
 
     def __init__(self, event: HttpRequest, fd: int = 0, *, remote_addr: str = "", remote_port: int = 0,
@@ -54,6 +53,7 @@ class Request:
                  body: bytes | None = None, uploads: UploadSink | None = None) -> None:
         self.fd = fd
         self.stream_id = 0
+        self.header: dict[str, str] = event.headers
         self.event = event
         self.body = event.body if body is None else body
         self.options = options or _DEFAULT_OPTIONS
@@ -63,7 +63,6 @@ class Request:
         self.server_port = server_port
         self.request_time = time.time() if request_time is None else request_time
         self.master_time = int(self.request_time) if master_time is None else master_time
-        self._header = _UNSET
         self._server = _UNSET
         self._get = _UNSET
         self._post = _UNSET
@@ -75,17 +74,6 @@ class Request:
             self._finalizer = weakref.finalize(self, uploads.cleanup)
 
     # -- the Swoole attributes ---------------------------------------------------------------------
-    @property
-    def header(self) -> dict[str, str]:
-        value = self._header
-        if value is _UNSET:
-            value = self._header = self.event.headers
-        return value
-
-    @header.setter
-    def header(self, value: dict[str, str]) -> None:
-        self._header = value
-
     @property
     def server(self) -> dict[str, Any]:
         value = self._server

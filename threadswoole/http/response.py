@@ -43,7 +43,7 @@ from threadswoole.http.cookies import format_set_cookie
 from threadswoole.http.options import HttpOptions
 from threadswoole.http.transport import Transport
 from threadswoole.protocol.http.writer import (
-    LAST_CHUNK, SERVER_NAME, chunk, date_bytes, date_value, encode_headers, is_known_status, status_line,
+    LAST_CHUNK, SERVER_NAME, chunk, date_value, encode_headers, is_known_status, plain_head, status_line,
 )
 
 __all__ = ["Response", "Data"]
@@ -53,8 +53,8 @@ _OPEN, _WRITING, _ENDED, _DETACHED = range(4)
 _DEFAULT_OPTIONS = HttpOptions()
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _MANAGED = frozenset({"content-length", "transfer-encoding"})  # framing is ours
-_FAST_HEAD = (b"HTTP/1.1 200 OK\r\nServer: " + SERVER_NAME.encode() +
-              b"\r\nDate: %s\r\nConnection: %s\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n")
+_NO_HEADERS: dict = {}  # shared, never written: a Response without headers allocates nothing
+_NO_COOKIES: list = []
 
 
 def _as_bytes(data: Data) -> bytes:
@@ -103,7 +103,7 @@ class Response:
 
     __slots__ = ("fd", "_transport", "_method", "_version", "_keep_alive", "_accept_encoding",
                  "_options", "_status", "_reason", "_headers", "_cookies", "_state", "_gzip_level",
-                 "_stream", "_raw_stream")
+                 "_stream", "_raw_stream", "_plain")
 
     def __init__(self, transport: Transport, fd: int = 0, *, method: str = "GET", version: str = "1.1",
                  keep_alive: bool = True, accept_encoding: str | None = None,
@@ -117,12 +117,13 @@ class Response:
         self._options = options or _DEFAULT_OPTIONS
         self._status = 200
         self._reason = ""
-        self._headers: dict[str, tuple[str, str]] = {}  # lower-cased key -> (key as sent, value)
-        self._cookies: list[str] = []
+        self._headers: dict[str, tuple[str, str]] = _NO_HEADERS  # lower-cased key -> (key as sent, value)
+        self._cookies: list[str] = _NO_COOKIES
         self._state = _OPEN
         self._gzip_level = 0
         self._stream: StreamCompressor | None = None
         self._raw_stream = False  # HTTP/1.0 write(): body bytes without chunk framing
+        self._plain = True  # nothing set yet: end() can take the fast path
 
     @classmethod
     def for_request(cls, transport: Transport, request: Any, options: HttpOptions | None = None) -> "Response":
@@ -164,25 +165,31 @@ class Response:
         text = _header_value(value)
         if self._state != _OPEN:
             return self._unavailable()
+        if self._headers is _NO_HEADERS:
+            self._headers = {}
         self._headers[name.lower()] = (name, text)
+        self._plain = False
         return True
 
     def cookie(self, key: str, value: str = "", expire: int = 0, path: str = "/", domain: str = "",
                secure: bool = False, httponly: bool = False) -> bool:
         """Add a ``Set-Cookie`` header; the value is percent-encoded. Several with one key are allowed."""
         line = format_set_cookie(key, value, expire, path, domain, secure, httponly, encode=True)
-        if self._state != _OPEN:
-            return self._unavailable()
-        self._cookies.append(line)
-        return True
+        return self._add_cookie(line)
 
     def raw_cookie(self, key: str, value: str = "", expire: int = 0, path: str = "/", domain: str = "",
                    secure: bool = False, httponly: bool = False) -> bool:
         """`cookie` without percent-encoding (the value may then not contain ``,; \\t\\r\\n``)."""
         line = format_set_cookie(key, value, expire, path, domain, secure, httponly, encode=False)
+        return self._add_cookie(line)
+
+    def _add_cookie(self, line: str) -> bool:
         if self._state != _OPEN:
             return self._unavailable()
+        if self._cookies is _NO_COOKIES:
+            self._cookies = []
         self._cookies.append(line)
+        self._plain = False
         return True
 
     rawcookie = alias("raw_cookie")
@@ -200,6 +207,7 @@ class Response:
             return self._unavailable()
         self._status = http_status_code
         self._reason = reason
+        self._plain = http_status_code == 200 and not reason and self._plain
         return True
 
     def gzip(self, level: int = 1) -> bool:
@@ -211,6 +219,7 @@ class Response:
         if self._state != _OPEN:
             raise StateError("gzip() must be called before write() / end()")
         self._gzip_level = level
+        self._plain = False
         return True
 
     def redirect(self, url: str, http_code: int = 302) -> bool:
@@ -299,7 +308,8 @@ class Response:
 
     def end(self, data: Data = b"") -> bool:
         """Send the body (or, after ``write``, the last chunk) and finish the response."""
-        data = _as_bytes(data)
+        if type(data) is not bytes:
+            data = _as_bytes(data)
         state = self._state
         if state == _ENDED or state == _DETACHED:
             return self._unavailable()
@@ -316,11 +326,10 @@ class Response:
             return self._finish(out)
         if len(data) > self._options.buffer_output_size:
             return set_error(ErrorCode.DATA_LENGTH_TOO_LARGE)
-        if not self._headers and not self._cookies and self._status == 200 and not self._reason \
-                and not self._gzip_level and (len(data) < self._options.compression_min_length
-                                              or not self._options.http_compression or self._accept_encoding is None):
-            # Fast path: the plain 200 text/html answer (no headers, no cookies, no compression).
-            head = _FAST_HEAD % (date_bytes(time.time()), b"keep-alive" if self._keep_alive else b"close", len(data))
+        if self._plain and (self._accept_encoding is None or len(data) < self._options.compression_min_length
+                            or not self._options.http_compression):
+            # Fast path: the plain 200 text/html answer (no headers, cookies, status or gzip set).
+            head = plain_head(time.time(), self._keep_alive, len(data))
             return self._finish(head if self._method == "HEAD" else head + data)
         self._note_connection()
         if self._bodyless():

@@ -47,7 +47,7 @@ __all__ = ["HeadParser", "parse_head", "parse_fields", "BARE_LINE_ENDING", "FORB
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 _METHOD = r"[!$%&'*+\-.^_`|~0-9A-Z]{3,20}"
 # target: any byte but controls, space and DEL (non-ASCII bytes are latin-1 characters here)
-_REQUEST_LINE = re.compile(r"(" + _METHOD + r") ([^\x00-\x20\x7f]+) HTTP/([0-9])\.([0-9])")
+_REQUEST_LINE = re.compile(r"(" + _METHOD + r") ([^\x00-\x20\x7f]+) HTTP/([0-9])\.([0-9])\r\n")
 # One header field. The lookbehind pins every match to the start of a CRLF-delimited line, so
 # that len(matches) == number of lines proves that every line matched (see the module doc).
 _FIELD = re.compile(r"(?<=\r\n)(" + _TOKEN + r"+):[\t ]*([\t\x20-\x7e\x80-\xff]*)\r\n")
@@ -86,7 +86,7 @@ class HeadParser:
         self.max_headers = max_headers
         self.max_body_size = max_body_size
         self.require_host = require_host
-        self._blocks: dict[bytes, tuple[dict[str, str], int]] = {}
+        self._blocks: dict[str, tuple] = {}  # header block text -> what _parse_block found
 
     @classmethod
     def shared(cls, max_headers: int, max_body_size: int, require_host: bool) -> "HeadParser":
@@ -105,31 +105,30 @@ class HeadParser:
         Content-Length above `max_body_size` (checked before any body is read).
         """
         try:
-            line_end = head.find(b"\r\n")
-            line = head[:line_end].decode("latin-1")
-            match = _REQUEST_LINE.fullmatch(line)
+            text = head.decode("latin-1")
+            match = _REQUEST_LINE.match(text)
             if match is None:
-                raise _request_line_error(line)
+                raise _request_line_error(text[:text.find("\r\n")])
             method, target, major, minor = match.groups()
             if major != "1":
                 raise MessageError(505, "http_version_not_supported", f"HTTP/{major}.{minor}")
-            version = "1.0" if minor == "0" else "1.1"
+            http11 = minor != "0"
 
-            if line_end + 4 == len(head):
+            block_start = match.end() - 2
+            if block_start + 4 == len(text):
+                facts = _NO_FIELDS
                 headers: dict[str, str] = {}
-                content_length = 0
             else:
-                block = head[line_end:]
-                cached = self._blocks.get(block)
-                if cached is None:
-                    headers, content_length = self._parse_block(block)
+                block = text[block_start:]
+                facts = self._blocks.get(block)
+                if facts is None:
+                    facts = self._parse_block(block)
                     if len(block) <= self.CACHE_MAX_BLOCK:
                         if len(self._blocks) >= self.CACHE_ENTRIES:
                             self._blocks.clear()
-                        self._blocks[block] = (headers.copy(), content_length)
-                else:
-                    headers = cached[0].copy()
-                    content_length = cached[1]
+                        self._blocks[block] = facts
+                headers = facts[0].copy()
+            _, content_length, te, has_host, close, keep_alive_token, upgrade_token, expect_100 = facts
 
             if target[0] == "/":
                 if not target.isascii():
@@ -145,23 +144,15 @@ class HeadParser:
                     query = query.encode("latin-1").decode("utf-8", "surrogateescape")
             if method == "CONNECT":
                 raise MessageError(501, "connect_not_supported", "CONNECT: this server is not a proxy")
-            if version == "1.1" and "host" not in headers and self.require_host:
-                raise MessageError(400, "missing_host", "an HTTP/1.1 request needs a Host header")
-            if "transfer-encoding" in headers:
-                content_length = _check_transfer_encoding(headers["transfer-encoding"], headers.get("content-length"), version)
-
-            connection = headers.get("connection")
-            if connection is None:
-                keep_alive = version == "1.1"
-                upgrade = False
-            else:
-                tokens = [token.strip(" \t") for token in connection.lower().split(",")]
-                keep_alive = "close" not in tokens if version == "1.1" else "keep-alive" in tokens
-                upgrade = version == "1.1" and "upgrade" in tokens and "upgrade" in headers
-            expect = headers.get("expect")
-            expect_continue = version == "1.1" and expect is not None and expect.lower() == "100-continue"
-            return HttpRequest(method, target, path, query, version, headers, head, b"", keep_alive, True,
-                               expect_continue, upgrade, content_length, None)
+            if te is not None:
+                content_length = _check_transfer_encoding(te, headers.get("content-length"), http11)
+            if http11:
+                if not has_host and self.require_host:
+                    raise MessageError(400, "missing_host", "an HTTP/1.1 request needs a Host header")
+                return HttpRequest(method, target, path, query, "1.1", headers, head, b"", not close, True,
+                                   expect_100, upgrade_token, content_length, None)
+            return HttpRequest(method, target, path, query, "1.0", headers, head, b"", keep_alive_token, True,
+                               False, False, content_length, None)
         except MessageError as err:
             # A bare CR/LF is reported in preference to anything else wrong in the head: it is
             # what the codec sees first while the head is still arriving byte by byte.
@@ -169,16 +160,20 @@ class HeadParser:
                 raise MessageError(400, "bare_line_ending", "bare CR or LF in the request head") from None
             raise
 
-    def _parse_block(self, block: bytes) -> tuple[dict[str, str], int]:
-        """Validate and parse the fields of a head (`block` starts with the request line's CRLF)."""
-        text = block.decode("latin-1")
-        crlf = text.count("\r\n")
-        fields = _FIELD.findall(text)
+    def _parse_block(self, block: str) -> tuple:
+        """Validate and parse the fields of a head (`block` starts with the request line's CRLF).
+
+        Returns the facts the request line does not change: ``(headers, content_length,
+        transfer_encoding, has_host, connection_close, connection_keep_alive, upgrade,
+        expect_100_continue)`` -- what the cache keeps.
+        """
+        crlf = block.count("\r\n")
+        fields = _FIELD.findall(block)
         if len(fields) != crlf - 2:
-            raise _diagnose_fields(text, 2)
+            raise _diagnose_fields(block, 2)
         if len(fields) > self.max_headers:
             raise MessageError(400, "too_many_headers", f"{len(fields)} header fields > {self.max_headers}")
-        if " \r\n" in text or "\t\r\n" in text:  # rare: trailing whitespace to strip
+        if " \r\n" in block or "\t\r\n" in block:  # rare: trailing whitespace to strip
             fields = [(name, value.rstrip(" \t")) for name, value in fields]
         headers = {name.lower(): value for name, value in fields}
         if len(headers) != len(fields):
@@ -186,14 +181,23 @@ class HeadParser:
         host = headers.get("host")
         if host is not None and _HOST.fullmatch(host) is None:
             raise MessageError(400, "bad_host", f"invalid Host {host[:64]!r}")
+        content_length = 0
         cl = headers.get("content-length")
-        if cl is None:
-            return headers, 0
-        if not (cl.isdigit() and cl.isascii()):
-            raise MessageError(400, "bad_content_length", f"Content-Length {cl[:40]!r} is not 1*DIGIT")
-        if len(cl) > 18 or int(cl) > self.max_body_size:
-            raise MessageError(400, "body_too_large", f"Content-Length {cl[:40]} > package_max_length {self.max_body_size}")
-        return headers, int(cl)
+        if cl is not None:
+            if not (cl.isdigit() and cl.isascii()):
+                raise MessageError(400, "bad_content_length", f"Content-Length {cl[:40]!r} is not 1*DIGIT")
+            if len(cl) > 18 or int(cl) > self.max_body_size:
+                raise MessageError(400, "body_too_large", f"Content-Length {cl[:40]} > package_max_length {self.max_body_size}")
+            content_length = int(cl)
+        connection = headers.get("connection")
+        tokens = [token.strip(" \t") for token in connection.lower().split(",")] if connection else ()
+        expect = headers.get("expect")
+        return (headers, content_length, headers.get("transfer-encoding"), host is not None, "close" in tokens,
+                "keep-alive" in tokens, "upgrade" in tokens and "upgrade" in headers,
+                expect is not None and expect.lower() == "100-continue")
+
+
+_NO_FIELDS: tuple = ({}, 0, None, False, False, False, False, False)
 
 
 _SHARED: dict[tuple[int, int, bool], HeadParser] = {}
@@ -248,12 +252,12 @@ def _merge(fields: list[tuple[str, str]]) -> dict[str, str]:
     return headers
 
 
-def _check_transfer_encoding(te: str, cl: str | None, version: str) -> int:
+def _check_transfer_encoding(te: str, cl: str | None, http11: bool) -> int:
     """Validate Transfer-Encoding; return -1 (chunked) or raise MessageError."""
     if cl is not None:
         raise MessageError(400, "content_length_with_transfer_encoding",
                            "Content-Length and Transfer-Encoding together")
-    if version == "1.0":
+    if not http11:
         raise MessageError(400, "transfer_encoding_in_http10", "Transfer-Encoding in an HTTP/1.0 request")
     codings = [coding.strip(" \t").lower() for coding in te.split(",")]
     for coding in codings:
