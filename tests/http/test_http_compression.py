@@ -51,3 +51,15 @@ def test_compressors_round_trip() -> None:
         out += decoder.decompress(compressed)
     out += decoder.decompress(stream.finish())
     assert out == b"abc" + b"def" * 50 + b"g"
+
+
+def test_options_validation_and_from_settings() -> None:
+    from threadswoole.http import HttpOptions
+
+    with pytest.raises(ValueError):
+        HttpOptions(http_compression_level=0)
+    with pytest.raises(ValueError):
+        HttpOptions(upload_max_filesize=-1)
+    options = HttpOptions.from_settings({"http_compression": False, "upload_tmp_dir": None,
+                                         "package_max_length": 1024, "unrelated": 1})
+    assert not options.http_compression and options.upload_tmp_dir == "/tmp" and options.package_max_length == 1024

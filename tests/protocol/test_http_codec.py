@@ -288,3 +288,28 @@ def test_target_forms_and_decoding() -> None:
     [event] = HttpCodec().feed(b"GET /bad\xff HTTP/1.1\r\nHost: a\r\n\r\n")
     assert event.path == "/bad\udcff"  # invalid UTF-8 kept by surrogateescape
     assert HttpRequest.unpack(event.pack()).path == "/bad\udcff"
+
+
+def test_shared_head_cache_under_threads() -> None:
+    """THREAD mode: every worker thread's codecs share one HeadParser (and its cache)."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            codec = HttpCodec()
+            for i in range(2000):
+                host = f"h{(n * 7 + i) % 300}"  # more distinct blocks than the cache holds: clears too
+                [event] = codec.feed(f"GET /{n}/{i} HTTP/1.1\r\nHost: {host}\r\nX-N: {n}\r\n\r\n".encode())
+                assert event.headers == {"host": host, "x-n": str(n)} and event.path == f"/{n}/{i}"
+                event.headers["x-n"] = "mutated"  # must not leak into another thread's event
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors[0]
