@@ -139,9 +139,9 @@ def test_curl_keep_alive_two_requests_and_headers() -> None:
         assert result.returncode == 0, result.stderr
         assert out.count("HTTP/1.1 200 OK") == 2 and "hello 1 from curl" in out and "hello 2 from curl" in out
         assert "X-Path: /b" in out and "Set-Cookie: seen=2; path=/" in out
-        assert len(server.requests) == 2  # one connection, kept alive
     finally:
         server.close()
+    assert len(server.requests) == 2  # one connection, kept alive (counted once the server stopped)
 
 
 @needs_curl
@@ -167,9 +167,9 @@ def test_curl_multipart_upload_with_expect_continue(tmp_path: Path) -> None:
         assert seen["name"] == "photo.jpg" and seen["type"] == "image/jpeg" and seen["size"] == len(payload)
         assert seen["content"] == payload and seen["post"] == {"caption": "a cat"}
         assert seen["expect"] == "100-continue"
-        assert os.listdir(tmp_dir) == []  # cleaned up after the handler
     finally:
         server.close()
+    assert os.listdir(tmp_dir) == []  # cleaned up after the handler (checked once the server stopped)
 
 
 @needs_curl
@@ -189,9 +189,9 @@ def test_curl_chunked_upload_gzip_response_and_413(tmp_path: Path) -> None:
         result = curl(server.port, "-o", "/dev/null", "-w", "%{http_code}", "-F", f"f=@{big}",
                       f"http://127.0.0.1:{server.port}/up")
         assert result.stdout == b"413"
-        assert [n for n in os.listdir(tmp_path) if n.startswith("swoole.upfile.")] == []
     finally:
         server.close()
+    assert [n for n in os.listdir(tmp_path) if n.startswith("swoole.upfile.")] == []
 
 
 def test_http_client_reads_every_response_shape(tmp_path: Path) -> None:
@@ -235,9 +235,9 @@ def test_http_client_reads_every_response_shape(tmp_path: Path) -> None:
         conn.request("POST", "/missing", body=b"x=1", headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert conn.getresponse().read() == b"no"
         conn.close()
-        assert len(server.requests) == 8
     finally:
         server.close()
+    assert len(server.requests) == 8
 
 
 def test_bad_request_gets_400_and_close() -> None:

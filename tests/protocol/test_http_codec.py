@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from threadswoole.protocol.codec import EVENT_TYPES, ProtocolError, Reply
-from threadswoole.protocol.http import HttpBodyChunk, HttpCodec, HttpRequest
+from threadswoole.protocol.http import HttpBodyChunk, HttpCodec, HttpRequest, MessageError
 from threadswoole.protocol.http.head import HeadParser
 from threadswoole.protocol.http.writer import CONTINUE
 
@@ -43,15 +43,24 @@ def test_cached_heads_do_not_share_headers() -> None:
     assert second.headers is not first.headers
 
 
-def test_head_cache_is_bounded_and_cleared() -> None:
+def test_head_caches_are_bounded_and_cleared() -> None:
     parser = HeadParser(100, 1000, True)
     for i in range(HeadParser.CACHE_ENTRIES + 10):
-        parser.parse(b"GET / HTTP/1.1\r\nHost: h%d\r\n\r\n" % i)
-        assert len(parser._blocks) <= HeadParser.CACHE_ENTRIES
+        parser.parse(b"GET /%d HTTP/1.1\r\nHost: h%d\r\n\r\n" % (i, i))
+        assert len(parser._blocks) <= HeadParser.CACHE_ENTRIES and len(parser._heads) <= HeadParser.CACHE_ENTRIES
     big = b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"y" * HeadParser.CACHE_MAX_BLOCK + b"\r\n\r\n"
     parser._blocks.clear()
+    parser._heads.clear()
     parser.parse(big)
-    assert not parser._blocks
+    assert not parser._blocks and not parser._heads
+    # a block seen with another request line is reused; the request line is still parsed
+    first = parser.parse(b"GET /one?a=1 HTTP/1.1\r\nHost: same\r\n\r\n")
+    second = parser.parse(b"POST /two HTTP/1.0\r\nHost: same\r\n\r\n")
+    assert len(parser._blocks) == 1 and len(parser._heads) == 2
+    assert (first.method, first.path, first.query, first.version, first.keep_alive) == ("GET", "/one", "a=1", "1.1", True)
+    assert (second.method, second.path, second.version, second.keep_alive) == ("POST", "/two", "1.0", False)
+    with pytest.raises(MessageError):
+        parser.parse(b"GET / HTTP/1.1\r\n\r\n")  # the cached pieces do not excuse a missing Host
 
 
 def test_pack_unpack_round_trip() -> None:

@@ -68,16 +68,16 @@ FORBIDDEN_TRAILERS = frozenset({
 class HeadParser:
     """Parses request heads into `HttpRequest` events with fixed limits (see the module doc).
 
-    Header blocks (everything after the request line) are cached: clients on keep-alive
-    connections (browsers, API clients, health checks, benchmarks) send the same header bytes
-    again and again while the request line varies, and parsing a block is a pure function of
-    its bytes and the limits. Every event gets its own copy of the headers dict, so no caller
-    can change what the next request sees. The cache is bounded (entries, block size) and is
-    simply cleared when full. One parser is shared by every codec with the same limits
+    Two caches, because parsing is a pure function of the bytes and the limits: whole heads
+    (a client repeating the same request: benchmarks, polling, health checks) and header
+    blocks, everything after the request line (browsers and API clients on keep-alive
+    connections send the same header bytes again and again while the path varies). Every
+    event gets its own copy of the headers dict, so no caller can change what the next request
+    sees. Both caches are bounded (entries, size) and simply cleared when full. One parser is shared by every codec with the same limits
     (`shared`); the dict operations it does are atomic, also on free-threaded builds.
     """
 
-    __slots__ = ("max_headers", "max_body_size", "require_host", "_blocks")
+    __slots__ = ("max_headers", "max_body_size", "require_host", "_blocks", "_heads")
 
     CACHE_ENTRIES = 256
     CACHE_MAX_BLOCK = 2048
@@ -87,6 +87,7 @@ class HeadParser:
         self.max_body_size = max_body_size
         self.require_host = require_host
         self._blocks: dict[str, tuple] = {}  # header block text -> what _parse_block found
+        self._heads: dict[bytes, tuple] = {}  # whole head -> the HttpRequest fields it gave
 
     @classmethod
     def shared(cls, max_headers: int, max_body_size: int, require_host: bool) -> "HeadParser":
@@ -104,6 +105,19 @@ class HeadParser:
         (n bytes, -1 chunked). Raises MessageError for anything invalid, including a
         Content-Length above `max_body_size` (checked before any body is read).
         """
+        fields = self._heads.get(head)  # the same request again (benchmarks, polling, health checks)
+        if fields is None:
+            fields = self._parse(head)
+            if len(head) <= self.CACHE_MAX_BLOCK:
+                if len(self._heads) >= self.CACHE_ENTRIES:
+                    self._heads.clear()
+                self._heads[head] = fields
+        method, target, path, query, version, headers, keep_alive, expect_continue, upgrade, length = fields
+        return HttpRequest(method, target, path, query, version, headers.copy(), head, b"", keep_alive, True,
+                           expect_continue, upgrade, length, None)
+
+    def _parse(self, head: bytes) -> tuple:
+        """The HttpRequest fields of `head`, with the cached (never handed out) headers dict."""
         try:
             text = head.decode("latin-1")
             match = _REQUEST_LINE.match(text)
@@ -117,7 +131,6 @@ class HeadParser:
             block_start = match.end() - 2
             if block_start + 4 == len(text):
                 facts = _NO_FIELDS
-                headers: dict[str, str] = {}
             else:
                 block = text[block_start:]
                 facts = self._blocks.get(block)
@@ -127,8 +140,7 @@ class HeadParser:
                         if len(self._blocks) >= self.CACHE_ENTRIES:
                             self._blocks.clear()
                         self._blocks[block] = facts
-                headers = facts[0].copy()
-            _, content_length, te, has_host, close, keep_alive_token, upgrade_token, expect_100 = facts
+            headers, content_length, te, has_host, close, keep_alive_token, upgrade_token, expect_100 = facts
 
             if target[0] == "/":
                 if not target.isascii():
@@ -149,10 +161,9 @@ class HeadParser:
             if http11:
                 if not has_host and self.require_host:
                     raise MessageError(400, "missing_host", "an HTTP/1.1 request needs a Host header")
-                return HttpRequest(method, target, path, query, "1.1", headers, head, b"", not close, True,
-                                   expect_100, upgrade_token, content_length, None)
-            return HttpRequest(method, target, path, query, "1.0", headers, head, b"", keep_alive_token, True,
-                               False, False, content_length, None)
+                return (method, target, path, query, "1.1", headers, not close, expect_100, upgrade_token,
+                        content_length)
+            return (method, target, path, query, "1.0", headers, keep_alive_token, False, False, content_length)
         except MessageError as err:
             # A bare CR/LF is reported in preference to anything else wrong in the head: it is
             # what the codec sees first while the head is still arriving byte by byte.
