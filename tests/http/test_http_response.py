@@ -16,6 +16,11 @@ from threadswoole.http import HttpOptions, Response
 pytestmark = pytest.mark.timeout(30)
 
 
+@pytest.fixture
+def transport() -> RecordingTransport:
+    return RecordingTransport()
+
+
 def make(transport: RecordingTransport, **kw) -> Response:
     return Response(transport, 7, **kw)
 

@@ -127,11 +127,14 @@ class Response:
 
     @classmethod
     def for_request(cls, transport: Transport, request: Any, options: HttpOptions | None = None) -> "Response":
-        """The Response for a `threadswoole.http.Request` (or an HttpRequest event + fd 0)."""
+        """The Response for a `threadswoole.http.Request` (or an HttpRequest event + fd 0).
+
+        `options` default to the Request's own.
+        """
         event = getattr(request, "event", request)
         return cls(transport, getattr(request, "fd", 0), method=event.method, version=event.version,
                    keep_alive=event.keep_alive, accept_encoding=event.headers.get("accept-encoding"),
-                   options=options)
+                   options=options or getattr(request, "options", None))
 
     @classmethod
     def create(cls, fd: int) -> "Response":
