@@ -174,6 +174,15 @@ def test_upgrade_refused_resume_parses_held_bytes() -> None:
         codec.resume()
 
 
+def test_upgrade_not_held_when_the_listener_never_upgrades() -> None:
+    head = b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    codec = HttpCodec(hold_upgrade=False)
+    [request, again] = codec.feed(head + GET)
+    assert request.upgrade and not codec.holding and again.path == "/"
+    [alone] = HttpCodec(hold_upgrade=False).feed(head)  # the fast path too
+    assert alone.upgrade
+
+
 def test_streaming_content_length_one_chunk_per_feed() -> None:
     body = bytes(range(256)) * 40  # 10240 bytes
     codec = HttpCodec(max_buffered_body=1024)

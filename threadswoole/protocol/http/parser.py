@@ -61,12 +61,14 @@ class HttpCodec(Codec):
     (Swoole's fixed 8 KiB), `max_body_size` (``package_max_length``: a larger Content-Length is
     400 before any body is read, a chunked body growing past it is 400), `max_headers` fields,
     `max_chunk_extension` bytes of extensions per chunk-size line, `max_buffered_body` (longer
-    bodies stream), `require_host` (HTTP/1.1 without Host is 400).
+    bodies stream), `require_host` (HTTP/1.1 without Host is 400), `hold_upgrade` (False on a
+    listener that never upgrades, e.g. a plain HTTP port: upgrade requests are flagged but
+    parsing simply goes on, no `resume()` needed).
     """
 
     __slots__ = (
         "max_head_size", "max_body_size", "max_headers", "max_chunk_extension", "max_buffered_body",
-        "require_host", "_state", "_buf", "_request", "_remaining", "_streaming", "_chunked",
+        "require_host", "hold_upgrade", "_state", "_buf", "_request", "_remaining", "_streaming", "_chunked",
         "_parts", "_held", "_error", "_heads",
     )
     protocol = "http"
@@ -80,6 +82,7 @@ class HttpCodec(Codec):
         max_chunk_extension: int = 1024,
         max_buffered_body: int = 64 * 1024,
         require_host: bool = True,
+        hold_upgrade: bool = True,
     ) -> None:
         for name, value in (("max_head_size", max_head_size), ("max_body_size", max_body_size),
                             ("max_headers", max_headers), ("max_chunk_extension", max_chunk_extension),
@@ -92,6 +95,7 @@ class HttpCodec(Codec):
         self.max_chunk_extension = max_chunk_extension
         self.max_buffered_body = max_buffered_body
         self.require_host = require_host
+        self.hold_upgrade = hold_upgrade
         self._state = _HEAD
         self._buf = bytearray()
         self._request: HttpRequest | None = None  # the request whose body is being read
@@ -114,7 +118,7 @@ class HttpCodec(Codec):
                 except MessageError as err:
                     raise self._fail(err, []) from None
                 if request.content_length == 0:
-                    if request.upgrade:
+                    if request.upgrade and self.hold_upgrade:
                         self._state = _HOLD
                     elif not request.keep_alive:
                         self._state = _DONE
@@ -238,7 +242,7 @@ class HttpCodec(Codec):
         self._request = None
         self._streaming = False
         self._chunked = None
-        if request.upgrade:
+        if request.upgrade and self.hold_upgrade:
             self._state = _HOLD
             return True
         if not request.keep_alive:
