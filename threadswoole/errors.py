@@ -60,6 +60,8 @@ class ErrorCode(IntEnum):
     TASK_PACKAGE_TOO_BIG = 2001
     TASK_DISPATCH_FAIL = 2002
     TASK_TIMEOUT = 2003
+    HTTP_CONFLICT_HEADER = 7105
+    HTTP_CONTEXT_UNAVAILABLE = 7106
     WEBSOCKET_BAD_CLIENT = 8501
     WEBSOCKET_BAD_OPCODE = 8502
     WEBSOCKET_UNCONNECTED = 8503
@@ -84,6 +86,8 @@ _MESSAGES = {
     ErrorCode.TASK_PACKAGE_TOO_BIG: "Task package is too big",
     ErrorCode.TASK_DISPATCH_FAIL: "Task dispatch failed",
     ErrorCode.TASK_TIMEOUT: "Task timed out",
+    ErrorCode.HTTP_CONFLICT_HEADER: "Conflicting HTTP response headers",
+    ErrorCode.HTTP_CONTEXT_UNAVAILABLE: "HTTP response is unavailable (already ended or detached)",
     ErrorCode.WEBSOCKET_BAD_CLIENT: "Not a WebSocket client",
     ErrorCode.WEBSOCKET_BAD_OPCODE: "Bad WebSocket opcode",
     ErrorCode.WEBSOCKET_UNCONNECTED: "WebSocket not connected",
