@@ -31,6 +31,9 @@ from threadswoole import errors as _errors
 globals().update({name: getattr(_errors, name) for name in _error_names if name.startswith("SWOOLE_ERROR_")})
 from threadswoole.server import Port, Server
 from threadswoole.timer import Event, Timer
+from threadswoole.atomic import Atomic
+from threadswoole.lock import Lock
+from threadswoole.table import Table
 
 __version__ = "0.1.0"
 
@@ -59,6 +62,9 @@ __all__ = [
     "Port",
     "Timer",
     "Event",
+    "Table",
+    "Atomic",
+    "Lock",
     "cpu_num",
     "set_process_name",
     *_constant_names,

@@ -7,7 +7,7 @@ import os
 import signal
 from typing import Any, Callable
 
-from threadswoole import _context
+from threadswoole import _context, _segments
 from threadswoole.errors import ContextError
 from threadswoole.server import _shm, _startup
 from threadswoole.server._router import Router
@@ -66,6 +66,7 @@ class DriverBase:
         log.info("server stopped (master pid %d)", os.getpid())
         self.restore_signals()
         _startup.remove_pid_file(self.server._settings.get("pid_file"))
+        _segments.release_segments()  # the Table/Atomic/Lock segments made before start()
         if self.state is not None:
             self.state.destroy()
         _startup.remove_logging()

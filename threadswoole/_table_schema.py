@@ -1,0 +1,183 @@
+"""Table columns: types and sizes, the byte layout of a row's data, and value checking and encoding.
+
+A row's data is the columns packed in the order they were declared, little-endian, no padding:
+int columns take 1, 2, 4 or 8 bytes (signed), float columns 8 (a C double), a string column
+4 bytes of length (bit 31 set when the value was `bytes`, so it comes back as `bytes`, and as a
+`str` otherwise: api.md §18.11; a column never set reads as "") followed by `size` bytes. Values are checked and packed to bytes *before* the row lock is
+taken, so a bad value never leaves a row half-written.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Mapping
+
+TYPE_INT, TYPE_FLOAT, TYPE_STRING = 1, 2, 3
+TYPE_NAMES = {TYPE_INT: "int", TYPE_FLOAT: "float", TYPE_STRING: "string"}
+_INT_FORMATS = {1: "b", 2: "h", 4: "i", 8: "q"}
+_BYTES_FLAG = 1 << 31
+_LENGTH_MASK = _BYTES_FLAG - 1
+MAX_STRING_SIZE = 1 << 24  # 16 MiB per value: far beyond a sensible row, and the length field's limit is 2**31
+
+
+class Column:
+    """One declared column and where its bytes are in a row's data."""
+
+    __slots__ = ("name", "type", "size", "offset", "codec", "raw", "low", "high")
+
+    def __init__(self, name: str, type_: int, size: int, offset: int) -> None:
+        self.name = name
+        self.type = type_
+        self.size = size  # bytes of an int, 8 for a float, the capacity of a string
+        self.offset = offset
+        if type_ == TYPE_INT:
+            self.codec = struct.Struct("<" + _INT_FORMATS[size])
+            self.high = (1 << (8 * size - 1)) - 1
+            self.low = -self.high - 1
+        elif type_ == TYPE_FLOAT:
+            self.codec = struct.Struct("<d")
+            self.low = self.high = 0
+        else:
+            self.codec = struct.Struct(f"<I{size}s")
+            self.low = self.high = 0
+        self.raw = struct.Struct(f"{self.codec.size}s")  # writes encode()'s bytes in one call
+
+    @property
+    def width(self) -> int:
+        return self.codec.size
+
+    def check(self, value: Any) -> Any:
+        """The value as it is stored (int, float, or (length word, bytes)); TypeError/ValueError."""
+        if self.type == TYPE_INT:
+            if not isinstance(value, int):
+                raise TypeError(f"column {self.name!r} holds ints, not {type(value).__name__}")
+            if not self.low <= value <= self.high:
+                raise ValueError(f"{value} is out of range for column {self.name!r} (int{8 * self.size}: {self.low}..{self.high})")
+            return int(value)
+        if self.type == TYPE_FLOAT:
+            if not isinstance(value, (int, float)):
+                raise TypeError(f"column {self.name!r} holds floats, not {type(value).__name__}")
+            try:
+                return float(value)
+            except OverflowError:
+                raise ValueError(f"{value} is out of range for float column {self.name!r}") from None
+        if isinstance(value, str):
+            data, flag = value.encode("utf-8"), 0
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            data, flag = bytes(value), _BYTES_FLAG
+        else:
+            raise TypeError(f"column {self.name!r} holds str or bytes, not {type(value).__name__}")
+        if len(data) > self.size:
+            raise ValueError(f"a value of {len(data)} bytes does not fit string column {self.name!r} (size {self.size})")
+        return (len(data) | flag, data)
+
+    def encode(self, value: Any) -> bytes:
+        stored = self.check(value)
+        return self.codec.pack(*stored) if self.type == TYPE_STRING else self.codec.pack(stored)
+
+    def decode(self, fields: tuple) -> Any:
+        """The value from this column's unpacked fields."""
+        if self.type != TYPE_STRING:
+            return fields[0]
+        length, data = fields
+        raw = data[: min(length & _LENGTH_MASK, self.size)]
+        return raw if length & _BYTES_FLAG else raw.decode("utf-8", "replace")
+
+
+class Schema:
+    """The columns of a table, in declaration order; frozen when the table is created."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, Column] = {}
+        self.order: list[Column] = []
+        self.data_size = 0
+        self.row_codec = struct.Struct("<")
+        self._encode_plan: list[tuple[str, int]] = []  # (name, string capacity or 0)
+        self._decode_plan: list[tuple[str, int, int]] = []  # (name, index in the fields, string capacity or 0)
+
+    def add(self, name: Any, type_: Any, size: Any) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"a column name is a str, not {type(name).__name__}")
+        if not name:
+            raise ValueError("a column name must not be empty")
+        if name in self.columns:
+            raise ValueError(f"column {name!r} is already defined")
+        if not isinstance(type_, int) or isinstance(type_, bool):
+            raise TypeError(f"the column type is Table.TYPE_INT, TYPE_FLOAT or TYPE_STRING, not {type(type_).__name__}")
+        if type_ not in TYPE_NAMES:
+            raise ValueError(f"unknown column type {type_} (Table.TYPE_INT=1, TYPE_FLOAT=2, TYPE_STRING=3)")
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise TypeError(f"the column size is an int, not {type(size).__name__}")
+        if type_ == TYPE_INT:
+            size = size or 8
+            if size not in _INT_FORMATS:
+                raise ValueError(f"an int column is 1, 2, 4 or 8 bytes, not {size}")
+        elif type_ == TYPE_FLOAT:
+            if size not in (0, 8):
+                raise ValueError(f"a float column is 8 bytes (size 0 or 8), not {size}")
+            size = 8
+        elif not 1 <= size <= MAX_STRING_SIZE:
+            raise ValueError(f"a string column holds 1 to {MAX_STRING_SIZE} bytes, not {size}")
+        column = Column(name, type_, size, self.data_size)
+        capacity = size if type_ == TYPE_STRING else 0
+        self._decode_plan.append((name, sum(2 if c.type == TYPE_STRING else 1 for c in self.order), capacity))
+        self._encode_plan.append((name, capacity))
+        self.columns[name] = column
+        self.order.append(column)
+        self.data_size += column.width
+        self.row_codec = struct.Struct("<" + "".join(c.codec.format[1:] for c in self.order))
+
+    def column(self, name: Any) -> Column:
+        try:
+            return self.columns[name]
+        except (KeyError, TypeError):
+            raise ValueError(f"the table has no column {name!r}") from None
+
+    def encode_row(self, values: Any) -> tuple[bytes | None, list[tuple[Column, bytes]]]:
+        """(all the row's data bytes, []) when `values` names every column, else (None, the
+        (column, bytes) of each column named). Unknown names and bad values raise first."""
+        if type(values) is not dict and not isinstance(values, Mapping):
+            raise TypeError(f"a row is a mapping of column name to value, not {type(values).__name__}")
+        if len(values) == len(self._encode_plan):
+            flat: list[Any] = []
+            append = flat.append
+            try:
+                for name, capacity in self._encode_plan:
+                    value = values[name]
+                    if not capacity:
+                        append(value)  # struct checks the type and the range; see below
+                        continue
+                    if type(value) is str:
+                        data, flag = value.encode("utf-8"), 0
+                    elif isinstance(value, (bytes, bytearray, memoryview)):
+                        data, flag = bytes(value), _BYTES_FLAG
+                    else:
+                        data, flag = self.columns[name].check(value)  # raises the TypeError
+                    if len(data) > capacity:
+                        self.columns[name].check(value)  # raises the ValueError
+                    append(len(data) | flag)
+                    append(data)
+                return self.row_codec.pack(*flat), []
+            except KeyError:
+                pass  # as many names as columns but not the same names: reported below
+            except (struct.error, OverflowError):
+                for column in self.order:  # find the culprit for a precise error
+                    column.check(values[column.name])
+                raise
+        parts = []
+        for name, value in values.items():
+            column = self.column(name)
+            parts.append((column, column.encode(value)))
+        return None, parts
+
+    def decode_row(self, fields: tuple) -> dict[str, Any]:
+        """The row as a dict from `row_codec` fields."""
+        row: dict[str, Any] = {}
+        for name, index, capacity in self._decode_plan:
+            if capacity:
+                length = fields[index]
+                raw = fields[index + 1][: length & _LENGTH_MASK]
+                row[name] = raw if length & _BYTES_FLAG else raw.decode("utf-8", "replace")
+            else:
+                row[name] = fields[index]
+        return row
