@@ -9,7 +9,9 @@ Lifetime. The creating process unlinks the name once: at server shutdown (`relea
 called by the mode driver after on_shutdown), at `destroy()`, or at interpreter exit, whichever
 comes first. Unlinking keeps the mapping, so a Table is still readable in the master after
 `start()` returns; the memory goes when the last process unmaps it (`destroy()`, exit). Other
-processes never unlink; `destroy()` or exit only unmaps their own copy.
+processes never unlink; `destroy()` or exit only unmaps their own copy. One exception: a
+daemonized master is a grandchild of the process that made the tables (which has exited), so at
+shutdown the master also unlinks segments whose creator is gone.
 
 Views. `struct.pack_into`/`unpack_from` on a memoryview change the view's export count, and
 making or releasing a view (a slice, a cast) changes the count of the buffer beneath; free-threaded
@@ -17,6 +19,9 @@ CPython 3.13 updates both without synchronisation (CPython gh-127716, see server
 each thread gets its own byte view (`thread_views`, made and released under a lock, never
 released by a dying thread) for struct work, and the shared word views (`words`, `uints`) are
 only indexed, never sliced.
+
+Small objects (Atomic, Lock) take slots of shared "sync" segments of 64 slots (`allocate_slot`),
+so a program with many counters does not hold one file descriptor per counter.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class Segment:
         self.address: int = ctypes.addressof(anchor)
         del anchor  # gives the export back; the address stays valid while the segment is mapped
         self.words = buffer.cast("q")  # int64 words, indexed only
+        self.doubles = buffer.cast("d")  # the same words as float64, indexed only
         self.uints = buffer.cast("I")  # uint32 words (futexes), indexed only
         self.thread_views: dict[int, memoryview] = {}  # thread ident -> that thread's byte view
         with _registry_lock:
@@ -78,10 +84,11 @@ class Segment:
                 view = self.thread_views[ident] = self._segment.buf[:]
             return view
 
-    def unlink(self) -> None:
-        """Remove the name (creator only, once); the mapping stays usable."""
+    def unlink(self, inherited: bool = False) -> None:
+        """Remove the name (once; by the creator, or with `inherited` by the process that took
+        over from it); the mapping stays usable."""
         with self._lock:
-            if self.unlinked or os.getpid() != self.creator_pid:
+            if self.unlinked or (os.getpid() != self.creator_pid and not inherited):
                 return
             self.unlinked = True
         try:
@@ -97,7 +104,7 @@ class Segment:
             if self.closed:
                 return
             self.closed = True
-            views = [*self.thread_views.values(), self.words, self.uints]
+            views = [*self.thread_views.values(), self.words, self.doubles, self.uints]
             self.thread_views.clear()
             try:
                 for view in views:
@@ -142,12 +149,26 @@ def allocate_slot(size: int = SLOT_BYTES) -> tuple[Segment, int]:
 
 
 def release_segments() -> None:
-    """Unlink every segment this process created (server shutdown): their names are gone from
-    /dev/shm once the server stops; the mappings stay until destroy() or exit."""
+    """Server shutdown, in the master: unlink every segment this process created, and those whose
+    creator is gone (a `daemonize` master is a grandchild of the process that made its tables).
+    Their names leave /dev/shm; the mappings stay until destroy() or exit."""
     with _registry_lock:
-        mine = [segment for segment in _registry if segment.creator_pid == os.getpid()]
-    for segment in mine:
-        segment.unlink()
+        segments = list(_registry)
+    for segment in segments:
+        if segment.creator_pid == os.getpid():
+            segment.unlink()
+        elif not _process_alive(segment.creator_pid):
+            segment.unlink(inherited=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _at_exit() -> None:

@@ -1,7 +1,8 @@
 """Table columns: types and sizes, the byte layout of a row's data, and value checking and encoding.
 
-A row's data is the columns packed in the order they were declared, little-endian, no padding:
-int columns take 1, 2, 4 or 8 bytes (signed), float columns 8 (a C double), a string column
+A row's data is the columns packed in the order they were declared, little-endian, with 8-byte
+int and float columns aligned to 8 bytes (so `incr` reads and writes them as one word) and no
+other padding: int columns take 1, 2, 4 or 8 bytes (signed), float columns 8 (a C double), a string column
 4 bytes of length (bit 31 set when the value was `bytes`, so it comes back as `bytes`, and as a
 `str` otherwise: api.md §18.11; a column never set reads as "") followed by `size` bytes. Values are checked and packed to bytes *before* the row lock is
 taken, so a bad value never leaves a row half-written.
@@ -9,6 +10,7 @@ taken, so a bad value never leaves a row half-written.
 
 from __future__ import annotations
 
+import operator
 import struct
 from typing import Any, Mapping
 
@@ -17,13 +19,14 @@ TYPE_NAMES = {TYPE_INT: "int", TYPE_FLOAT: "float", TYPE_STRING: "string"}
 _INT_FORMATS = {1: "b", 2: "h", 4: "i", 8: "q"}
 _BYTES_FLAG = 1 << 31
 _LENGTH_MASK = _BYTES_FLAG - 1
+_LENGTH = struct.Struct("<I")
 MAX_STRING_SIZE = 1 << 24  # 16 MiB per value: far beyond a sensible row, and the length field's limit is 2**31
 
 
 class Column:
     """One declared column and where its bytes are in a row's data."""
 
-    __slots__ = ("name", "type", "size", "offset", "codec", "raw", "low", "high")
+    __slots__ = ("name", "type", "size", "offset", "codec", "raw", "low", "high", "word")
 
     def __init__(self, name: str, type_: int, size: int, offset: int) -> None:
         self.name = name
@@ -41,6 +44,7 @@ class Column:
             self.codec = struct.Struct(f"<I{size}s")
             self.low = self.high = 0
         self.raw = struct.Struct(f"{self.codec.size}s")  # writes encode()'s bytes in one call
+        self.word = self.codec.size == 8 and offset % 8 == 0 and type_ != TYPE_STRING  # an aligned int64/double
 
     @property
     def width(self) -> int:
@@ -92,7 +96,10 @@ class Schema:
         self.order: list[Column] = []
         self.data_size = 0
         self.row_codec = struct.Struct("<")
-        self._encode_plan: list[tuple[str, int]] = []  # (name, string capacity or 0)
+        self._format = ""
+        self._encoder_format = ""
+        self._strings: list[tuple[int, int]] = []  # (position among the columns, capacity) of string columns
+        self._pick: Any = None
         self._decode_plan: list[tuple[str, int, int]] = []  # (name, index in the fields, string capacity or 0)
 
     def add(self, name: Any, type_: Any, size: Any) -> None:
@@ -118,14 +125,25 @@ class Schema:
             size = 8
         elif not 1 <= size <= MAX_STRING_SIZE:
             raise ValueError(f"a string column holds 1 to {MAX_STRING_SIZE} bytes, not {size}")
+        padding = -self.data_size % 8 if type_ != TYPE_STRING and size == 8 else 0
+        self._format += f"{padding}x" if padding else ""
+        self.data_size += padding
         column = Column(name, type_, size, self.data_size)
+        self._format += column.codec.format[1:]
+        self._encoder_format += f"{padding}x" if padding else ""
+        self._encoder_format += f"{column.width}s" if type_ == TYPE_STRING else column.codec.format[1:]
         capacity = size if type_ == TYPE_STRING else 0
         self._decode_plan.append((name, sum(2 if c.type == TYPE_STRING else 1 for c in self.order), capacity))
-        self._encode_plan.append((name, capacity))
+        if capacity:
+            self._strings.append((len(self.order), capacity))
+        names = [column.name for column in self.order] + [name]
+        getter = operator.itemgetter(*names)
+        self._pick = getter if len(names) > 1 else lambda values: (getter(values),)
         self.columns[name] = column
         self.order.append(column)
         self.data_size += column.width
-        self.row_codec = struct.Struct("<" + "".join(c.codec.format[1:] for c in self.order))
+        self.row_codec = struct.Struct("<" + self._format)
+        self._row_encoder = struct.Struct("<" + self._encoder_format)  # the same bytes, a string as one field
 
     def column(self, name: Any) -> Column:
         try:
@@ -138,26 +156,23 @@ class Schema:
         (column, bytes) of each column named). Unknown names and bad values raise first."""
         if type(values) is not dict and not isinstance(values, Mapping):
             raise TypeError(f"a row is a mapping of column name to value, not {type(values).__name__}")
-        if len(values) == len(self._encode_plan):
-            flat: list[Any] = []
-            append = flat.append
+        if len(values) == len(self.order):
             try:
-                for name, capacity in self._encode_plan:
-                    value = values[name]
-                    if not capacity:
-                        append(value)  # struct checks the type and the range; see below
-                        continue
-                    if type(value) is str:
-                        data, flag = value.encode("utf-8"), 0
-                    elif isinstance(value, (bytes, bytearray, memoryview)):
-                        data, flag = bytes(value), _BYTES_FLAG
-                    else:
-                        data, flag = self.columns[name].check(value)  # raises the TypeError
-                    if len(data) > capacity:
-                        self.columns[name].check(value)  # raises the ValueError
-                    append(len(data) | flag)
-                    append(data)
-                return self.row_codec.pack(*flat), []
+                picked = self._pick(values)  # every column's value, in order (KeyError: not all named)
+                if self._strings:
+                    picked = list(picked)
+                    for position, capacity in self._strings:
+                        value = picked[position]
+                        if type(value) is str:
+                            data, head = value.encode("utf-8"), 0
+                        elif isinstance(value, (bytes, bytearray, memoryview)):
+                            data, head = bytes(value), _BYTES_FLAG
+                        else:
+                            data, head = self.order[position].check(value)  # raises the TypeError
+                        if len(data) > capacity:
+                            self.order[position].check(value)  # raises the ValueError
+                        picked[position] = _LENGTH.pack(len(data) | head) + data  # one field: length + bytes
+                return self._row_encoder.pack(*picked), []  # struct checks the numbers' types and ranges
             except KeyError:
                 pass  # as many names as columns but not the same names: reported below
             except (struct.error, OverflowError):

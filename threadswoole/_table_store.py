@@ -6,7 +6,7 @@ Layout of the segment:
     stripes   `stripes` records of [robust mutex | counters: rows, inserts, updates, deletes, ...]
     rows      `buckets` bucket rows, then `pool` rows for collisions
 
-A row is [next row + 1: int32 | key length: uint8 (0: free) | key: 63 bytes | column data]. A key
+A row is [next row + 1: int32 | key length: uint8 (0: free) | key: 63 bytes | 4 bytes | column data]. A key
 hashes (CRC-32: the same in every process) to a bucket; keys of one bucket are chained through
 pool rows, as in Swoole. A bucket belongs to stripe `bucket % stripes`; the stripe's mutex guards
 the bucket's whole chain and the stripe's counters, so readers never see a half-written row and
@@ -32,7 +32,7 @@ import struct
 from threading import get_ident
 
 from threadswoole._segments import Segment
-from threadswoole._sync_native import EDEADLK, EOWNERDEAD, MUTEX_BYTES, init_mutex, mutex_consistent, mutex_lock, mutex_unlock
+from threadswoole._sync_native import EBUSY, EDEADLK, EOWNERDEAD, MUTEX_BYTES, init_mutex, mutex_consistent, mutex_lock, mutex_trylock, mutex_unlock
 from threadswoole.errors import StateError
 
 log = logging.getLogger("threadswoole")
@@ -49,7 +49,8 @@ S_NUM, S_INSERT, S_UPDATE, S_DELETE, S_CONFLICT, S_MAX_LEVEL, S_RECOVERED = rang
 ROW_HEADER = struct.Struct("<iB63s")
 NEXT = struct.Struct("<i")
 KEY_LENGTH = struct.Struct("<B")
-DATA_AT = ROW_HEADER.size
+DATA_AT = 72  # the row header, padded to a word: the data's 8-byte columns are word-aligned
+UPDATE_WORD = MUTEX_BYTES // 8 + S_UPDATE  # a stripe's update counter, in words from its mutex
 
 
 class RowStore:
@@ -61,7 +62,9 @@ class RowStore:
         self.rows_base = HEADER_BYTES + stripes * STRIPE_BYTES
         self.segment = segment = Segment("table", self.rows_base + (buckets + pool) * self.row_size)
         self.words = words = segment.words
+        self.doubles = segment.doubles
         self.views = segment.thread_views
+        self.base = segment.address
         words[H_MAGIC], words[H_BUCKETS], words[H_POOL] = MAGIC, buckets, pool
         words[H_ROW_SIZE], words[H_STRIPES] = self.row_size, stripes
         self.stripes_at = segment.address + HEADER_BYTES
@@ -70,7 +73,7 @@ class RowStore:
         for stripe in range(stripes):
             init_mutex(self.stripes_at + stripe * STRIPE_BYTES)
         self.mask, self.stripe_mask = buckets - 1, stripes - 1
-        self.new_row = struct.Struct(f"<iB63s{data_size}s")
+        self.new_row = struct.Struct(f"<iB63s{DATA_AT - ROW_HEADER.size}x{data_size}s")
         self.data = struct.Struct(f"{data_size}s")
 
     def view(self) -> memoryview:
@@ -79,32 +82,37 @@ class RowStore:
 
     # -- locks ----------------------------------------------------------------------------
     def lock(self, bucket: int) -> int:
-        """Lock the bucket's stripe; returns the mutex address to give to `mutex_unlock`."""
-        stripe = bucket & self.stripe_mask
-        address = self.stripes_at + stripe * STRIPE_BYTES
-        result = mutex_lock(address)
+        """Lock the bucket's stripe; returns the mutex address to give to `mutex_unlock`. (The
+        Table's hot paths do the same inline: mutex_trylock, then `lock_slow` if that failed.)"""
+        address = self.stripes_at + (bucket & self.stripe_mask) * STRIPE_BYTES
+        result = mutex_trylock(address)
         if result:
-            self._locked_after(result, address, stripe)
+            self.lock_slow(address, result)
         return address
 
     def _lock_pool(self, view: memoryview) -> int:
-        address = self.segment.address + POOL_MUTEX
-        result = mutex_lock(address)
+        address = self.base + POOL_MUTEX
+        result = mutex_trylock(address)
         if result:
-            self._locked_after(result, address, -1, view)
+            self.lock_slow(address, result, view)
         return address
 
-    def _locked_after(self, result: int, address: int, stripe: int, view: memoryview | None = None) -> None:
+    def lock_slow(self, address: int, result: int, view: memoryview | None = None) -> None:
+        """After a failed trylock: wait for the mutex, or take it over from a dead holder."""
+        if result == EBUSY:
+            result = mutex_lock(address)
+            if not result:
+                return
         if result == EDEADLK:
             raise StateError("a Table operation was re-entered by the thread that holds the row lock (from a signal handler?)")
         if result != EOWNERDEAD:
             raise OSError(result, f"Table lock: {os.strerror(result)}")
         mutex_consistent(address)  # first: unlocking an inconsistent robust mutex would ruin it
         try:
-            if stripe < 0:
+            if address == self.base + POOL_MUTEX:
                 self._repair_pool(view or self.view())
             else:
-                self._repair_stripe(stripe)
+                self._repair_stripe((address - self.stripes_at) // STRIPE_BYTES)
         except BaseException:
             mutex_unlock(address)
             raise
@@ -200,9 +208,6 @@ class RowStore:
         """Unlocked hint for iteration: False if the bucket is certainly empty right now."""
         following, length, _ = ROW_HEADER.unpack_from(view, self.rows_base + bucket * self.row_size)
         return bool(length or following)
-
-    def count_update(self, bucket: int) -> None:
-        self.words[self.counters_at + (bucket & self.stripe_mask) * STRIPE_WORDS + S_UPDATE] += 1
 
     def counter_total(self, counter: int) -> int:
         words, first = self.words, self.counters_at + counter

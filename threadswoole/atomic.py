@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from threadswoole._segments import allocate_slot, require_before_start
-from threadswoole._sync_native import EDEADLK, EOWNERDEAD, MUTEX_BYTES, futex_wait, futex_wake, init_mutex, mutex_consistent, mutex_lock, mutex_unlock
+from threadswoole._sync_native import EBUSY, EDEADLK, EOWNERDEAD, MUTEX_BYTES, futex_wait, futex_wake, init_mutex, mutex_consistent, mutex_lock, mutex_trylock, mutex_unlock
 from threadswoole.errors import StateError
 
 log = logging.getLogger("threadswoole")
@@ -69,7 +69,14 @@ class Atomic:
         return value & 0xFFFF_FFFF
 
     def _lock(self) -> None:
-        result = mutex_lock(self._mutex)
+        result = mutex_trylock(self._mutex)
+        if result:
+            self._locked_after(result)
+
+    def _locked_after(self, result: int) -> None:
+        """The slow path of `_lock`: wait for the mutex, or take it over from a dead holder."""
+        if result == EBUSY:
+            result = mutex_lock(self._mutex)
         if result:
             if result == EDEADLK:
                 raise StateError("an Atomic operation was re-entered by the thread running one (from a signal handler?)")
@@ -83,12 +90,15 @@ class Atomic:
         """Add and return the new value (wrapping like the C type)."""
         if type(add_value) is not int:
             self._check_step(add_value)
-        self._lock()
+        mutex, words, index = self._mutex, self._words, self._index
+        result = mutex_trylock(mutex)
+        if result:
+            self._locked_after(result)
         try:
-            value = self._wrap(self._words[self._index] + add_value)
-            self._words[self._index] = value
+            value = self._wrap(words[index] + add_value)
+            words[index] = value
         finally:
-            mutex_unlock(self._mutex)
+            mutex_unlock(mutex)
         return value
 
     def sub(self, sub_value: int = 1) -> int:

@@ -45,7 +45,7 @@ from threadswoole._sync_native import (
     holder_alive,
     init_mutex,
     mutex_consistent,
-    mutex_lock,
+    mutex_acquire,
     mutex_lock_interruptible,
     mutex_lock_timeout,
     mutex_trylock,
@@ -190,7 +190,7 @@ class Lock:
 
     # -- RWLOCK ---------------------------------------------------------------------------
     def _guard(self) -> None:
-        result = mutex_lock(self._mutex)  # anyone holds it for microseconds only: no slices
+        result = mutex_acquire(self._mutex)  # anyone holds it for microseconds only: no slices
         if result == EOWNERDEAD:
             mutex_consistent(self._mutex)
             self._purge()

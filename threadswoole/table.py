@@ -32,9 +32,9 @@ from typing import Any, Iterator, Literal
 from threadswoole import _context
 from threadswoole._aliases import alias
 from threadswoole._segments import require_before_start
-from threadswoole._sync_native import mutex_unlock
+from threadswoole._sync_native import mutex_trylock, mutex_unlock
 from threadswoole._table_schema import TYPE_FLOAT, TYPE_INT, TYPE_STRING, Schema
-from threadswoole._table_store import DATA_AT, KEY_MAX, S_CONFLICT, S_DELETE, S_INSERT, S_MAX_LEVEL, S_NUM, S_UPDATE, RowStore
+from threadswoole._table_store import DATA_AT, KEY_MAX, ROW_HEADER, S_CONFLICT, S_DELETE, S_INSERT, S_MAX_LEVEL, S_NUM, S_UPDATE, STRIPE_BYTES, UPDATE_WORD, RowStore
 from threadswoole.errors import StateError
 
 MIN_SIZE = 64
@@ -90,6 +90,7 @@ class Table:
         if not self._schema.order:
             raise ValueError("a table needs at least one column before create()")
         self._store = RowStore(self._buckets, self._pool, min(self._buckets, MAX_STRIPES), self._schema.data_size)
+        self._columns = self._schema.columns
         return True
 
     def destroy(self) -> bool:
@@ -112,6 +113,8 @@ class Table:
         return ValueError(f"a table key is 1 to {KEY_MAX} bytes, not {len(key.encode())}: {key[:80]!r}")
 
     # -- rows -----------------------------------------------------------------------------
+    # The hot paths (set, get, incr) inline the stripe lock: trylock, and `lock_slow` only when
+    # that failed (contention, a dead holder). Two ctypes calls per operation, nothing else.
     def set(self, key: str, value: Any) -> bool:
         """Write the columns named in `value` (a mapping). A new row starts with zeros and empty
         strings; an existing row keeps the columns not named. False when the table is full."""
@@ -122,15 +125,23 @@ class Table:
         data, parts = self._schema.encode_row(value)
         bucket = _crc32(encoded) & store.mask
         view = store.views.get(get_ident()) or store.segment.new_view()
-        address = store.lock(bucket)
+        address = store.stripes_at + (bucket & store.stripe_mask) * STRIPE_BYTES
+        result = mutex_trylock(address)
+        if result:
+            store.lock_slow(address, result)
         try:
-            offset, created = store.find_or_insert(view, bucket, encoded, data or b"")
-            if offset < 0:
-                return _false(errno.ENOMEM)
+            offset = store.rows_base + bucket * store.row_size
+            _, found_length, found = ROW_HEADER.unpack_from(view, offset)
+            if found_length == len(encoded) and found.startswith(encoded):
+                created = False  # the bucket's own row: most keys
+            else:
+                offset, created = store.find_or_insert(view, bucket, encoded, data or b"")
+                if offset < 0:
+                    return _false(errno.ENOMEM)
             if not created:
                 if data is not None:
                     store.data.pack_into(view, offset + DATA_AT, data)
-                store.count_update(bucket)
+                store.words[((address - store.base) >> 3) + UPDATE_WORD] += 1
             for column, raw in parts:
                 column.raw.pack_into(view, offset + DATA_AT + column.offset, raw)
             return True
@@ -146,11 +157,17 @@ class Table:
         column = None if field is None else self._schema.column(field)
         bucket = _crc32(encoded) & store.mask
         view = store.views.get(get_ident()) or store.segment.new_view()
-        address = store.lock(bucket)
+        address = store.stripes_at + (bucket & store.stripe_mask) * STRIPE_BYTES
+        result = mutex_trylock(address)
+        if result:
+            store.lock_slow(address, result)
         try:
-            offset = store.find(view, bucket, encoded)
-            if offset < 0:
-                return _false(errno.ENOENT)
+            offset = store.rows_base + bucket * store.row_size
+            _, found_length, found = ROW_HEADER.unpack_from(view, offset)
+            if found_length != len(encoded) or not found.startswith(encoded):
+                offset = store.find(view, bucket, encoded)
+                if offset < 0:
+                    return _false(errno.ENOENT)
             if column is None:
                 fields = self._schema.row_codec.unpack_from(view, offset + DATA_AT)
             else:
@@ -194,33 +211,57 @@ class Table:
         encoded = key.encode() if isinstance(key, str) else b""
         if not 0 < len(encoded) <= KEY_MAX:
             raise self._bad_key(key)
-        target = self._schema.column(column)
-        kind = target.type
-        if kind == TYPE_INT:
-            if type(incrby) is not int and (not isinstance(incrby, int) or isinstance(incrby, bool)):
-                raise TypeError(f"column {column!r} holds ints: the step is an int, not {type(incrby).__name__}")
-        elif kind == TYPE_FLOAT:
-            if not isinstance(incrby, (int, float)):
-                raise TypeError(f"the step is a number, not {type(incrby).__name__}")
-        else:
-            raise TypeError(f"incr/decr need an int or float column; {column!r} is a string column")
+        target = self._columns.get(column) if isinstance(column, str) else None
+        if target is None or not (type(incrby) is int or (type(incrby) is float and target.type == TYPE_FLOAT)) or target.type == TYPE_STRING:
+            self._check_step(target, column, incrby)
         bucket = _crc32(encoded) & store.mask
         view = store.views.get(get_ident()) or store.segment.new_view()
-        address = store.lock(bucket)
+        address = store.stripes_at + (bucket & store.stripe_mask) * STRIPE_BYTES
+        result = mutex_trylock(address)
+        if result:
+            store.lock_slow(address, result)
         try:
-            offset, created = store.find_or_insert(view, bucket, encoded, b"")
-            if offset < 0:
-                return _false(errno.ENOMEM)
-            at = offset + DATA_AT + target.offset
-            value = target.codec.unpack_from(view, at)[0] + incrby
-            if kind == TYPE_INT and not target.low <= value <= target.high:
-                raise ValueError(f"incr would take column {column!r} to {value}, outside int{8 * target.size} ({target.low}..{target.high}); it is unchanged")
-            target.codec.pack_into(view, at, value)
+            offset = store.rows_base + bucket * store.row_size
+            _, found_length, found = ROW_HEADER.unpack_from(view, offset)
+            if found_length == len(encoded) and found.startswith(encoded):
+                created = False
+            else:
+                offset, created = store.find_or_insert(view, bucket, encoded, b"")
+                if offset < 0:
+                    return _false(errno.ENOMEM)
             if not created:
-                store.count_update(bucket)
+                store.words[((address - store.base) >> 3) + UPDATE_WORD] += 1
+            at = offset + DATA_AT + target.offset
+            if target.word:  # an aligned int64 or double: one word, read and written in place
+                cells = store.words if target.type == TYPE_INT else store.doubles
+                value = cells[at >> 3] + incrby
+                if target.type == TYPE_INT and not target.low <= value <= target.high:
+                    raise self._overflow(target, value)
+                cells[at >> 3] = value
+                return value
+            value = target.codec.unpack_from(view, at)[0] + incrby
+            if target.type == TYPE_INT and not target.low <= value <= target.high:
+                raise self._overflow(target, value)
+            target.codec.pack_into(view, at, value)
             return value
         finally:
             mutex_unlock(address)
+
+    def _check_step(self, target: Any, column: Any, step: Any) -> None:
+        """The slow path of incr's argument checks: raise the precise error, or accept (an int
+        subclass, a float subclass for a float column)."""
+        if target is None:
+            self._schema.column(column)  # raises ValueError
+        if target.type == TYPE_STRING:
+            raise TypeError(f"incr/decr need an int or float column; {column!r} is a string column")
+        if target.type == TYPE_INT and (not isinstance(step, int) or isinstance(step, bool)):
+            raise TypeError(f"column {column!r} holds ints: the step is an int, not {type(step).__name__}")
+        if target.type == TYPE_FLOAT and not isinstance(step, (int, float)):
+            raise TypeError(f"the step is a number, not {type(step).__name__}")
+
+    @staticmethod
+    def _overflow(target: Any, value: int) -> ValueError:
+        return ValueError(f"incr would take column {target.name!r} to {value}, outside int{8 * target.size} ({target.low}..{target.high}); it is unchanged")
 
     def decr(self, key: str, column: str, decrby: int | float = 1) -> int | float | Literal[False]:
         """Subtract `decrby` (see `incr`)."""
