@@ -4,8 +4,9 @@ Why: a shared table is only worth having if it beats what multiprocessing alread
 same run measures, from 2 worker processes and from 2 threads (run it with the free-threaded
 build, PYTHON_GIL=0, to see the threads in parallel):
 
-    table-incr        Table.incr of one counter (both workers on the same row)
-    table-set/get     Table.set then Table.get of a 3-column row (int, float, 32-byte string)
+    table-incr        Table.incr of one counter (both workers on the same row: the worst case)
+    table-set/get     Table.set then Table.get of a 3-column row (int, float, 32-byte string),
+                      each worker on its own 32 rows
     atomic-add        Atomic.add
     value-incr        multiprocessing.Value with its lock: `with v.get_lock(): v.value += 1`
     manager-set/get   multiprocessing.Manager().dict(): d[key] = (int, float, str), then d[key]
@@ -129,7 +130,7 @@ def run(ops: int, manager_ops: int, workers: int, modes: list[str]) -> list[dict
             def table_set_get(worker: int) -> None:
                 put, get = table.set, table.get
                 for i in range(ops // 2):
-                    key = KEYS[(i + 32 * worker) & 63]
+                    key = KEYS[(i & 31) + 32 * (worker & 1)]  # each worker its own rows
                     put(key, ROW)
                     get(key)
 
@@ -146,7 +147,7 @@ def run(ops: int, manager_ops: int, workers: int, modes: list[str]) -> list[dict
 
             def manager_set_get(worker: int) -> None:
                 for i in range(manager_ops // 2):
-                    key = KEYS[(i + 32 * worker) & 63]
+                    key = KEYS[(i & 31) + 32 * (worker & 1)]
                     shared[key] = (7, 1.5, "x" * 32)
                     shared[key]
 
@@ -200,10 +201,11 @@ def primitives(calls: int = 300_000) -> dict[str, float]:
     native.init_mutex(address)
     semaphore = multiprocessing.get_context("fork").Lock()
     acquire, release = semaphore.acquire, semaphore.release
-    lock, unlock = native.mutex_lock, native.mutex_unlock
+    lock, trylock, unlock = native.mutex_lock, native.mutex_trylock, native.mutex_unlock
     candidates: dict[str, Callable[[], None]] = {
         "multiprocessing.Lock acquire+release": lambda: (acquire(), release()),
-        "robust pthread mutex lock+unlock (ctypes)": lambda: (lock(address), unlock(address)),
+        "robust mutex trylock+unlock, GIL kept (the hot path)": lambda: (trylock(address), unlock(address)),
+        "robust mutex lock+unlock, GIL released on lock": lambda: (lock(address), unlock(address)),
         "futex wake, no waiter (ctypes syscall)": lambda: native.futex_wake(address + 72, 1),
     }
     try:

@@ -1,34 +1,38 @@
 """Cross-process locks and waits for Table, Atomic and Lock: robust pthread mutexes and futexes (ctypes).
 
 The standard library has no atomic read-modify-write on shared memory, so every shared word that
-several writers change is changed under a lock that lives in the segment itself. Which lock was
-chosen by measurement (2-core box, same run, `python3 /tmp/m1.py`-style loops of 300 000 calls;
-CPython 3.11 | free-threaded 3.13t with PYTHON_GIL=0):
+several writers change is changed under a lock that lives in the segment itself. The lock was
+chosen by measurement (`python -m stress.table_bench --primitives`, 2-core box shared with other
+jobs; microseconds per call, CPython 3.11 | free-threaded 3.13t with PYTHON_GIL=0):
 
-    multiprocessing.Lock acquire+release ............ 0.09 us | 0.13 us
-    pthread_mutex_lock+unlock through ctypes ........ 0.53 us | 0.72 us  (CFUNCTYPE prototypes)
-    futex(2) wake through ctypes syscall ............ 0.92 us | 1.26 us
-    libatomic __atomic_fetch_add_8 through ctypes ... 0.77 us | 0.96 us  (not always installed)
-    a whole Table.incr prototype, semaphore stripes . 1.26 us | 3.6 us
-    the same with robust-mutex stripes .............. 1.87 us | 5.0 us
-    Manager().dict() set from 2 processes ........... 41 us per operation (24 000 ops/s in all)
+    multiprocessing.Lock acquire+release (a POSIX semaphore) .... 0.09 | 0.14
+    robust pthread mutex trylock+unlock through ctypes .......... 0.38 | 0.66
+    futex(2) wake through ctypes syscall() ...................... 1.60 | 2.42
+    libatomic __atomic_fetch_add_8 through ctypes ............... 0.58 | 0.88  (not always installed)
+    a whole Table.incr / set / get (3 columns), with the mutex .. 1.4 / 1.9 / 1.6 | 2.9 / 3.9 / 2.9
+    a Manager().dict() operation, 2 client processes ............ about 25 us wall, 22 us of CPU
 
-Semaphores are ~0.5 us cheaper per operation, but they are not robust: after a `kill -9` of the
-holder nothing tells the others, and an owner word written beside the semaphore leaves a window
-(between acquiring and writing the word) in which a death cannot be told from a live holder. A
-pthread mutex created PTHREAD_PROCESS_SHARED + PTHREAD_MUTEX_ROBUST is on the holder thread's
-robust list: when the holder dies (process killed, thread ended) the kernel marks it and the next
-locker gets EOWNERDEAD, exactly, with no window and no polling. It is still 20x cheaper than a
-Manager round trip, so every lock here is one (ERRORCHECK type as well: relocking from the holder
-thread returns EDEADLK instead of hanging, unlocking from another thread returns EPERM).
+A semaphore would save about 0.3 us of a 1.4-2 us operation (15-20%): the rest is the
+interpreter. But semaphores are not robust: after a `kill -9` of the holder nothing tells the
+others, and an owner word written beside the semaphore leaves a window (between acquiring and
+writing the word) in which a death cannot be told from a live holder, so recovery would have to
+guess from a timeout. A pthread mutex made PTHREAD_PROCESS_SHARED + PTHREAD_MUTEX_ROBUST is on
+its holder thread's robust list: when the holder dies (process killed, thread ended) the kernel
+marks it and the next locker gets EOWNERDEAD, exactly, with no window and no polling. So every
+lock here is one, ERRORCHECK type as well (relocking from the holding thread returns EDEADLK
+instead of hanging; unlocking from another thread returns EPERM).
+
+Calls that cannot block (trylock, unlock, consistent) keep the GIL (PYFUNCTYPE: no release and
+re-acquire around a call that takes nanoseconds); `pthread_mutex_lock` releases it (CFUNCTYPE),
+since it may sleep. The Table and Atomic fast paths make exactly two ctypes calls: trylock and
+unlock; the blocking lock only runs when the trylock found the mutex busy.
 
 Waiting for a value (Atomic.wait, a contended read-write lock) uses futex(2) on a 32-bit word of
 the segment (shared, not FUTEX_PRIVATE: the waiters are in different processes): it keeps no
-state of its own, so a waiter that is killed leaves nothing behind. Call sites count ctypes calls:
-the Table and Atomic fast paths make exactly two (lock, unlock), the rest is memoryview work.
+state of its own, so a waiter that is killed leaves nothing behind.
 
-Linux only (robust mutexes and futexes), like the server. A mutex takes MUTEX_BYTES of the segment,
-more than sizeof(pthread_mutex_t) on every Linux ABI (glibc x86-64 40, aarch64 48; musl 40).
+Linux only (robust mutexes, futexes, /proc), like the server. A mutex takes MUTEX_BYTES of the
+segment: more than sizeof(pthread_mutex_t) on every Linux ABI (glibc x86-64 40, aarch64 48; musl 40).
 """
 
 from __future__ import annotations

@@ -81,26 +81,20 @@ class Column:
 
     def decode(self, fields: tuple) -> Any:
         """The value from this column's unpacked fields."""
-        if self.type != TYPE_STRING:
-            return fields[0]
-        length, data = fields
-        raw = data[: min(length & _LENGTH_MASK, self.size)]
-        return raw if length & _BYTES_FLAG else raw.decode("utf-8", "replace")
+        return _text(*fields) if self.type == TYPE_STRING else fields[0]
 
 
 class Schema:
-    """The columns of a table, in declaration order; frozen when the table is created."""
+    """The columns of a table, in declaration order; `freeze()` when the table is created."""
 
     def __init__(self) -> None:
         self.columns: dict[str, Column] = {}
         self.order: list[Column] = []
         self.data_size = 0
+        self._format = ""  # struct format of the data: a string column is two fields (length, bytes)
         self.row_codec = struct.Struct("<")
-        self._format = ""
-        self._encoder_format = ""
-        self._strings: list[tuple[int, int]] = []  # (position among the columns, capacity) of string columns
-        self._pick: Any = None
-        self._decode_plan: list[tuple[str, int, int]] = []  # (name, index in the fields, string capacity or 0)
+        self.encode_full: Any = None
+        self.decode_row: Any = None
 
     def add(self, name: Any, type_: Any, size: Any) -> None:
         if not isinstance(name, str):
@@ -130,20 +124,49 @@ class Schema:
         self.data_size += padding
         column = Column(name, type_, size, self.data_size)
         self._format += column.codec.format[1:]
-        self._encoder_format += f"{padding}x" if padding else ""
-        self._encoder_format += f"{column.width}s" if type_ == TYPE_STRING else column.codec.format[1:]
-        capacity = size if type_ == TYPE_STRING else 0
-        self._decode_plan.append((name, sum(2 if c.type == TYPE_STRING else 1 for c in self.order), capacity))
-        if capacity:
-            self._strings.append((len(self.order), capacity))
-        names = [column.name for column in self.order] + [name]
-        getter = operator.itemgetter(*names)
-        self._pick = getter if len(names) > 1 else lambda values: (getter(values),)
         self.columns[name] = column
         self.order.append(column)
         self.data_size += column.width
+
+    def freeze(self) -> None:
+        """Build the row codec and the whole-row encoder and decoder. They are generated as one
+        straight-line function each (as dataclasses and namedtuple do): a loop over the columns
+        costs about twice as much per row, and these run on every set and get."""
         self.row_codec = struct.Struct("<" + self._format)
-        self._row_encoder = struct.Struct("<" + self._encoder_format)  # the same bytes, a string as one field
+        names = [column.name for column in self.order]
+        values = [f"v{index}" for index in range(len(names))]
+        encode = [f"    {', '.join(values)}, = _pick(row)" if len(names) > 1 else f"    v0 = row[{names[0]!r}]"]
+        fields, unpack, decoded, index = [], [], [], 0
+        for position, column in enumerate(self.order):
+            if column.type == TYPE_STRING:
+                encode += [
+                    f"    if type(v{position}) is str:",
+                    f"        d{position} = v{position}.encode('utf-8'); h{position} = len(d{position})",
+                    f"    elif isinstance(v{position}, _BINARY):",
+                    f"        d{position} = bytes(v{position}); h{position} = len(d{position}) | {_BYTES_FLAG}",
+                    "    else:",
+                    f"        _order[{position}].check(v{position})",  # raises the TypeError
+                    f"    if len(d{position}) > {column.size}:",
+                    f"        _order[{position}].check(v{position})",  # raises the ValueError
+                ]
+                fields += [f"h{position}", f"d{position}"]
+                unpack += [f"    h{position} = f[{index}]; r{position} = f[{index + 1}][:h{position} & {_LENGTH_MASK}]"]
+                decoded.append(f"{column.name!r}: r{position} if h{position} & {_BYTES_FLAG} else r{position}.decode('utf-8', 'replace')")
+                index += 2
+            else:
+                fields.append(f"v{position}")
+                decoded.append(f"{column.name!r}: f[{index}]")
+                index += 1
+        source = "def encode_full(row):\n" + "\n".join(encode) + f"\n    return _pack({', '.join(fields)})\n"
+        source += "def decode_row(f):\n" + "".join(line + "\n" for line in unpack) + "    return {" + ", ".join(decoded) + "}\n"
+        namespace: dict[str, Any] = {
+            "_pick": operator.itemgetter(*names),
+            "_pack": self.row_codec.pack,
+            "_order": self.order,
+            "_BINARY": (bytes, bytearray, memoryview),
+        }
+        exec(compile(source, "<threadswoole.Table row codec>", "exec"), namespace)  # noqa: S102 - names are repr()'d
+        self.encode_full, self.decode_row = namespace["encode_full"], namespace["decode_row"]
 
     def column(self, name: Any) -> Column:
         try:
@@ -158,21 +181,7 @@ class Schema:
             raise TypeError(f"a row is a mapping of column name to value, not {type(values).__name__}")
         if len(values) == len(self.order):
             try:
-                picked = self._pick(values)  # every column's value, in order (KeyError: not all named)
-                if self._strings:
-                    picked = list(picked)
-                    for position, capacity in self._strings:
-                        value = picked[position]
-                        if type(value) is str:
-                            data, head = value.encode("utf-8"), 0
-                        elif isinstance(value, (bytes, bytearray, memoryview)):
-                            data, head = bytes(value), _BYTES_FLAG
-                        else:
-                            data, head = self.order[position].check(value)  # raises the TypeError
-                        if len(data) > capacity:
-                            self.order[position].check(value)  # raises the ValueError
-                        picked[position] = _LENGTH.pack(len(data) | head) + data  # one field: length + bytes
-                return self._row_encoder.pack(*picked), []  # struct checks the numbers' types and ranges
+                return self.encode_full(values), []  # struct checks the numbers' types and ranges
             except KeyError:
                 pass  # as many names as columns but not the same names: reported below
             except (struct.error, OverflowError):
@@ -185,14 +194,8 @@ class Schema:
             parts.append((column, column.encode(value)))
         return None, parts
 
-    def decode_row(self, fields: tuple) -> dict[str, Any]:
-        """The row as a dict from `row_codec` fields."""
-        row: dict[str, Any] = {}
-        for name, index, capacity in self._decode_plan:
-            if capacity:
-                length = fields[index]
-                raw = fields[index + 1][: length & _LENGTH_MASK]
-                row[name] = raw if length & _BYTES_FLAG else raw.decode("utf-8", "replace")
-            else:
-                row[name] = fields[index]
-        return row
+
+def _text(length: int, data: bytes) -> str | bytes:
+    """A string column's value from its two fields."""
+    raw = data[: length & _LENGTH_MASK]
+    return raw if length & _BYTES_FLAG else raw.decode("utf-8", "replace")

@@ -89,6 +89,7 @@ class Table:
         require_before_start("Table.create()")
         if not self._schema.order:
             raise ValueError("a table needs at least one column before create()")
+        self._schema.freeze()
         self._store = RowStore(self._buckets, self._pool, min(self._buckets, MAX_STRIPES), self._schema.data_size)
         self._columns = self._schema.columns
         return True
@@ -223,14 +224,10 @@ class Table:
         try:
             offset = store.rows_base + bucket * store.row_size
             _, found_length, found = ROW_HEADER.unpack_from(view, offset)
-            if found_length == len(encoded) and found.startswith(encoded):
-                created = False
-            else:
-                offset, created = store.find_or_insert(view, bucket, encoded, b"")
+            if found_length != len(encoded) or not found.startswith(encoded):
+                offset, _ = store.find_or_insert(view, bucket, encoded, b"")
                 if offset < 0:
                     return _false(errno.ENOMEM)
-            if not created:
-                store.words[((address - store.base) >> 3) + UPDATE_WORD] += 1
             at = offset + DATA_AT + target.offset
             if target.word:  # an aligned int64 or double: one word, read and written in place
                 cells = store.words if target.type == TYPE_INT else store.doubles
@@ -299,7 +296,8 @@ class Table:
 
     def stats(self) -> dict[str, int]:
         """Swoole's keys (num, conflict_count, conflict_max_level, insert/update/delete_count,
-        available/total_slice_num) plus size, memory_size, row_memory_size, recovered_count."""
+        available/total_slice_num) plus size, memory_size, row_memory_size and recovered_count
+        (locks taken over from dead holders). update_count counts `set` on an existing row."""
         store = self._ready()
         return {
             "num": store.counter_total(S_NUM),
