@@ -89,19 +89,28 @@ def test_wait_and_wakeup_in_one_thread():
     assert event.wait(0) is False
 
 
+def _wait_for_waiters(event, count, timeout=10.0):
+    """Until `count` callers sleep in event.wait() (read from the atomic's waiters word)."""
+    deadline = time.monotonic() + timeout
+    while event._words[event._index + 2] < count:
+        assert time.monotonic() < deadline, "the waiters did not start waiting"
+        time.sleep(0.005)
+
+
 def test_wakeup_n_wakes_n_waiting_threads():
     event = Atomic()
     results = []
     threads = [threading.Thread(target=lambda: results.append((event.wait(10), time.monotonic()))) for _ in range(3)]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 5
-    while event._words[event._index + 2] < 3:  # the waiters counter: all three asleep
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    _wait_for_waiters(event, 3)
     woken_at = time.monotonic()
     event.wakeup(2)
-    time.sleep(0.5)
+    deadline = time.monotonic() + 5
+    while len(results) < 2:
+        assert time.monotonic() < deadline, "wakeup(2) did not wake two waiters"
+        time.sleep(0.005)
+    time.sleep(0.3)  # a window in which a third, wrongly woken waiter would show up
     assert [ok for ok, _ in results] == [True, True]
     assert all(at - woken_at < 0.5 for _, at in results)
     event.wakeup(1)
@@ -121,7 +130,7 @@ def test_wakeup_reaches_waiters_in_other_processes(children, pipe):
     for _ in range(2):
         children.fork(waiter)
     pipe.wait(2)
-    time.sleep(0.2)
+    _wait_for_waiters(event, 2)
     assert woken.get() == 0
     event.wakeup(2)
     children.wait_all_ok(10)
