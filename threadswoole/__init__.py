@@ -33,6 +33,9 @@ from threadswoole.server import Port, Server
 from threadswoole.timer import Event, Timer
 from threadswoole.process import Process, set_process_name
 from threadswoole.client import Client
+from threadswoole.atomic import Atomic
+from threadswoole.lock import Lock
+from threadswoole.table import Table
 
 __version__ = "0.1.0"
 
@@ -49,6 +52,9 @@ __all__ = [
     "Timer",
     "Event",
     "Process",
+    "Table",
+    "Atomic",
+    "Lock",
     "cpu_num",
     "set_process_name",
     *_constant_names,

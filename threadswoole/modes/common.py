@@ -7,7 +7,7 @@ import os
 import signal
 from typing import Any, Callable
 
-from threadswoole import _context
+from threadswoole import _context, _segments
 from threadswoole.errors import ContextError
 from threadswoole.modes import process_setup
 from threadswoole.state import shm
@@ -71,6 +71,7 @@ class DriverBase:
         log.info("server stopped (master pid %d)", os.getpid())
         self.restore_signals()
         process_setup.remove_pid_file(self.settings.get("pid_file"))
+        _segments.release_segments()  # the Table/Atomic/Lock segments made before start()
         if self.state is not None:
             self.state.destroy()
         process_setup.remove_logging()
