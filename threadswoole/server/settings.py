@@ -112,6 +112,12 @@ def _ssl_method(name: str, value: Any) -> int:
     return value
 
 
+def _str_list(name: str, value: Any) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise _type_error(name, "a list of str", value)
+    return list(value)
+
+
 def _int_list(name: str, value: Any) -> list[int]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise _type_error(name, "a list of ints", value)
@@ -162,11 +168,27 @@ _KEYS = [
     Key("heartbeat_idle_time", _number(0.0), scope=PORT),
     Key("enable_coroutine", _bool, False),
     Key("send_yield", _bool, False),
-    Key("document_root", _str),
-    Key("enable_static_handler", _bool, False),
-    Key("upload_tmp_dir", _str),
-    Key("http_parse_post", _bool, True),
-    Key("websocket_subprotocol", _str),
+    # HTTP, WebSocket and Redis servers (per listener: an added port inherits the main port's
+    # protocol and these, on a protocol server, until its own set() overrides them)
+    Key("document_root", _str, None, PORT),
+    Key("enable_static_handler", _bool, False, PORT),
+    Key("static_handler_locations", _str_list, None, PORT),
+    Key("http_index_files", _str_list, None, PORT),
+    Key("http_autoindex", _bool, False, PORT),
+    Key("upload_tmp_dir", _str, None, PORT),
+    Key("upload_max_filesize", _int(0), 4 * MIB, PORT),
+    Key("http_parse_post", _bool, True, PORT),
+    Key("http_parse_cookie", _bool, True, PORT),
+    Key("http_parse_files", _bool, True, PORT),
+    Key("http_compression", _bool, True, PORT),
+    Key("http_compression_level", _int(1, 9), 1, PORT),
+    Key("compression_min_length", _int(0), 20, PORT),
+    Key("websocket_subprotocol", _str, None, PORT),
+    Key("websocket_compression", _bool, False, PORT),
+    Key("open_websocket_close_frame", _bool, False, PORT),
+    Key("open_websocket_ping_frame", _bool, False, PORT),
+    Key("open_websocket_pong_frame", _bool, False, PORT),
+    Key("open_redis_protocol", _bool, False, PORT),
     # per listener
     Key("backlog", _int(0), 512, PORT),
     Key("open_tcp_nodelay", _bool, False, PORT),
