@@ -10,11 +10,19 @@ once at start: the function the event dispatcher calls for this protocol's parse
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping, Protocol
 
 from threadswoole.protocol import Codec, make_framer
 
-EventHandler = Callable[[Any, int, int, Any], Any]  # (port, session, reactor_id, event)
+
+class EventHandler(Protocol):
+    """A protocol's events, in one worker: what the event dispatcher hands them to."""
+
+    def event(self, port: Any, session: int, reactor_id: int, event: Any) -> None:
+        """One parsed event of a connection on `port` (runs the user's callbacks)."""
+
+    def closed(self, port: Any, session: int) -> None:
+        """The connection is gone (after its `close` callback): forget what was kept for it."""
 
 
 class ApplicationProtocol:
@@ -38,5 +46,9 @@ class ApplicationProtocol:
         raise ValueError(f"the {self.name} protocol cannot switch codecs")
 
     def event_handler(self, dispatcher: Any) -> EventHandler | None:
-        """For a worker: how to run the callbacks of this protocol's events (raw: none)."""
+        """For a worker: the handler of this protocol's events (raw streams have none)."""
         return None
+
+    def required_callback(self) -> str | None:
+        """The callback a listener of this protocol cannot run without (checked at start())."""
+        return "receive"

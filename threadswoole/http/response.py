@@ -41,6 +41,7 @@ from threadswoole.errors import ErrorCode, StateError
 from threadswoole.http.compression import StreamCompressor, choose_encoding, compress
 from threadswoole.http.cookies import format_set_cookie
 from threadswoole.http.options import HttpOptions
+from threadswoole.http.session import transport_for
 from threadswoole.http.transport import Transport
 from threadswoole.protocol.http.writer import (
     LAST_CHUNK, SERVER_NAME, chunk, date_value, encode_headers, is_known_status, plain_head, status_line,
@@ -137,11 +138,15 @@ class Response:
                    options=options or getattr(request, "options", None))
 
     @classmethod
-    def create(cls, fd: int) -> "Response":
-        """Swoole's ``Response::create($fd)``: a Response for a live HTTP connection (needs the server)."""
-        raise NotImplementedError(
-            "Response.create(fd) needs a running threadswoole.http.Server to find the connection's "
-            "transport; it is wired by the server, not available on a bare Response")
+    def create(cls, fd: int) -> "Response | bool":
+        """Swoole's ``Response::create($fd)``: a Response for a live HTTP connection, from any
+        worker of a running server (a task worker answering a detached request, say); False
+        (last error 1005) when `fd` is not one."""
+        found = transport_for(fd)
+        if found is False:
+            return False
+        transport, port = found
+        return cls(transport, fd, options=port.protocol.options)
 
     # -- state -----------------------------------------------------------------------------
     @property

@@ -131,6 +131,11 @@ class Server:
         self._require_init("add_command")
         raise NotImplementedError("add_command/command are not implemented yet")
 
+    def inherited_port_settings(self) -> dict[str, Any]:
+        """The per-listener settings an added port starts with (contract §5.8): none for a
+        plain Server; the protocol servers pass their protocol and its settings on."""
+        return {}
+
     def _new_port(self, host: str, port: int, sock_type: int) -> Port:
         return Port(self, host, port, sock_type, len(self.ports), require_init=self._require_init, server_callbacks=self._callbacks)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from threadswoole.constants import SWOOLE_BASE, SWOOLE_PROCESS, SWOOLE_THREAD
 from threadswoole.errors import ConfigError, StateError
+from threadswoole.server import protocols
 from threadswoole.server import settings as schema
 from threadswoole.workers.roster import Roster, RunConfig
 
@@ -17,8 +18,9 @@ def check_callbacks(ports: list[Any], settings: dict[str, Any], callbacks: Any) 
     """Contract §5.4: a stream listener needs `receive`, a datagram listener `packet`."""
     for port in ports:
         if port.is_stream:
-            if port.callback("receive") is None:
-                raise StateError(f"listener {port.host}:{port.port} needs a 'receive' callback: server.on('receive', fn)")
+            needed = protocols.REQUIRED_CALLBACK[protocols.name_for(port.effective_settings())]
+            if needed is not None and port.callback(needed) is None:
+                raise StateError(f"listener {port.host}:{port.port} needs a {needed!r} callback: server.on({needed!r}, fn)")
         elif port.callback("packet") is None:
             raise StateError(f"datagram listener {port.host}:{port.port} needs a 'packet' callback: server.on('packet', fn)")
     if settings.get("task_worker_num", 0) > 0:
@@ -32,7 +34,7 @@ def check_settings(ports: list[Any], settings: dict[str, Any]) -> None:
         effective = port.effective_settings()
         for key in schema.UNSUPPORTED_PROTOCOLS:
             if effective.get(key):
-                raise NotImplementedError(f"{key}: the HTTP and WebSocket servers are not implemented yet")
+                raise NotImplementedError(f"{key}: the WebSocket server is not wired in yet")
         if port.ssl:
             for key in ("ssl_cert_file", "ssl_key_file"):
                 path = effective.get(key)

@@ -30,9 +30,9 @@ class EventDispatcher:
         self.router = router
         self.ports = ports
         self.callbacks = callbacks  # the server's callback table (lookup by canonical name)
-        self._handlers: dict[int, Callable[..., Any] | None] = {}
+        self._handlers: dict[int, Any] = {}  # port index -> its protocol's EventHandler (or None)
         for port in ports:
-            self._handlers[port.index] = port.protocol.event_handler(self)
+            self._handlers[port.index] = port.protocol.event_handler(self) if port.is_stream else None
 
     # -- running callbacks ----------------------------------------------------------------
     def call(self, event: str, callback: Callable[..., Any] | None, *args: Any) -> Any:
@@ -64,12 +64,15 @@ class EventDispatcher:
             log.warning("port %d: no handler for %s events; dropped", port.index, type(event).__name__)
             return
         try:
-            handler(port, session, reactor_id, event)
+            handler.event(port, session, reactor_id, event)
         except Exception:
-            self.runtime.failed(getattr(event, "callback_name", type(event).__name__))
+            self.runtime.failed(type(event).__name__)
 
     def close(self, port: Any, session: int, reactor_id: int) -> None:
         self.call("close", port.on_close, self.server, session, reactor_id)
+        handler = self._handlers.get(port.index)
+        if handler is not None:
+            handler.closed(port, session)
 
     def buffer_full(self, port: Any, session: int) -> None:
         self.call("buffer_full", port.on_buffer_full, self.server, session)

@@ -1,0 +1,53 @@
+"""A Response's transport in a running server: the calling worker's router, for one session.
+
+The router already knows where the session lives (this worker's own connection in BASE and
+THREAD, a reactor thread of the master in PROCESS mode, another worker's when it is not ours),
+so the HTTP code writes through it and never touches a socket. `Response.create(fd)` builds
+one for any live HTTP connection, from any worker (task workers included).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from threadswoole._context import current, set_error
+from threadswoole.errors import ErrorCode
+from threadswoole.state import shared as layout
+
+HTTP_PROTOCOLS = frozenset({"http", "websocket"})
+
+
+class SessionTransport:
+    """`threadswoole.http.Transport` over a worker's router, for one session."""
+
+    __slots__ = ("router", "session")
+
+    def __init__(self, router: Any, session: int) -> None:
+        self.router = router
+        self.session = session
+
+    def send(self, data: bytes) -> bool:
+        return self.router.send(self.session, data)
+
+    def sendfile(self, path: str, offset: int, length: int) -> bool:
+        return self.router.sendfile(self.session, path, offset, length)
+
+    def close(self) -> bool:
+        return self.router.close(self.session, False)
+
+
+def transport_for(fd: int) -> tuple[SessionTransport, Any] | bool:
+    """The transport of a live HTTP connection and its listener, for the calling worker;
+    False (last error 1005) when `fd` is not one (Response.create, contract §8)."""
+    ctx = current()
+    router, server = ctx.router, ctx.server
+    if router is None or server is None:
+        return set_error(ErrorCode.SESSION_NOT_EXIST)
+    state = router.state
+    if isinstance(fd, bool) or not isinstance(fd, int) or fd <= 0 or not state.alive(fd):
+        return set_error(ErrorCode.SESSION_NOT_EXIST)
+    port_index = state.q[state.record_base(fd) + layout.C_PORT_INDEX]
+    ports = server.ports
+    if not 0 <= port_index < len(ports) or ports[port_index].protocol.name not in HTTP_PROTOCOLS:
+        return set_error(ErrorCode.SESSION_NOT_EXIST)
+    return SessionTransport(router, fd), ports[port_index]
