@@ -72,7 +72,8 @@ def find_python27(explicit: str | None = None) -> str:
     raise SetupError(
         f"Python {PYTHON27_VERSION} not found (looked at: {', '.join(candidates) or 'nothing'}). "
         f"wstest needs Python 2.7: install it with `pyenv install {PYTHON27_VERSION}` or point "
-        "--python27 (or $THREADSWOOLE_PYTHON27) at a python2.7 that has pip and ssl.")
+        "--python27 (or $THREADSWOOLE_PYTHON27) at a Python 2.7 built with ssl "
+        "(its virtualenv installs wstest from PyPI).")
 
 
 def _key(*parts: object) -> str:

@@ -17,6 +17,7 @@ from typing import Callable
 
 ANNOUNCED = re.compile(r"will run (\d+) test cases")
 RUNNING = re.compile(r"Running test case ID (\S+) for agent")
+HEARTBEAT = 60.0  # seconds between progress lines inside one case group
 
 
 class ServerStartError(RuntimeError):
@@ -93,7 +94,7 @@ class ServerProcess:
                 status = None
             self.stop()
             detail = f"exited with status {status}" if status is not None else f"no READY within {timeout:.0f} s"
-            raise ServerStartError(f"server {detail}: {self.log_tail()}", status)
+            raise ServerStartError(f"{detail}: {self.log_tail()}", status)
         return self.port
 
     def _copy_stdout(self) -> None:
@@ -155,7 +156,7 @@ class WstestRun:
             timer = threading.Timer(timeout, self._expire, args=(process,))
             timer.daemon = True
             timer.start()
-            group = None
+            group, said = None, start
             try:
                 for line in process.stdout:  # type: ignore[union-attr]
                     log.write(line)
@@ -165,11 +166,13 @@ class WstestRun:
                     running = RUNNING.search(line)
                     if running:
                         self.cases_started += 1
-                        major = running.group(1).split(".")[0]
-                        if major != group:
-                            group = major
-                            self.progress(f"{major}.* from case {self.cases_started}/{self.announced or '?'}, "
-                                          f"{time.monotonic() - start:.0f} s in")
+                        case_id = running.group(1)
+                        now = time.monotonic()
+                        # a line per case group, and one a minute within the long ones (12.*, 13.*)
+                        if case_id.split(".")[0] != group or now - said >= HEARTBEAT:
+                            group, said = case_id.split(".")[0], now
+                            self.progress(f"case {case_id} ({self.cases_started}/{self.announced or '?'}), "
+                                          f"{now - start:.0f} s in")
                 self.status = process.wait()
             finally:
                 timer.cancel()

@@ -172,13 +172,18 @@ def _verdict(targets: list[Target]) -> tuple[bool, list[report.AgentTally]]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m conformance.autobahn", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m conformance.autobahn", description=__doc__.splitlines()[0],
+        epilog="A case fails unless its behavior is OK, NON-STRICT or INFORMATIONAL and its close OK. "
+               "Exit status: 0 pass, 1 fail, 2 could not run, 130 interrupted. "
+               "Details: conformance/autobahn/__init__.py.")
     parser.add_argument("--modes", default=",".join(MODES), help="threadswoole modes to test (default: all three)")
     parser.add_argument("--self-check", action="store_true",
                         help=f"test the harness against the {REFERENCE_AGENT} echo server instead of threadswoole")
     parser.add_argument("--cases", default="*", help="wstest case patterns, comma-separated (default: *)")
     parser.add_argument("--exclude-cases", default="", help="wstest case patterns to skip, comma-separated")
-    parser.add_argument("--jobs", type=int, default=1, help="targets run at once (default 1: one after another)")
+    parser.add_argument("--jobs", type=int, default=3,
+                        help="targets run at once (default 3: the three modes together; 1: one after another)")
     parser.add_argument("--timeout", type=float, default=2700.0, help="bound on each wstest run, seconds")
     parser.add_argument("--outdir", default="", help="where reports go (default: a new temporary directory)")
     parser.add_argument("--python27", default=None, help="a Python 2.7 interpreter (default: pyenv's 2.7.18)")
