@@ -45,6 +45,10 @@ class ApplicationProtocol:
         """The codec a worker asked this connection to switch to (SWITCH_CODEC's payload)."""
         raise ValueError(f"the {self.name} protocol cannot switch codecs")
 
+    def codec_switched(self, words: Any, record: int, codec: Codec) -> None:
+        """After a switch, in the owning reactor: record what the new codec means in the
+        connection's shared record (`words[record + ...]`); nothing for a raw stream."""
+
     def event_handler(self, dispatcher: Any) -> EventHandler | None:
         """For a worker: the handler of this protocol's events (raw streams have none)."""
         return None

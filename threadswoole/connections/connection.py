@@ -82,6 +82,7 @@ class Connection:
         "client_cert",
         "linger",
         "written",
+        "held_pushes",
     )
 
     def __init__(self, host: ConnectionOwner, sock: Any, session_id: int, listener: Any, record: int, remote: Any) -> None:
@@ -113,6 +114,7 @@ class Connection:
         self.client_cert: str | None = None  # TLS client certificate (PEM), for get_client_info
         self.linger = False  # after an error answer: half-close and discard input before closing
         self.written = 0  # bytes written to the socket (published in PROCESS mode, see Host)
+        self.held_pushes: list[bytes] | None = None  # PUSHes waiting for a codec switch (Host)
 
     # -- readiness ------------------------------------------------------------------------
     def on_event(self, mask: int) -> None:

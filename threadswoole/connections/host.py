@@ -34,6 +34,7 @@ log = logging.getLogger("threadswoole")
 _LINGER_RESET = struct.pack("ii", 1, 0)
 RECORD_HOLD_MS = 10_000
 LINGER_MS = 2_000  # after an error answer: read and discard for this long before closing
+MAX_HELD_PUSHES = 1024
 
 
 class Sink(Protocol):
@@ -221,13 +222,30 @@ class Host:
             self.close(conn, reset=True)
 
     def switch_codec(self, conn: Connection, codec: Any) -> None:
-        """Replace the connection's codec (HTTP -> WebSocket); the bytes the old one held back
-        are fed to the new one first."""
+        """Replace the connection's codec (HTTP -> WebSocket). The bytes the old one held back
+        go to the new one, after the current callback returns (the worker that asked for the
+        switch finishes first: a WebSocket `open` runs before the first `message`)."""
         old = conn.codec
         held = old.detach() if old is not None else b""
         conn.codec = codec
-        if held and not conn.closing:
-            self.feed(conn, codec, held)
+        conn.listener.protocol.codec_switched(self._q, conn.record, codec)
+        pushes, conn.held_pushes = conn.held_pushes, None
+        encode = getattr(codec, "encode_push", None)
+        for payload in pushes or ():
+            if encode is not None and not conn.closing:
+                self.write(conn, encode(payload))
+        if held:
+            self.reactor.defer(lambda: self.feed(conn, codec, held) if not conn.closing and conn.codec is codec else None)
+
+    def hold_push(self, conn: Connection, payload: bytes) -> None:
+        """A PUSH that arrived before the codec switch it needs (PROCESS: another worker pushed
+        right after this connection's handshake was accepted): written by switch_codec."""
+        if conn.held_pushes is None:
+            conn.held_pushes = []
+        if len(conn.held_pushes) >= MAX_HELD_PUSHES:
+            log.warning("session %d: %d pushes waiting for its codec switch; dropping one", conn.session_id, MAX_HELD_PUSHES)
+            return
+        conn.held_pushes.append(payload)
 
     def resume_codec(self, conn: Connection) -> None:
         """An upgrade was refused: the codec parses what it held back as its own protocol."""

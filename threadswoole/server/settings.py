@@ -228,7 +228,7 @@ _KEYS = [
 SCHEMA: dict[str, Key] = {key.name: key for key in _KEYS}
 SPELLINGS = {"max_conn": "max_connection"}
 PORT_KEYS = frozenset(key.name for key in _KEYS if key.scope == PORT)
-UNSUPPORTED_PROTOCOLS = ("open_websocket_protocol",)  # until the WebSocket server lands
+UNSUPPORTED_PROTOCOLS: tuple[str, ...] = ()
 
 
 def validate(settings: Mapping[str, Any] | None, kwargs: Mapping[str, Any], *, port: bool = False) -> dict[str, Any]:

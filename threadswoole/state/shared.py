@@ -317,6 +317,8 @@ class SharedState:
             }
             if values[C_UID]:
                 info["uid"] = values[C_UID] & 0xFFFF_FFFF
+            if values[C_WEBSOCKET_STATUS]:  # a WebSocket listener's connection: 1..4
+                info["websocket_status"] = values[C_WEBSOCKET_STATUS] & 0xFF
             return info
         return None
 
