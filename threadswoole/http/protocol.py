@@ -18,8 +18,10 @@ import time
 from typing import Any, Mapping
 
 from threadswoole.connections.application import ApplicationProtocol
+from threadswoole._context import current
 from threadswoole.http.builder import RequestBuilder
 from threadswoole.http.options import HttpOptions
+from threadswoole.http.request import Request
 from threadswoole.http.response import Response
 from threadswoole.http.session import SessionTransport
 from threadswoole.http.static import StaticFiles
@@ -77,15 +79,43 @@ class HttpEventHandler:
         self.static = protocol.static
         self.builders: dict[int, RequestBuilder | None] = {}  # session -> its streaming body (None: discard)
         self.connections: dict[int, _Connection] = {}
+        self.send_function = current().send_function  # this worker's Server.send fast path
+        self.runtime = dispatcher.runtime
+        self.whole_body_limit = self.options.upload_max_filesize  # a longer one may need a 413 first
         self._on_request: Any = None
         self._resolved = False
 
     # -- events ---------------------------------------------------------------------------
     def event(self, port: Any, session: int, reactor_id: int, event: Any) -> None:
         if type(event) is HttpRequest:
-            self.request_started(port, session, reactor_id, event)
+            if event.complete and self.static is None and len(event.body) <= self.whole_body_limit:
+                self.respond_now(port, session, event)  # the common case, without a builder
+            else:
+                self.request_started(port, session, reactor_id, event)
         elif type(event) is HttpBodyChunk:
             self.body_chunk(port, session, event)
+
+    def respond_now(self, port: Any, session: int, event: HttpRequest) -> None:
+        """A whole request, its body (if any) parsed lazily by the Request: on_request, then
+        the auto-end (§8). The same steps as `respond`, without a RequestBuilder."""
+        connection = self.connections.get(session) or self.connection(session)
+        options = self.options
+        request = Request.of_connection(event, session, connection.remote_addr, connection.remote_port, connection.server_port, time.time(), options)
+        response = Response.of_event(connection.transport, session, event, options)
+        if not self._resolved:
+            self._on_request = port.callback("request")
+            self._resolved = True
+        runtime = self.runtime
+        runtime.requests += 1  # (EventDispatcher.run_request, inlined on the request path)
+        try:
+            self._on_request(request, response)
+        except Exception:
+            runtime.failed("request")
+        finally:
+            response.finish_if_open()
+            request.cleanup()
+            if runtime.requests == runtime.max_request:
+                runtime.reached_max_request()
 
     def request_started(self, port: Any, session: int, reactor_id: int, event: HttpRequest) -> None:
         connection = self.connection(session)
@@ -149,6 +179,6 @@ class HttpEventHandler:
         q = self.state.q
         base = self.state.record_base(session)
         remote_addr = layout.unpack_ip(q[base + layout.C_FAMILY], q[base + layout.C_IP_HIGH], q[base + layout.C_IP_LOW])
-        known = _Connection(SessionTransport(self.router, session), remote_addr, q[base + layout.C_REMOTE_PORT], q[base + layout.C_SERVER_PORT])
+        known = _Connection(SessionTransport(self.router, session, self.send_function), remote_addr, q[base + layout.C_REMOTE_PORT], q[base + layout.C_SERVER_PORT])
         self.connections[session] = known
         return known

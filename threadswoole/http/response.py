@@ -102,9 +102,18 @@ class Response:
     are the facts of the request being answered; `options` the listener's HttpOptions.
     """
 
+    # What every response sets lives in slots; what only some set (a status, headers, cookies,
+    # gzip, a chunked stream) lives in the instance dict, defaulting to the class attributes
+    # below, so that creating the common response stores 9 fields, not 16.
     __slots__ = ("fd", "_transport", "_method", "_version", "_keep_alive", "_accept_encoding",
-                 "_options", "_status", "_reason", "_headers", "_cookies", "_state", "_gzip_level",
-                 "_stream", "_raw_stream", "_plain")
+                 "_options", "_state", "_plain", "__dict__")
+    _status = 200
+    _reason = ""
+    _headers: dict[str, tuple[str, str]] = _NO_HEADERS  # lower-cased key -> (key as sent, value)
+    _cookies: list[str] = _NO_COOKIES
+    _gzip_level = 0
+    _stream: "StreamCompressor | None" = None
+    _raw_stream = False  # HTTP/1.0 write(): body bytes without chunk framing
 
     def __init__(self, transport: Transport, fd: int = 0, *, method: str = "GET", version: str = "1.1",
                  keep_alive: bool = True, accept_encoding: str | None = None,
@@ -116,15 +125,24 @@ class Response:
         self._keep_alive = keep_alive
         self._accept_encoding = accept_encoding
         self._options = options or _DEFAULT_OPTIONS
-        self._status = 200
-        self._reason = ""
-        self._headers: dict[str, tuple[str, str]] = _NO_HEADERS  # lower-cased key -> (key as sent, value)
-        self._cookies: list[str] = _NO_COOKIES
         self._state = _OPEN
-        self._gzip_level = 0
-        self._stream: StreamCompressor | None = None
-        self._raw_stream = False  # HTTP/1.0 write(): body bytes without chunk framing
         self._plain = True  # nothing set yet: end() can take the fast path
+
+    @classmethod
+    def of_event(cls, transport: Transport, fd: int, event: Any, options: HttpOptions) -> "Response":
+        """The server's constructor: Response(transport, fd, method=..., ...) with the facts
+        read from the request's event, for the per-request path."""
+        self = cls.__new__(cls)
+        self.fd = fd
+        self._transport = transport
+        self._method = event.method
+        self._version = event.version
+        self._keep_alive = event.keep_alive
+        self._accept_encoding = event.headers.get("accept-encoding")
+        self._options = options
+        self._state = _OPEN
+        self._plain = True
+        return self
 
     @classmethod
     def for_request(cls, transport: Transport, request: Any, options: HttpOptions | None = None) -> "Response":
@@ -319,6 +337,18 @@ class Response:
         if type(data) is not bytes:
             data = _as_bytes(data)
         state = self._state
+        if state == _OPEN and self._plain:
+            # The commonest answer first: a plain 200 text/html (no header, cookie, status or
+            # gzip set) that needs no compression; its head is one cached format (plain_head).
+            options = self._options
+            size = len(data)
+            if size <= options.buffer_output_size and (self._accept_encoding is None or size < options.compression_min_length or not options.http_compression):
+                self._state = _ENDED
+                head = plain_head(time.time(), self._keep_alive, size)
+                ok = self._transport.send(head if self._method == "HEAD" else head + data)
+                if not self._keep_alive:
+                    self._transport.close()
+                return ok
         if state == _ENDED or state == _DETACHED:
             return self._unavailable()
         if state == _WRITING:
@@ -334,11 +364,6 @@ class Response:
             return self._finish(out)
         if len(data) > self._options.buffer_output_size:
             return set_error(ErrorCode.DATA_LENGTH_TOO_LARGE)
-        if self._plain and (self._accept_encoding is None or len(data) < self._options.compression_min_length
-                            or not self._options.http_compression):
-            # Fast path: the plain 200 text/html answer (no headers, cookies, status or gzip set).
-            head = plain_head(time.time(), self._keep_alive, len(data))
-            return self._finish(head if self._method == "HEAD" else head + data)
         self._note_connection()
         if self._bodyless():
             return self._finish(self._build_head_without_length())

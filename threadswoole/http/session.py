@@ -18,22 +18,28 @@ HTTP_PROTOCOLS = frozenset({"http", "websocket"})
 
 
 class SessionTransport:
-    """`threadswoole.http.Transport` over a worker's router, for one session."""
+    """`threadswoole.http.Transport` over a worker's router, for one session; `send_function`
+    is the worker's Server.send fast path (one frame to the socket for a connection of ours)."""
 
-    __slots__ = ("router", "session")
+    __slots__ = ("router", "session", "send_function")
 
-    def __init__(self, router: Any, session: int) -> None:
+    def __init__(self, router: Any, session: int, send_function: Any = None) -> None:
         self.router = router
         self.session = session
+        self.send_function = send_function or current().send_function or _router_send(router)
 
     def send(self, data: bytes) -> bool:
-        return self.router.send(self.session, data)
+        return self.send_function(self.session, data)
 
     def sendfile(self, path: str, offset: int, length: int) -> bool:
         return self.router.sendfile(self.session, path, offset, length)
 
     def close(self) -> bool:
         return self.router.close(self.session, False)
+
+
+def _router_send(router: Any) -> Any:
+    return lambda session, data, server_socket=-1: router.send(session, data)
 
 
 def transport_for(fd: int) -> tuple[SessionTransport, Any] | bool:

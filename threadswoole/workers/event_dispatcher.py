@@ -30,9 +30,9 @@ class EventDispatcher:
         self.router = router
         self.ports = ports
         self.callbacks = callbacks  # the server's callback table (lookup by canonical name)
-        self._handlers: dict[int, Any] = {}  # port index -> its protocol's EventHandler (or None)
+        self.handlers: dict[int, Any] = {}  # port index -> its protocol's EventHandler (or None)
         for port in ports:
-            self._handlers[port.index] = port.protocol.event_handler(self) if port.is_stream else None
+            self.handlers[port.index] = port.protocol.event_handler(self) if port.is_stream else None
 
     # -- running callbacks ----------------------------------------------------------------
     def call(self, event: str, callback: Callable[..., Any] | None, *args: Any) -> Any:
@@ -43,12 +43,15 @@ class EventDispatcher:
         """Run the callback of one request (receive, packet, request, message): counted before
         it runs (so stats() inside it includes it), max_request checked after."""
         runtime = self.runtime
-        runtime.count_request()
+        runtime.requests += 1  # (Runtime.count_request, inlined: this is every request's path)
         try:
-            result = runtime.call(event, callback, *args)
+            return callback(*args) if callback is not None else None
+        except Exception:
+            runtime.failed(event)
+            return None
         finally:
-            runtime.check_max_request()
-        return result
+            if runtime.requests == runtime.max_request:
+                runtime.reached_max_request()
 
     # -- connection events ------------------------------------------------------------------
     def connect(self, port: Any, session: int, reactor_id: int) -> None:
@@ -59,7 +62,7 @@ class EventDispatcher:
 
     def event(self, port: Any, session: int, reactor_id: int, event: Any) -> None:
         """A parsed protocol event: handed to the handler of the listener's protocol."""
-        handler = self._handlers.get(port.index)
+        handler = self.handlers.get(port.index)
         if handler is None:
             log.warning("port %d: no handler for %s events; dropped", port.index, type(event).__name__)
             return
@@ -70,7 +73,7 @@ class EventDispatcher:
 
     def close(self, port: Any, session: int, reactor_id: int) -> None:
         self.call("close", port.on_close, self.server, session, reactor_id)
-        handler = self._handlers.get(port.index)
+        handler = self.handlers.get(port.index)
         if handler is not None:
             handler.closed(port, session)
 
@@ -106,6 +109,7 @@ class InlineSink:
         self.inline_runtime = dispatcher.runtime  # the hot path runs `receive` inline with it
         self.server = dispatcher.server
         self.reactor_id = reactor_id
+        self.handlers = dispatcher.handlers
 
     def holds_record(self, conn: Any) -> bool:
         return False  # close runs inline: the record can be retired right after it
@@ -117,7 +121,12 @@ class InlineSink:
         self.dispatcher.receive(conn.listener, conn.session_id, self.reactor_id, data)
 
     def on_event(self, conn: Any, event: Any) -> None:
-        self.dispatcher.event(conn.listener, conn.session_id, self.reactor_id, event)
+        # EventDispatcher.event with the connection at hand (one frame less per request)
+        port = conn.listener
+        try:
+            self.handlers[port.index].event(port, conn.session_id, self.reactor_id, event)
+        except Exception:
+            self.inline_runtime.failed(type(event).__name__)
 
     def on_closed(self, conn: Any) -> None:
         self.dispatcher.close(conn.listener, conn.session_id, self.reactor_id)
