@@ -18,9 +18,9 @@ lock (`_handover`), so it stays correct without a GIL.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
-import pickle
 import signal
 import threading
 from typing import Any
@@ -34,7 +34,8 @@ from threadswoole.state import shared as layout
 from threadswoole.state.counters import StatCounters
 from threadswoole.workers.dispatch import EVENT_CONNECT, IDLE, Dispatcher
 from threadswoole.workers.event_worker import EventWorker, WorkerWiring, check_message_target
-from threadswoole.workers.roster import RunConfig
+from threadswoole.workers.remote_router import pickled
+from threadswoole.workers.roster import COMMAND_REPLIES, EVENT, MANAGER, TASK, USER, RunConfig
 from threadswoole.workers.supervisor import Supervisor, bind_manager_context
 from threadswoole.workers.worker import ThreadWorker
 
@@ -43,6 +44,9 @@ START_TIMEOUT_MS = 5000
 
 
 class ThreadDriver(DriverBase):
+    spill_tasks = False  # contract §7: between threads the pickled bytes are passed as they are
+    uses_deliver = True  # event worker threads have no mailbox: their command queue (deliver)
+
     def __init__(self, config: RunConfig) -> None:
         super().__init__(config)
         # Everything below that several threads touch is guarded by this one lock.
@@ -65,6 +69,9 @@ class ThreadDriver(DriverBase):
     def run(self) -> bool:
         self.begin()
         state = self.create_state(acceptors=1, capacity=self.capacity())
+        roster = self.roster
+        # task workers, user processes, reply boxes, the shared queue, command replies (sockets)
+        self.create_mailboxes([*roster.ids(TASK), *roster.ids(USER), *roster.task_mailbox_ids(), COMMAND_REPLIES])
         server = self.server
         server.manager_pid = os.getpid()  # the manager is a thread of the master (contract §16)
         state.q[layout.H_MANAGER_PID] = os.getpid()
@@ -85,10 +92,12 @@ class ThreadDriver(DriverBase):
                 },
                 main.post,
             )
-            self.bind_master_context(main)
-            self.fire("start")
+            # The manager thread starts the workers before on_start runs (in Swoole they start
+            # concurrently), so a command() in on_start finds them reading their messages.
             self._manager_thread = threading.Thread(target=self._manager_main, name="manager", daemon=True)
             self._manager_thread.start()
+            self.bind_master_context(main)
+            self.fire("start")
             main.after(START_TIMEOUT_MS, self._listen)
             main.run()
             if self._manager_thread is not None:
@@ -99,6 +108,7 @@ class ThreadDriver(DriverBase):
             return True
         finally:
             main.close()
+            self.close_mailboxes()
             self.finish()
 
     def _live_count(self, counters: StatCounters) -> int:
@@ -126,15 +136,74 @@ class ThreadDriver(DriverBase):
         def stop(wait_event: bool) -> None:
             with self._handover:
                 worker = self._instances.get(thread_worker)
-            if worker is not None:
+            if worker is None:
+                return
+            if role == EVENT:
                 worker.stop_from_any_thread("stop", wait_event)
+            elif role == TASK:
+                worker.stop_soon("stop", wait_event)
+            else:
+                stop_user_thread(thread_worker, worker)
 
         def on_exit(ended: ThreadWorker) -> None:
             assert self.manager_reactor is not None and self.supervisor is not None
             self.manager_reactor.post(self.supervisor.worker_exited, ended)
 
-        thread_worker = ThreadWorker(worker_id, role, self._worker_main, on_exit, stop=stop, name=f"worker-{worker_id}")
+        body = {EVENT: self._worker_main, TASK: self._task_main, USER: self._user_main}[role]
+        thread_worker = ThreadWorker(worker_id, role, body, on_exit, stop=stop, name=f"{role}-{worker_id}" if role != EVENT else f"worker-{worker_id}")
         return thread_worker
+
+    def _task_main(self, thread_worker: ThreadWorker) -> int:
+        """Body of a task worker thread (reads its mailbox socket as in the process modes)."""
+        worker_id = thread_worker.worker_id
+
+        def notify(op: int, payload: bytes) -> None:
+            assert self.manager_reactor is not None and self.supervisor is not None
+            self.manager_reactor.post(self.supervisor.handle_message, op, worker_id, 0, payload)
+
+        worker = self.new_task_worker(worker_id, in_thread=True, notify=notify)
+        with self._handover:
+            self._instances[thread_worker] = worker
+        try:
+            return 0 if thread_worker.stopping else worker.run()
+        finally:
+            with self._handover:
+                self._instances.pop(thread_worker, None)
+            worker.counters.release()
+            worker.reactor.close()
+            _context.current().reset()
+
+    def _user_main(self, thread_worker: ThreadWorker) -> int:
+        """Body of a user-process thread: the Process callback with the child end of its pipe."""
+        worker_id = thread_worker.worker_id
+        process = self.process_of(worker_id)
+        process.enter_thread()  # this thread talks on the child end; the workers keep the other
+        process.pid = os.getpid()  # contract §16: a THREAD-mode user process is a thread of the master
+        runner = self.new_user_process(worker_id, in_thread=True)
+        with self._handover:
+            self._instances[thread_worker] = runner
+        try:
+            return 0 if thread_worker.stopping else runner.run()
+        finally:
+            with self._handover:
+                self._instances.pop(thread_worker, None)
+            runner.counters.release()
+            runner.reactor.close()
+            _context.current().reset()
+
+    def deliver_to(self, target: int, message: tuple) -> bool:
+        """Transport for ids without a socket: event worker threads and the manager thread."""
+        if target == MANAGER:
+            assert self.manager_reactor is not None
+            self.manager_reactor.post(self._manager_post, message)
+            return True
+        if 0 <= target < self.worker_num:
+            return self.deliver(target, message)
+        raise LookupError(f"no mailbox {target}")
+
+    def _manager_post(self, message: tuple) -> None:
+        type_, _flags, port, _reactor, src, session, payload = message
+        self.manager_command(type_, src, session, port, payload)
 
     def _worker_main(self, thread_worker: ThreadWorker) -> int:
         """Body of a worker thread: an EventWorker whose identity is thread-local."""
@@ -295,23 +364,26 @@ class ThreadDriver(DriverBase):
 
     def request_stop(self, worker_id: int, wait_event: bool) -> bool:
         ctx = _context.current()
-        if worker_id < 0 or (ctx.role == _context.ROLE_WORKER and worker_id == ctx.worker_id):
+        if worker_id < 0 or (ctx.role in (_context.ROLE_WORKER, _context.ROLE_TASK) and worker_id == ctx.worker_id):
             worker = ctx.worker_obj
-            if ctx.role != _context.ROLE_WORKER or worker is None:
+            if ctx.role not in (_context.ROLE_WORKER, _context.ROLE_TASK) or worker is None:
                 return False
             worker.request_stop("stop", wait_event)
             return True
-        if not 0 <= worker_id < self.worker_num:
+        if not 0 <= worker_id < self.worker_num + self.task_num:
             return False
         assert self.manager_reactor is not None and self.supervisor is not None
         self.manager_reactor.post(self.supervisor.stop_worker, worker_id, wait_event)
         return True
 
     def send_message(self, message: Any, worker_id: int) -> bool:
+        """From an event worker thread: a pickled copy in every mode (contract R4), to another
+        event worker's queue or to the mailbox of a task worker or user process."""
         check_message_target(self.config, worker_id)
-        # A pickled copy in every mode (contract R4): threads must not share the object.
-        payload = pickle.dumps(message)
-        return self.deliver(worker_id, (messages.T_PIPE_MESSAGE, 0, 0, 0, _context.current().worker_id, 0, payload))
+        payload = pickled(message, "send_message")
+        if worker_id < self.worker_num:
+            return self.deliver(worker_id, (messages.T_PIPE_MESSAGE, 0, 0, 0, _context.current().worker_id, 0, payload))
+        return _context.current().worker_obj.transport.post(worker_id, messages.T_PIPE_MESSAGE, 0, payload)
 
 
 class _WorkerIdReceiver:
@@ -380,3 +452,16 @@ class ThreadWiring(WorkerWiring):
 
     def default_idle_time(self) -> float:
         return self.driver.default_idle_time()
+
+
+def stop_user_thread(thread_worker: ThreadWorker, runner: Any) -> None:
+    """Shutdown of a THREAD-mode user process: what SIGTERM is to a process. Its loop is told to
+    stop, its end of the Process pipe is shut down (a blocked read returns), and SystemExit is
+    raised in its thread at the next Python instruction (PyThreadState_SetAsyncExc). A thread
+    stuck in one long C call is given up after max_wait_time, like any stuck worker thread."""
+    runner.stop()
+    runner.reactor.post(lambda: None)  # wake its loop, if it runs one
+    runner.process.shutdown_thread_pipe()
+    thread = thread_worker.thread
+    if thread is not None and thread.ident is not None and thread.is_alive():
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(SystemExit))

@@ -29,12 +29,16 @@ FIELDS = (
     "tasking",
     "task_done",
     "heartbeat_closes",
+    "task_bytes",
+    "task_taken",
+    "task_taken_bytes",
 )
 _CLOSE = FIELDS.index("close")
 _ABORT = FIELDS.index("abort")
 _RECV, _SEND, _DISPATCH, _RESPONSE, _ACCEPT_ = (FIELDS.index(n) for n in ("recv_bytes", "send_bytes", "dispatch", "response", "accept"))
 _all_fields = operator.attrgetter(*FIELDS)
 assert FIELDS.index("heartbeat_closes") == layout.S_HEARTBEAT_CLOSES and FIELDS.index("request") == layout.S_REQUEST
+assert FIELDS.index("task_taken_bytes") == layout.S_TASK_TAKEN_BYTES and len(FIELDS) <= layout.STAT_WORDS
 
 
 class StatCounters:
