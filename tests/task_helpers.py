@@ -66,3 +66,11 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: flo
 
 def spilled_files(directory: str) -> list[str]:
     return sorted(name for name in os.listdir(directory) if name.startswith("threadswoole-task-"))
+
+
+def parked(process: Any) -> None:
+    """A user-process body that waits for the server to stop (SIGTERM, or in THREAD mode its
+    pipe shut down) reading its end of the pipe."""
+    sock = process.export_socket()
+    while sock.recv(64):
+        pass

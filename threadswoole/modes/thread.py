@@ -18,7 +18,6 @@ lock (`_handover`), so it stays correct without a GIL.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -454,14 +453,9 @@ class ThreadWiring(WorkerWiring):
         return self.driver.default_idle_time()
 
 
+
 def stop_user_thread(thread_worker: ThreadWorker, runner: Any) -> None:
-    """Shutdown of a THREAD-mode user process: what SIGTERM is to a process. Its loop is told to
-    stop, its end of the Process pipe is shut down (a blocked read returns), and SystemExit is
-    raised in its thread at the next Python instruction (PyThreadState_SetAsyncExc). A thread
-    stuck in one long C call is given up after max_wait_time, like any stuck worker thread."""
-    runner.stop()
-    runner.reactor.post(lambda: None)  # wake its loop, if it runs one
-    runner.process.shutdown_thread_pipe()
+    """Shutdown of a THREAD-mode user process (see UserProcess.interrupt)."""
     thread = thread_worker.thread
-    if thread is not None and thread.ident is not None and thread.is_alive():
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(SystemExit))
+    if thread is not None and thread.ident is not None:
+        runner.interrupt(thread.ident)

@@ -207,6 +207,8 @@ class TaskWorker:
                 log.exception("task worker %d: task %d from worker %d could not be unpickled; dropped", self.worker_id, task_id, src)
                 return
             state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_BUSY)
+            if counted:
+                counters.flush()  # on_task may run long: its task counts as taken meanwhile (stats)
             self.current = (task_id, src, flags)
             result = self.runtime.call("task", self.on_task, self.server, task_id, src if src >= 0 else -1, data)
             if result is not None:

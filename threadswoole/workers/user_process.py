@@ -17,6 +17,7 @@ the loop runs while the user's timers are left, handling `pipe_message` too; a p
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import threading
@@ -60,6 +61,9 @@ class UserProcess:
         self.dispatcher = EventDispatcher(self.server, self.runtime, self.router, [], config.callbacks)
         self.inbox = messages.Inbox(inbox, self.handle_message)
         self.stopping = False
+        self._lock = threading.Lock()  # THREAD mode: `interrupt` raises in fn only while fn runs
+        self._in_callback = False
+        self._interrupted = False
 
     def run(self) -> int:
         ctx = _context.current()
@@ -79,7 +83,7 @@ class UserProcess:
         if not self.in_thread:
             watch_parent(self.reactor, self.stop)
         try:
-            code = self.process.run_callback()
+            code = self._run_callback()
             # fn returned: like a script entering its event loop, run while timers are left
             reactor = self.reactor
             while code == 0 and not self.stopping and reactor.user_timer_count():
@@ -89,9 +93,40 @@ class UserProcess:
         finally:
             self.counters.flush()
 
+    def _run_callback(self) -> int:
+        with self._lock:
+            self._in_callback = not self.stopping
+        try:
+            code = self.process.run_callback() if self._in_callback else 0
+        except SystemExit:  # `interrupt`'s, delivered just after fn returned
+            code = 0
+        for _attempt in range(3):
+            try:
+                with self._lock:
+                    self._in_callback = False
+                if self._interrupted:  # raised but maybe not delivered yet: cancel it
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()), None)
+                break
+            except SystemExit:
+                continue  # it was delivered here: there is only one
+        return code
+
     def stop(self) -> None:
         """The manager went away (process modes): leave the loop after its current iteration."""
         self.stopping = True
+
+    def interrupt(self, thread_ident: int) -> None:
+        """THREAD mode shutdown, what SIGTERM is to a process: the loop is told to stop, the
+        thread's end of the Process pipe is shut down (a blocked read returns), and SystemExit
+        is raised in fn at its next Python instruction (PyThreadState_SetAsyncExc). A thread
+        stuck in one long C call is given up after max_wait_time, like any stuck worker thread."""
+        self.stopping = True
+        self.reactor.post(lambda: None)  # wake its loop, if it runs one
+        self.process.shutdown_thread_pipe()
+        with self._lock:
+            if self._in_callback and not self._interrupted:
+                self._interrupted = True
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_ident), ctypes.py_object(SystemExit))
 
     def handle_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
         if type_ == messages.T_PIPE_MESSAGE:
