@@ -92,11 +92,10 @@ def test_commands_run_in_the_target_process_and_answer_the_master(run_server, mo
     assert out["manager"]["worker_id"] == -1
     if mode != "process":
         assert out["manager"]["pid"] == master  # BASE: the master is the manager; THREAD: a thread of it
+        assert out["reactor0"] == ["False", 507]  # no reactor threads in this mode
     else:
         assert out["manager"]["pid"] != master
         assert out["reactor0"]["pid"] == master  # a reactor thread of the master
-    else:
-        assert out["reactor0"] == ["False", 507]  # no reactor threads in this mode
     assert out["event_out_of_range"] == ["False", 505]
     assert json.loads(out["raw"])["data"] == [1]  # json_decode=False: the string as returned
     assert out["unknown"] == [False, 9012] and out["not_accepted"] == [False, 507] and out["raised"] == [False, 503]
