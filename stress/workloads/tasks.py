@@ -9,9 +9,11 @@ count (``RESULT``); the benchmark samples the tree's CPU over the measured windo
   with a done-callback that submits the next task (``stress/servers/executor_tasks.py``).
 - ``threadswoole-base`` / ``-process`` / ``-thread``: one event worker, ``task_worker_num``
   task workers, ``on_task`` -> ``finish(data)``, ``on_finish`` sends the next task
-  (``stress/servers/threadswoole_tasks.py``, written against api.md §7). **Slot:** task
-  workers are being built; until then these rows are skipped (``task()`` raises
-  NotImplementedError). No target is recorded yet.
+  (``stress/servers/threadswoole_tasks.py``, written against api.md §7).
+
+Target (issue 11): ``threadswoole-process`` >= 3x ``executor-process`` in round trips per CPU-second
+of the whole process tree (stress/thresholds.py); the THREAD row is compared with the
+``ThreadPoolExecutor`` row, the BASE row with the ``ProcessPoolExecutor`` one.
 """
 from __future__ import annotations
 
@@ -82,5 +84,5 @@ def run(a: argparse.Namespace) -> Report:
     return rep
 
 
-WORKLOADS = [Workload("tasks", "task round trips: threadswoole task workers (slot) vs concurrent.futures",
+WORKLOADS = [Workload("tasks", "task round trips: threadswoole task workers vs concurrent.futures",
                       configure, run)]
