@@ -23,6 +23,7 @@ import json
 from stress import benchkit, benchreport
 from stress.benchkit import Phase
 from stress.benchreport import Report
+from stress.thresholds import BENCH_TARGETS
 from stress.workloads import Workload, apply_quick, common_options, names
 
 
@@ -78,6 +79,7 @@ def run(a: argparse.Namespace) -> Report:
     rep = Report("tasks", params)
     rep.sections.append((f"task round trips: {a.inflight} in flight to {a.task_workers} workers, "
                          f"{a.size}-byte echo", rows, peers_))
+    rep.verdicts = benchreport.evaluate(rows, BENCH_TARGETS["tasks"])
     rep.notes += [f"{n}: {table[n].note}" for n in wanted]
     rep.notes.append("req/s = completed round trips per second; req/cpu-s over the whole process tree "
                      "(submitter + workers). No latency figures (p50/p99 '-').")

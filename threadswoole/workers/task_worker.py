@@ -87,6 +87,7 @@ class TaskWorker:
         self.inbox = messages.Inbox(inbox, self.handle_message)
         self.queue = messages.Inbox(queue, self.handle_message) if queue is not None else None
         self.current: tuple[int, int, int] | None = None  # (task id, source, flags) while on_task runs
+        self._status = state.worker_base(worker_id) + layout.W_STATUS  # our status word (busy/idle)
         self.exit_code = 0
         self.stop_reason = ""
         self._stopping = False
@@ -206,9 +207,9 @@ class TaskWorker:
             except Exception:
                 log.exception("task worker %d: task %d from worker %d could not be unpickled; dropped", self.worker_id, task_id, src)
                 return
-            state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_BUSY)
+            state.q[self._status] = SWOOLE_WORKER_BUSY
             if counted:
-                counters.flush()  # on_task may run long: its task counts as taken meanwhile (stats)
+                counters.publish_task_taken()  # on_task may run long: taken meanwhile (stats)
             self.current = (task_id, src, flags)
             result = self.runtime.call("task", self.on_task, self.server, task_id, src if src >= 0 else -1, data)
             if result is not None:
@@ -219,7 +220,7 @@ class TaskWorker:
         finally:
             self.current = None
             if not self._stopping:
-                state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_IDLE)
+                state.q[self._status] = SWOOLE_WORKER_IDLE
             if counted:
                 counters.task_done += 1
             self.runtime.requests += 1  # task_max_request (not request_count: seed §5.6)

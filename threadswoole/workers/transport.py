@@ -48,6 +48,16 @@ class Transport:
         box = self._boxes.get(target)
         if box is None:
             box = self._boxes[target] = messages.Outbox(sock, self.src)
+        if not box.pending and len(payload) <= messages.CHUNK_SIZE:
+            # the common case, one small message and nothing queued: one send, no Outbox work
+            datagram = messages.HEADER.pack(type_, 0, port, 0, self.src, session, 0, len(payload)) + payload
+            try:
+                sock.send(datagram)
+                return True
+            except (BlockingIOError, InterruptedError):
+                pass  # full: queue it and wait below
+            except OSError:
+                return True  # the reader is gone (as Outbox.flush: dropped)
         box.put(type_, session, payload, port=port)
         if box.flush() or box.flush_blocking(self.block_seconds):
             return True
