@@ -229,3 +229,27 @@ def test_task_wait_multi_and_task_co(run_server, mode):
     too_many = handle.wait("too_many")
     assert (too_many["multi"], too_many["co"], too_many["sent"], too_many["ok"]) == ("ValueError", "ValueError", 0, 8)
     assert handle.stop() == 0
+
+
+def test_task_settings(tmp_path):
+    """task_enable_coroutine is accepted (no effect, no warning); task_ipc_mode is 1..3; a
+    missing task_tmpdir and a missing on_task / on_finish are refused at start()."""
+    import warnings
+
+    from threadswoole import SWOOLE_BASE, ConfigError, Server
+
+    server = Server("127.0.0.1", 0, SWOOLE_BASE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        server.set({"task_worker_num": 2, "task_enable_coroutine": True, "task_max_request": 10, "task_tmpdir": str(tmp_path)})
+    with pytest.raises(ConfigError):
+        server.set({"task_ipc_mode": 4})
+    server.on("receive", lambda *a: None)
+    server.on("task", lambda *a: None)
+    with pytest.raises(StateError):
+        server.start()  # no 'finish' callback (seed: task workers need both)
+    server.on("finish", lambda *a: None)
+    server.set({"task_tmpdir": str(tmp_path / "missing")})
+    with pytest.raises(ConfigError):
+        server.start()
+    server.ports[0].close()
