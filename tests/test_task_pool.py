@@ -236,3 +236,32 @@ def test_stop_of_a_task_worker(run_server, mode):
     third = handle.wait("worker_start", worker_id=1)["instance"]
     assert third != second and handle.wait("on_task", data="after")["instance"] == third
     assert handle.stop() == 0
+
+
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_async_reload_of_task_workers_loses_no_task(run_server, mode):
+    """reload_async: the task worker is asked to stop with wait_event; the tasks queued for it all
+    run (in it, or in its replacement) and a new instance of the id starts."""
+
+    def setup(server, emit):
+        report_workers(server, emit)
+
+        def queue_and_reload(srv, fd):
+            ids = [srv.task(i, 0) for i in range(5)]
+            return {"ids": ids, "reload": srv.reload(True)}
+
+        def on_task(srv, task_id, src, data):
+            time.sleep(0.05)
+            emit("on_task", data=data, instance=srv.worker_tid or os.getpid())
+
+        server.on("receive", run_actions({"go": queue_and_reload}, emit))
+        server.on("task", on_task)
+        server.on("finish", lambda *a: None)
+
+    handle = run_server(setup, mode=mode, settings={"worker_num": 1, "task_worker_num": 1, "reload_async": True})
+    first = starts(handle, 2)[1]["instance"]
+    command(handle, "go")
+    assert handle.wait("go")["reload"] is True
+    assert sorted(e["data"] for e in handle.wait_n("on_task", 5)) == [0, 1, 2, 3, 4]
+    assert handle.wait("worker_start", worker_id=1)["instance"] != first
+    assert handle.stop() == 0

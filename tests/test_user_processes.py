@@ -208,3 +208,32 @@ def test_send_message_between_every_kind_of_worker(run_server, mode):
     }
     client.close()
     assert handle.stop() == 0
+
+
+def test_restarting_a_user_process_leaks_nothing(run_server, mode):
+    """A user process that returns when told is started again; after three restarts the tree
+    has the same fds, threads and processes as before them."""
+    from conftest import tree_resources
+
+    def setup(server, emit):
+        def user(process):
+            sock = process.export_socket()
+            emit("user_start", instance=threading.get_native_id() if server.mode == 3 else os.getpid())
+            sock.recv(64)  # "exit" from a worker, or b"" at shutdown: return, be started again
+
+        process = Process(user)
+        server.add_process(process)
+        server.on("receive", lambda srv, fd, reactor_id, data: process.export_socket().send(b"exit"))
+
+    handle = run_server(setup, mode=mode, settings={"worker_num": 1})
+    seen = [handle.wait("user_start")["instance"]]
+    time.sleep(0.3)
+    baseline = tree_resources(handle)
+    client = connect(handle.port)
+    for _ in range(3):
+        client.sendall(b"x")
+        seen.append(handle.wait("user_start", timeout=10)["instance"])
+    assert len(set(seen)) == 4
+    client.close()
+    assert wait_until(lambda: tree_resources(handle) == baseline, timeout=5), (baseline, tree_resources(handle))
+    assert handle.stop() == 0

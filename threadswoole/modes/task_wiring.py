@@ -144,8 +144,18 @@ class TaskWiring:
     # -- children of the manager (BASE, PROCESS) -------------------------------------------
     def child_worker(self, role: str, worker_id: int) -> ProcessWorker | None:
         """The ProcessWorker of a task worker or user process (None: an event worker)."""
-        if role == TASK:  # stopped with SIGTERM: it stops after its current task
-            return ProcessWorker(worker_id, role, lambda: self._task_child(worker_id), self.reaper)  # type: ignore[attr-defined]
+        if role == TASK:
+            # A stop is SIGTERM: it stops after its current task, the queued ones wait for the
+            # replacement. With wait_event (reload_async, stop(id, True)) it is a message behind
+            # the queued tasks: the worker drains its queue first.
+            def stop(wait_event: bool) -> None:
+                if wait_event:
+                    self.worker_transport(MANAGER).post(worker_id, messages.T_STOP_WORKER, 0, b"\x01")
+                else:
+                    worker.terminate()
+
+            worker = ProcessWorker(worker_id, role, lambda: self._task_child(worker_id), self.reaper, stop_message=stop)  # type: ignore[attr-defined]
+            return worker
         if role == USER:
             process = self.process_of(worker_id)
             return ProcessWorker(worker_id, role, lambda: self._user_child(worker_id), self.reaper, before_fork=process.before_fork, forked=lambda pid: process.enter_parent(pid, keep_child_end=True))  # type: ignore[attr-defined]

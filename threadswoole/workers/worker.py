@@ -146,6 +146,10 @@ class ProcessWorker(Worker):
     def kill(self) -> None:
         self._signal(signal.SIGKILL)
 
+    def terminate(self) -> None:
+        """SIGTERM: the worker stops after what it is doing (task workers' quick stop)."""
+        self._signal(signal.SIGTERM)
+
     def _signal(self, signo: int) -> None:
         if self._pid and self.exit_code is None:
             try:
