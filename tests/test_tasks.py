@@ -14,7 +14,7 @@ import time
 import pytest
 
 from task_helpers import command, report_workers, run_actions, starts
-from threadswoole import SWOOLE_WORKER_BUSY, SWOOLE_WORKER_IDLE, ContextError, StateError
+from threadswoole import SWOOLE_WORKER_BUSY, StateError
 
 pytestmark = pytest.mark.timeout(90)
 TASKS = {"worker_num": 1, "task_worker_num": 2}

@@ -4,8 +4,6 @@ kind of worker (`send_message`, §17 item 34), in every mode."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import threading
 import time
 

@@ -26,15 +26,14 @@ from typing import Any
 
 from threadswoole import _context
 from threadswoole.connections.acceptor import Acceptor, Placement
-from threadswoole.ipc import messages
 from threadswoole.loop.reactor import Reactor
 from threadswoole.modes.common import DriverBase
+from threadswoole.modes.thread_bodies import ThreadBodies
 from threadswoole.state import shared as layout
 from threadswoole.state.counters import StatCounters
 from threadswoole.workers.dispatch import EVENT_CONNECT, IDLE, Dispatcher
-from threadswoole.workers.event_worker import EventWorker, WorkerWiring, check_message_target
-from threadswoole.workers.remote_router import pickled
-from threadswoole.workers.roster import COMMAND_REPLIES, EVENT, MANAGER, TASK, USER, RunConfig
+from threadswoole.workers.event_worker import EventWorker, WorkerWiring
+from threadswoole.workers.roster import COMMAND_REPLIES, EVENT, TASK, USER, RunConfig
 from threadswoole.workers.supervisor import Supervisor, bind_manager_context
 from threadswoole.workers.worker import ThreadWorker
 
@@ -42,7 +41,7 @@ log = logging.getLogger("threadswoole")
 START_TIMEOUT_MS = 5000
 
 
-class ThreadDriver(DriverBase):
+class ThreadDriver(ThreadBodies, DriverBase):
     spill_tasks = False  # contract §7: between threads the pickled bytes are passed as they are
     uses_deliver = True  # event worker threads have no mailbox: their command queue (deliver)
 
@@ -142,7 +141,7 @@ class ThreadDriver(DriverBase):
             elif role == TASK:
                 worker.stop_soon("stop", wait_event)
             else:
-                stop_user_thread(thread_worker, worker)
+                self.stop_user_thread(thread_worker, worker)
 
         def on_exit(ended: ThreadWorker) -> None:
             assert self.manager_reactor is not None and self.supervisor is not None
@@ -152,57 +151,18 @@ class ThreadDriver(DriverBase):
         thread_worker = ThreadWorker(worker_id, role, body, on_exit, stop=stop, name=f"{role}-{worker_id}" if role != EVENT else f"worker-{worker_id}")
         return thread_worker
 
-    def _task_main(self, thread_worker: ThreadWorker) -> int:
-        """Body of a task worker thread (reads its mailbox socket as in the process modes)."""
-        worker_id = thread_worker.worker_id
-
-        def notify(op: int, payload: bytes) -> None:
-            assert self.manager_reactor is not None and self.supervisor is not None
-            self.manager_reactor.post(self.supervisor.handle_message, op, worker_id, 0, payload)
-
-        worker = self.new_task_worker(worker_id, in_thread=True, notify=notify)
+    def run_thread_body(self, thread_worker: ThreadWorker, body: Any) -> int:
+        """Run a task worker's or user process's body in this thread (modes/thread_bodies.py)."""
         with self._handover:
-            self._instances[thread_worker] = worker
+            self._instances[thread_worker] = body
         try:
-            return 0 if thread_worker.stopping else worker.run()
+            return 0 if thread_worker.stopping else body.run()
         finally:
             with self._handover:
                 self._instances.pop(thread_worker, None)
-            worker.counters.release()
-            worker.reactor.close()
+            body.counters.release()
+            body.reactor.close()
             _context.current().reset()
-
-    def _user_main(self, thread_worker: ThreadWorker) -> int:
-        """Body of a user-process thread: the Process callback with the child end of its pipe."""
-        worker_id = thread_worker.worker_id
-        process = self.process_of(worker_id)
-        process.enter_thread()  # this thread talks on the child end; the workers keep the other
-        process.pid = os.getpid()  # contract §16: a THREAD-mode user process is a thread of the master
-        runner = self.new_user_process(worker_id, in_thread=True)
-        with self._handover:
-            self._instances[thread_worker] = runner
-        try:
-            return 0 if thread_worker.stopping else runner.run()
-        finally:
-            with self._handover:
-                self._instances.pop(thread_worker, None)
-            runner.counters.release()
-            runner.reactor.close()
-            _context.current().reset()
-
-    def deliver_to(self, target: int, message: tuple) -> bool:
-        """Transport for ids without a socket: event worker threads and the manager thread."""
-        if target == MANAGER:
-            assert self.manager_reactor is not None
-            self.manager_reactor.post(self._manager_post, message)
-            return True
-        if 0 <= target < self.worker_num:
-            return self.deliver(target, message)
-        raise LookupError(f"no mailbox {target}")
-
-    def _manager_post(self, message: tuple) -> None:
-        type_, _flags, port, _reactor, src, session, payload = message
-        self.manager_command(type_, src, session, port, payload)
 
     def _worker_main(self, thread_worker: ThreadWorker) -> int:
         """Body of a worker thread: an EventWorker whose identity is thread-local."""
@@ -375,16 +335,6 @@ class ThreadDriver(DriverBase):
         self.manager_reactor.post(self.supervisor.stop_worker, worker_id, wait_event)
         return True
 
-    def send_message(self, message: Any, worker_id: int) -> bool:
-        """From an event worker thread: a pickled copy in every mode (contract R4), to another
-        event worker's queue or to the mailbox of a task worker or user process."""
-        check_message_target(self.config, worker_id)
-        payload = pickled(message, "send_message")
-        if worker_id < self.worker_num:
-            return self.deliver(worker_id, (messages.T_PIPE_MESSAGE, 0, 0, 0, _context.current().worker_id, 0, payload))
-        return _context.current().worker_obj.transport.post(worker_id, messages.T_PIPE_MESSAGE, 0, payload)
-
-
 class _WorkerIdReceiver:
     """The acceptor's receiver for a THREAD connection: the ready instance of a worker id, or
     the parking place until its replacement is ready."""
@@ -451,11 +401,3 @@ class ThreadWiring(WorkerWiring):
 
     def default_idle_time(self) -> float:
         return self.driver.default_idle_time()
-
-
-
-def stop_user_thread(thread_worker: ThreadWorker, runner: Any) -> None:
-    """Shutdown of a THREAD-mode user process (see UserProcess.interrupt)."""
-    thread = thread_worker.thread
-    if thread is not None and thread.ident is not None:
-        runner.interrupt(thread.ident)
