@@ -1,7 +1,7 @@
 """Tasks under faults: a task worker killed every 2 s while tasks are in flight.
 
 Server: ``stress/servers/threadswoole_task_faults.py``, one event worker keeping 16 tasks in
-flight to 2 task workers (an echo of a sequence number), for each mode. For 10 s (``--quick``:
+flight to 2 task workers (an echo of a sequence number), for each mode. For 8 s (``--quick``:
 4 s) a task worker is killed every 2 s, alternating: ``kill -9`` of its process in BASE and
 PROCESS; in THREAD mode, where a thread cannot be killed, the next task that worker runs raises
 a BaseException no handler catches and its thread's loop dies (the supervisor starts a new one).
@@ -28,7 +28,7 @@ from stress.scenarios.common import HOST, MODES, guarded, make_row, say, shm_seg
 NAME = "tasks"
 MAX_SECONDS = 150
 MODULE = "stress.servers.threadswoole_task_faults"
-FULL = dict(kill_for=10.0, kill_every=2.0, settle=3.0)
+FULL = dict(kill_for=8.0, kill_every=2.0, settle=3.0)
 QUICK = dict(kill_for=4.0, kill_every=2.0, settle=3.0)
 
 
