@@ -265,3 +265,40 @@ def test_async_reload_of_task_workers_loses_no_task(run_server, mode):
     assert sorted(e["data"] for e in handle.wait_n("on_task", 5)) == [0, 1, 2, 3, 4]
     assert handle.wait("worker_start", worker_id=1)["instance"] != first
     assert handle.stop() == 0
+
+
+@pytest.mark.parametrize("where", ["task worker", "user process"])
+def test_timers_and_shutdown_in_a_task_worker_or_a_user_process(run_server, mode, where):
+    """Contract §5.2: tick/after work in task workers and user processes; shutdown() is allowed
+    there ([decision]); get_worker_id() is False in a user process."""
+
+    def setup(server, emit):
+        def act(srv):
+            srv.after(20, lambda: emit("after", worker_id=srv.worker_id, get_worker_id=srv.get_worker_id(), task=srv.task_worker))
+
+        def user(process):
+            act(server)
+            server.after(200, lambda: emit("shutdown", result=server.shutdown()))
+
+        def on_worker_start(srv, worker_id):
+            if srv.task_worker and where == "task worker":
+                act(srv)
+                srv.after(200, lambda: emit("shutdown", result=srv.shutdown()))
+
+        report_workers(server, emit, on_worker_start)
+        if where == "user process":
+            server.add_process(Process(user))
+        server.on("receive", lambda *a: None)
+        server.on("task", lambda *a: None)
+        server.on("finish", lambda *a: None)
+        server.on("shutdown", lambda srv: emit("on_shutdown"))
+
+    handle = run_server(setup, mode=mode, settings={"worker_num": 1, "task_worker_num": 1})
+    after = handle.wait("after")
+    assert after["worker_id"] == (1 if where == "task worker" else 2) and after["task"] is (where == "task worker")
+    assert after["get_worker_id"] == (1 if where == "task worker" else False)
+    if where == "task worker":  # (a user process may be gone, SIGTERM, before it can report)
+        assert handle.wait("shutdown")["result"] is True
+    assert handle.wait_exit() == 0
+    handle.wait("on_shutdown")
+    assert handle.wait("__returned__")["result"] is True

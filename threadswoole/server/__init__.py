@@ -325,8 +325,11 @@ class Server:
         return current().role == ROLE_TASK
 
     def get_worker_id(self) -> int | bool:
+        """The calling event or task worker's id; False elsewhere (a user process included, §5.2)."""
         ctx = current()
-        return ctx.worker_id if ctx.worker_id >= 0 else False
+        from threadswoole._context import ROLE_USER
+
+        return ctx.worker_id if ctx.worker_id >= 0 and ctx.role != ROLE_USER else False
 
     def get_worker_pid(self, worker_id: int = -1) -> int | bool:
         return self._router("get_worker_pid").worker_pid(worker_id)
