@@ -28,11 +28,13 @@ def _example(title: str) -> str:
 def _run(code: str, before: list[str] | None = None) -> tuple[subprocess.Popen, int]:
     code = re.sub(r'Server\("127\.0\.0\.1", \d+', 'Server("127.0.0.1", 0', code)
     # every example has a manager (tasks, a user process, two workers): it reports the port
-    code = code.replace("server.start()", 'server.on("manager_start", lambda s: print("PORT", s.ports[0].port, flush=True))\nserver.start()')
+    # one write (prints of threads running meanwhile cannot split it)
+    code = code.replace("server.start()", 'import sys\nserver.on("manager_start", lambda s: (sys.stdout.write(f"PORT {s.ports[0].port}\\n"), sys.stdout.flush()))\nserver.start()')
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True, env={**os.environ, "PYTHONPATH": os.path.dirname(README)})
     for line in proc.stdout:  # type: ignore[union-attr]
-        if line.startswith("PORT"):
-            return proc, int(line.split()[1])
+        found = re.search(r"PORT (\d+)$", line)
+        if found:
+            return proc, int(found.group(1))
         if before is not None:
             before.append(line)  # printed by on_start, which may run before manager_start
     raise AssertionError(f"example did not start: rc={proc.wait()}")
