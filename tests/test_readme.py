@@ -28,11 +28,13 @@ def _examples() -> dict[str, str]:
 
 def _run(code: str) -> tuple[subprocess.Popen, int]:
     code = re.sub(r'Server\("127\.0\.0\.1", \d+', 'Server("127.0.0.1", 0', code)
-    code = code.replace("server.start()", 'server.on("start", lambda s: print("PORT", s.ports[0].port, flush=True))\nserver.start()')
+    # one write (the example's own prints, from worker threads running meanwhile, cannot split it)
+    code = code.replace("server.start()", 'import sys\nserver.on("start", lambda s: (sys.stdout.write(f"PORT {s.ports[0].port}\\n"), sys.stdout.flush()))\nserver.start()')
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
     for line in proc.stdout:  # type: ignore[union-attr]
-        if line.startswith("PORT"):
-            return proc, int(line.split()[1])
+        found = re.search(r"PORT (\d+)$", line)
+        if found:
+            return proc, int(found.group(1))
     raise AssertionError(f"example did not start: rc={proc.wait()}")
 
 

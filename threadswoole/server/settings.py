@@ -145,6 +145,7 @@ _KEYS = [
     Key("task_worker_num", _int(0), 0),
     Key("task_ipc_mode", _int(1, 3), 1),
     Key("task_tmpdir", _str, "/tmp"),
+    Key("task_enable_coroutine", _bool, False),  # accepted: there is no coroutine runtime (no effect)
     Key("message_queue_key", _int()),
     Key("dispatch_mode", _int(1, 5), 2),
     Key("dispatch_func", _callable),

@@ -65,7 +65,10 @@ MAGIC = 0x5457_4F4F_4C45  # "TWOOLE"
     S_TASKING,
     S_TASK_DONE,
     S_HEARTBEAT_CLOSES,
-) = range(13)
+    S_TASK_BYTES,
+    S_TASK_TAKEN,
+    S_TASK_TAKEN_BYTES,
+) = range(16)
 STAT_NAMES = {
     S_ACCEPT: "accept_count",
     S_CLOSE: "close_count",
@@ -80,6 +83,11 @@ STAT_NAMES = {
     S_TASKING: "task_dispatch_count",
     S_TASK_DONE: "task_done_count",
     S_HEARTBEAT_CLOSES: "heartbeat_close_count",
+    # tasks: dispatched (S_TASKING, S_TASK_BYTES) by the senders, taken (read) and done by the
+    # task workers; tasks sent by the master or the manager are not counted on either side
+    S_TASK_BYTES: "task_dispatch_bytes",
+    S_TASK_TAKEN: "task_taken_count",
+    S_TASK_TAKEN_BYTES: "task_taken_bytes",
 }
 
 # worker table

@@ -90,6 +90,17 @@ class EventDispatcher:
         """`send_message` from another worker: a pickled copy in every mode (contract R4)."""
         self.call("pipe_message", self.callbacks.lookup("pipe_message"), self.server, src_worker_id, pickle.loads(payload))
 
+    def finish(self, tasks: Any, task_id: int, flags: int, payload: bytes) -> None:
+        """The result of a task this worker sent (T_FINISH): the task's `finish_callback`, or
+        else `on_finish` (seed 000/002: the callback replaces on_finish for that task)."""
+        if tasks is None:
+            return
+        finished = tasks.finished(task_id, flags, payload)
+        if finished is None:
+            return
+        data, callback = finished
+        self.call("finish", callback or self.callbacks.lookup("finish"), self.server, task_id, data)
+
     # -- worker lifecycle -----------------------------------------------------------------
     def worker_start(self, worker_id: int) -> None:
         self.call("worker_start", self.callbacks.lookup("worker_start"), self.server, worker_id)
