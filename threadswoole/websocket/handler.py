@@ -46,7 +46,14 @@ class WebSocketEventHandler(HttpEventHandler):
         kind = type(event)
         if kind is Message:
             on_message = (self._callbacks or self._resolve(port))[0]
-            self.dispatcher.run_request("message", on_message, self.server, Frame(session, event.data, event.opcode, True))
+            runtime = self.runtime
+            runtime.requests += 1  # (EventDispatcher.run_request, inlined on the message path)
+            try:
+                on_message(self.server, Frame(session, event.data, event.opcode, True))
+            except Exception:
+                runtime.failed("message")
+            if runtime.requests == runtime.max_request:
+                runtime.reached_max_request()
         elif kind is HttpRequest:
             if event.upgrade and event.headers.get("upgrade", "").lower() == "websocket":
                 self.upgrade(port, session, event)

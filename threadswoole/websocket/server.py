@@ -58,6 +58,23 @@ class Server(HttpServer):
     def push(self, fd: int, data: Any, opcode: int = WEBSOCKET_OPCODE_TEXT, finish: bool = True) -> bool:
         """Send one message (or fragment, with finish=False) to an established connection;
         False with 8501 when `fd` is not one, 8502 for a bad opcode, 1202 when too large."""
+        ctx = current()
+        router = ctx.router
+        if router is not None and type(fd) is int and type(data) is bytes and fd > 0 and opcode in PUSH_OPCODES:
+            # The common case in one frame: bytes to an established, uncompressed connection
+            # (the record read as state.record_base / alive would), framed here, sent through
+            # the worker's Server.send fast path. Anything else takes _push below.
+            state = router.state
+            q = state.q
+            base = state.conns_base + (fd - 1) % state.capacity * layout.CONN_WORDS
+            if q[base] == fd and q[base + layout.C_WEBSOCKET_STATUS] == STATUS_ESTABLISHED and not q[base + layout.C_FLAGS] & layout.FLAG_CLOSING \
+                    and len(data) <= self.setting["buffer_output_size"]:
+                frame = encode_frame(opcode, data, fin=bool(finish))
+                send = ctx.send_function
+                return send(fd, frame) if send is not None else router.send(fd, frame)
+        return self._push(fd, data, opcode, finish)
+
+    def _push(self, fd: int, data: Any, opcode: int, finish: bool) -> bool:
         router = self._router("push")
         session = check_session(fd)
         payload = as_bytes(data)
