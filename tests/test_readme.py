@@ -96,3 +96,44 @@ def test_demo_command_starts_an_echo_server():
         assert recv_exact(client, 7) == b"echo me"
     finally:
         _stop(proc)
+
+
+def _section(title: str) -> str:
+    text = open(README).read()
+    found = re.search(r"## " + re.escape(title) + r".*?```python\n(.*?)```", text, re.S)
+    assert found, f"no example under {title!r}"
+    return found.group(1)
+
+
+def test_http_example_answers_as_described():
+    import http.client
+
+    code = re.sub(r'Server\("127\.0\.0\.1", \d+', 'Server("127.0.0.1", 0', _section("An HTTP server in 15 lines"))
+    proc, port = _run(code)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/hello?name=swoole")
+        reply = conn.getresponse()
+        assert reply.status == 200 and reply.read() == b"hello swoole"
+        conn.request("GET", "/elsewhere")
+        reply = conn.getresponse()
+        assert reply.status == 404 and reply.read() == b"not found"
+        conn.close()
+    finally:
+        _stop(proc)
+
+
+def test_websocket_example_welcomes_and_broadcasts():
+    from test_websocket_server import Client
+
+    proc, port = _run(_section("A WebSocket server in 15 lines"))
+    try:
+        first, second = Client(port, compress=True), Client(port)
+        assert first.next_event().data.startswith(b"welcome ")
+        assert second.next_event().data.startswith(b"welcome ")
+        first.send(b"to everyone")
+        assert first.next_event().data == b"to everyone" and second.next_event().data == b"to everyone"
+        first.close()
+        second.close()
+    finally:
+        _stop(proc)
