@@ -52,6 +52,28 @@ class Forwarder(Protocol):
     def forward(self, op: int, session: int, payload: bytes) -> bool: ...
 
 
+class HeldInput:
+    """Stands in for a new codec between a switch and the deferred feed of the bytes the old
+    codec held: whichever comes first (the next read, or the deferred call) hands the held bytes
+    to the new codec ahead of anything read after them, and puts the new codec in place."""
+
+    __slots__ = ("conn", "codec", "held")
+
+    def __init__(self, conn: Connection, codec: Any, held: bytes) -> None:
+        self.conn, self.codec, self.held = conn, codec, held
+
+    def take(self) -> bytes:
+        self.conn.codec = self.codec
+        held, self.held = self.held, b""
+        return held
+
+    def feed(self, data: bytes) -> list[Any]:
+        return self.codec.feed(self.take() + data)
+
+    def encode_push(self, payload: bytes) -> bytes:
+        return self.codec.encode_push(payload)
+
+
 class Host(HostOutput):
     """Owns the connections of one reactor and enforces the per-connection limits: adoption,
     reading through each connection's codec, codec switching and flow control here; writing,
@@ -231,7 +253,8 @@ class Host(HostOutput):
             if encode is not None and not conn.closing:
                 self.write(conn, encode(payload))
         if held:
-            self.reactor.defer(lambda: self.feed(conn, codec, held) if not conn.closing and conn.codec is codec else None)
+            waiting = conn.codec = HeldInput(conn, codec, held)
+            self.reactor.defer(lambda: self.feed(conn, codec, waiting.take()) if not conn.closing and conn.codec is waiting else None)
 
     def hold_push(self, conn: Connection, payload: bytes) -> None:
         """A PUSH that arrived before the codec switch it needs (PROCESS: another worker pushed
