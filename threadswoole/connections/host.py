@@ -58,6 +58,7 @@ class HeldInput:
     to the new codec ahead of anything read after them, and puts the new codec in place."""
 
     __slots__ = ("conn", "codec", "held")
+    reading_head = False
 
     def __init__(self, conn: Connection, codec: Any, held: bytes) -> None:
         self.conn, self.codec, self.held = conn, codec, held
@@ -189,12 +190,22 @@ class Host(HostOutput):
     def received(self, conn: Connection, data: bytes) -> None:
         """Account for bytes read from `conn` (TLS reads arrive here), then decode and deliver."""
         self.counters.recv_bytes += len(data)
-        self._d[conn.record + layout.C_LAST_RECV] = self.reactor.clock
         codec = conn.codec
         if codec is None:
+            self._d[conn.record + layout.C_LAST_RECV] = self.reactor.clock
             self.sink.on_data(conn, data)
-        else:
-            self.feed(conn, codec, data)
+            return
+        try:
+            items = codec.feed(data)
+        except ProtocolError as exc:
+            self.protocol_failed(conn, exc)
+            return
+        if items or not codec.reading_head:  # part of a head is not activity (Codec.reading_head)
+            self._d[conn.record + layout.C_LAST_RECV] = self.reactor.clock
+        for item in items:
+            if conn.closing:
+                return
+            self.deliver_item(conn, item)
 
     def feed(self, conn: Connection, codec: Any, data: bytes) -> None:
         """Run the connection's codec over `data` and deliver what it returns, in order."""

@@ -121,9 +121,9 @@ def _codec_handler(host: Any, conn: Connection, runtime: Any) -> Callable[[int],
             host.close(conn, reason=ErrorCode.SESSION_CLOSED_BY_CLIENT)
             return
         counters.recv_bytes += len(data)
-        shared[last_recv_word] = reactor.clock
         codec = conn.codec  # read each time: an upgrade may replace it
         if codec is None:
+            shared[last_recv_word] = reactor.clock
             deliver(conn, data)
             return
         try:
@@ -131,6 +131,8 @@ def _codec_handler(host: Any, conn: Connection, runtime: Any) -> Callable[[int],
         except ProtocolError as exc:
             host.protocol_failed(conn, exc)
             return
+        if items or not codec.reading_head:  # part of a head is not activity (Codec.reading_head)
+            shared[last_recv_word] = reactor.clock
         for item in items:
             if conn.closing:
                 return

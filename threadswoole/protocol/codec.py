@@ -119,6 +119,11 @@ class Codec:
         """Bytes held waiting for the rest of a unit."""
         return 0
 
+    # True while part of a message head is buffered (HTTP): reads that complete nothing then do
+    # not count as activity for the heartbeat, so a head sent a byte at a time (a slowloris)
+    # is closed as idle; a body arriving slowly still counts (nginx's header/body timeouts).
+    reading_head: ClassVar[bool] = False
+
     def detach(self) -> bytes:
         """Stop using this codec; return the bytes received but not consumed (for the next)."""
         return b""
