@@ -328,7 +328,10 @@ class Response:
         if not out:
             return True
         if not self._transport.send(out):
+            # The client holds part of a body it can never complete: end the connection so it
+            # sees the failure rather than waiting for the rest.
             self._state = _ENDED
+            self._transport.close()
             return False
         return True
 
@@ -346,8 +349,8 @@ class Response:
                 self._state = _ENDED
                 head = plain_head(time.time(), self._keep_alive, size)
                 ok = self._transport.send(head if self._method == "HEAD" else head + data)
-                if not self._keep_alive:
-                    self._transport.close()
+                if not ok or not self._keep_alive:
+                    self._transport.close()  # a response that did not go out whole ends the connection
                 return ok
         if state == _ENDED or state == _DETACHED:
             return self._unavailable()
@@ -392,8 +395,8 @@ class Response:
     def _finish(self, out: bytes) -> bool:
         self._state = _ENDED
         ok = self._transport.send(out) if out else True
-        if not self._keep_alive:
-            self._transport.close()
+        if not ok or not self._keep_alive:
+            self._transport.close()  # a response that did not go out whole ends the connection
         return ok
 
     def sendfile(self, filename: str | os.PathLike, offset: int = 0, length: int = 0) -> bool:
@@ -431,8 +434,8 @@ class Response:
         ok = self._transport.send(head)
         if ok and length and self._method != "HEAD":
             ok = self._transport.sendfile(path, offset, length)
-        if not self._keep_alive:
-            self._transport.close()
+        if not ok or not self._keep_alive:
+            self._transport.close()  # a response that did not go out whole ends the connection
         return ok
 
     def detach(self) -> bool:
