@@ -83,6 +83,8 @@ class Connection:
         "linger",
         "written",
         "held_pushes",
+        "event_worker",
+        "event_seq",
     )
 
     def __init__(self, host: ConnectionOwner, sock: Any, session_id: int, listener: Any, record: int, remote: Any) -> None:
@@ -115,6 +117,8 @@ class Connection:
         self.linger = False  # after an error answer: half-close and discard input before closing
         self.written = 0  # bytes written to the socket (published in PROCESS mode, see Host)
         self.held_pushes: list[bytes] | None = None  # PUSHes waiting for a codec switch (Host)
+        self.event_worker = -1  # PROCESS, dispatch_mode 1/3: the worker of the last protocol event
+        self.event_seq = 0  # and its number there (PipeSink.on_event keeps order per connection)
 
     # -- readiness ------------------------------------------------------------------------
     def on_event(self, mask: int) -> None:

@@ -83,8 +83,20 @@ class PipeSink:
         """A parsed protocol event crosses to the worker as its packed form, under its own
         message type: the worker rebuilds it without parsing anything again."""
         session = conn.session_id
-        worker = session % self.worker_num if self.by_session else self._worker(conn, EVENT_DATA)
-        self.sender.send(worker, messages.T_EVENT_BASE + event.wire_id, session, event.pack(), conn.listener.index)
+        sender = self.sender
+        if self.by_session:
+            worker = session % self.worker_num
+        else:
+            # Spread over workers (dispatch_mode 1/3), a connection's events still keep their
+            # order: the rest of a message, or an event behind one its worker has not finished
+            # (pipelined HTTP requests are answered in order), goes to that same worker.
+            worker = conn.event_worker
+            if worker < 0 or not (event.continues_message or sender.in_flight(worker, conn.event_seq)):
+                worker = self._worker(conn, EVENT_DATA)
+        sender.send(worker, messages.T_EVENT_BASE + event.wire_id, session, event.pack(), conn.listener.index)
+        if not self.by_session:
+            conn.event_worker = worker
+            conn.event_seq = sender.next_seq[worker]
         self.counters.dispatch += 1
         if self.sender.boxes[worker].pending_bytes > BACKLOG_LIMIT:
             self._throttle(conn, worker)

@@ -91,6 +91,9 @@ class Event:
 
     __slots__ = ()
     wire_id: ClassVar[int] = 0
+    # True for a piece of a message whose start went before it (HTTP body chunks): where events
+    # are spread over workers (dispatch_mode 1/3), it goes to the worker that has the start.
+    continues_message: ClassVar[bool] = False
 
     def pack(self) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
