@@ -52,6 +52,7 @@ class RecordingSink:
     """The Host's events as a list (not inline: every packet comes to on_data)."""
 
     inline_runtime = None
+    answers_later = False
     server = None
 
     def __init__(self) -> None:

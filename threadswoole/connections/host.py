@@ -36,6 +36,9 @@ class Sink(Protocol):
 
     inline_runtime: Any
     server: Any
+    # True where events are answered later, elsewhere (PROCESS workers): a protocol error's
+    # answer then goes through `on_protocol_failure`, behind the answers to the events before it
+    answers_later: bool
 
     def holds_record(self, conn: Connection) -> bool: ...
     def on_open(self, conn: Connection) -> None: ...
@@ -44,6 +47,24 @@ class Sink(Protocol):
     def on_closed(self, conn: Connection) -> None: ...
     def on_buffer_full(self, conn: Connection) -> None: ...
     def on_buffer_empty(self, conn: Connection) -> None: ...
+    def on_protocol_failure(self, conn: Connection, response: bytes) -> None: ...
+
+
+class Discarding:
+    """The codec of a connection whose input broke the protocol while its answer is on its way
+    from a worker: what the client sends meanwhile is read and dropped."""
+
+    __slots__ = ()
+    reading_head = False
+
+    def feed(self, data: bytes) -> list[Any]:
+        return []
+
+    def detach(self) -> bytes:
+        return b""
+
+
+DISCARDING = Discarding()
 
 
 class Forwarder(Protocol):
@@ -243,7 +264,13 @@ class Host(HostOutput):
         log.info("session %d: %s; closing the connection", conn.session_id, exc)
         if conn.closing:
             return
-        if exc.response:
+        if self.sink.answers_later:
+            # PROCESS: the events before the fault are answered by a worker; its answer would
+            # overtake theirs, so it goes to that worker too, which writes it and closes.
+            conn.codec = DISCARDING
+            conn.linger = bool(exc.response)
+            self.sink.on_protocol_failure(conn, exc.response)
+        elif exc.response:
             self.send(conn, exc.response)
             conn.linger = True
             self.close(conn)

@@ -48,6 +48,7 @@ class PipeSink:
         self.sender = Sender(self.link, self.reactor_id, self.worker_num)  # numbered, kept until acknowledged
         self.by_session = self.dispatcher.by_session
         self.inline_runtime = None  # not inline: every event crosses to a worker process
+        self.answers_later = True
         self.server = None
 
     def _worker(self, conn: Connection, event: int, data: bytes = b"") -> int:
@@ -83,23 +84,28 @@ class PipeSink:
         """A parsed protocol event crosses to the worker as its packed form, under its own
         message type: the worker rebuilds it without parsing anything again."""
         session = conn.session_id
-        sender = self.sender
-        if self.by_session:
-            worker = session % self.worker_num
-        else:
-            # Spread over workers (dispatch_mode 1/3), a connection's events still keep their
-            # order: the rest of a message, or an event behind one its worker has not finished
-            # (pipelined HTTP requests are answered in order), goes to that same worker.
-            worker = conn.event_worker
-            if worker < 0 or not (event.continues_message or sender.in_flight(worker, conn.event_seq)):
-                worker = self._worker(conn, EVENT_DATA)
-        sender.send(worker, messages.T_EVENT_BASE + event.wire_id, session, event.pack(), conn.listener.index)
+        worker = session % self.worker_num if self.by_session else self._event_worker(conn, event.continues_message)
+        self.sender.send(worker, messages.T_EVENT_BASE + event.wire_id, session, event.pack(), conn.listener.index)
         if not self.by_session:
-            conn.event_worker = worker
-            conn.event_seq = sender.next_seq[worker]
+            conn.event_seq = self.sender.next_seq[worker]
         self.counters.dispatch += 1
         if self.sender.boxes[worker].pending_bytes > BACKLOG_LIMIT:
             self._throttle(conn, worker)
+
+    def _event_worker(self, conn: Connection, continues_message: bool) -> int:
+        # Spread over workers (dispatch_mode 1/3), a connection's events still keep their
+        # order: the rest of a message, or an event behind one its worker has not finished
+        # (pipelined HTTP requests are answered in order), goes to that same worker.
+        worker = conn.event_worker
+        if worker < 0 or not (continues_message or self.sender.in_flight(worker, conn.event_seq)):
+            worker = conn.event_worker = self._worker(conn, EVENT_DATA)
+        return worker
+
+    def on_protocol_failure(self, conn: Connection, response: bytes) -> None:
+        """The protocol's error answer, to the worker of the connection's last events (see
+        Host.protocol_failed): it goes out behind their answers."""
+        worker = conn.session_id % self.worker_num if self.by_session else self._event_worker(conn, True)
+        self._put(worker, messages.T_PROTOCOL_FAILURE, conn, response)
 
     def _throttle(self, conn: Connection, worker: int) -> None:
         # Back-pressure: that worker is behind, so stop reading this client until its pipe

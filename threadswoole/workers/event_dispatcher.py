@@ -77,6 +77,14 @@ class EventDispatcher:
         if handler is not None:
             handler.closed(port, session)
 
+    def protocol_failure(self, session: int, response: bytes) -> None:
+        """PROCESS: the client broke the protocol after the events this worker just handled
+        (the reactor counted and logged it): write the protocol's answer behind theirs, close."""
+        router = self.router
+        if response:
+            router.send(session, response)
+        router.close(session, not response)
+
     def buffer_full(self, port: Any, session: int) -> None:
         self.call("buffer_full", port.on_buffer_full, self.server, session)
 
@@ -118,6 +126,7 @@ class InlineSink:
     def __init__(self, dispatcher: EventDispatcher, reactor_id: int) -> None:
         self.dispatcher = dispatcher
         self.inline_runtime = dispatcher.runtime  # the hot path runs `receive` inline with it
+        self.answers_later = False  # callbacks answered before the Host reads on
         self.server = dispatcher.server
         self.reactor_id = reactor_id
         self.handlers = dispatcher.handlers
