@@ -41,7 +41,7 @@ from threadswoole.errors import ErrorCode, StateError
 from threadswoole.http.compression import StreamCompressor, choose_encoding, compress
 from threadswoole.http.cookies import format_set_cookie
 from threadswoole.http.options import HttpOptions
-from threadswoole.http.session import transport_for
+from threadswoole.http.session import detached_request, remember_detached, transport_for
 from threadswoole.http.transport import Transport
 from threadswoole.protocol.http.writer import (
     LAST_CHUNK, SERVER_NAME, chunk, date_value, encode_headers, is_known_status, plain_head, status_line,
@@ -159,12 +159,13 @@ class Response:
     def create(cls, fd: int) -> "Response | bool":
         """Swoole's ``Response::create($fd)``: a Response for a live HTTP connection, from any
         worker of a running server (a task worker answering a detached request, say); False
-        (last error 1005) when `fd` is not one."""
+        (last error 1005) when `fd` is not one. It answers the request last detached on that
+        connection as that request asked (HEAD: no body; HTTP/1.0 or close: then closes)."""
         found = transport_for(fd)
         if found is False:
             return False
         transport, port = found
-        return cls(transport, fd, options=port.protocol.options)
+        return cls(transport, fd, options=port.protocol.options, **detached_request(transport.router.state, fd))
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -443,6 +444,8 @@ class Response:
         if self._state == _ENDED or self._state == _DETACHED:
             return self._unavailable()
         self._state = _DETACHED
+        if self.fd > 0:
+            remember_detached(self.fd, self._method, self._version, self._keep_alive)
         return True
 
     def finish_if_open(self) -> bool:

@@ -42,6 +42,33 @@ def _router_send(router: Any) -> Any:
     return lambda session, data, server_socket=-1: router.send(session, data)
 
 
+# The facts of a detached request, in its connection record (C_HTTP_DETACHED), so that
+# Response.create(fd) in any worker answers it as the request asked: a HEAD gets no body, an
+# HTTP/1.0 or `Connection: close` request a close.
+DETACHED, HEAD, HTTP_1_0, CLOSE = 1, 2, 4, 8
+
+
+def remember_detached(fd: int, method: str, version: str, keep_alive: bool) -> None:
+    """Response.detach(): note how the request must be answered, for Response.create."""
+    router = current().router
+    state = getattr(router, "state", None)
+    if state is None or not state.alive(fd):
+        return
+    state.q[state.record_base(fd) + layout.C_HTTP_DETACHED] = (
+        DETACHED | (HEAD if method == "HEAD" else 0) | (HTTP_1_0 if version == "1.0" else 0) | (0 if keep_alive else CLOSE))
+
+
+def detached_request(state: Any, fd: int) -> dict[str, Any]:
+    """The Response constructor's method/version/keep_alive for a detached request of `fd`
+    (the defaults, GET 1.1 keep-alive, when none was detached); the note is used up."""
+    word = state.record_base(fd) + layout.C_HTTP_DETACHED
+    facts = state.q[word]
+    if not facts:
+        return {}
+    state.q[word] = 0
+    return {"method": "HEAD" if facts & HEAD else "GET", "version": "1.0" if facts & HTTP_1_0 else "1.1", "keep_alive": not facts & CLOSE}
+
+
 def transport_for(fd: int) -> tuple[SessionTransport, Any] | bool:
     """The transport of a live HTTP connection and its listener, for the calling worker;
     False (last error 1005) when `fd` is not one (Response.create, contract §8)."""

@@ -126,7 +126,8 @@ A_ROUND, A_ACCEPTED = range(2)
     C_FLAGS,
     C_OWNER_PID,  # the process holding the socket (BASE: lets the manager retire a dead worker's records)
     C_SEND_WRITTEN,  # PROCESS: bytes of the workers' sends the reactor has written (see Host.write)
-) = range(24)
+    C_HTTP_DETACHED,  # HTTP: the detached request's facts for Response.create (http/session.py)
+) = range(25)
 FLAG_PROTECTED = 1
 FLAG_PAUSED = 2
 FLAG_DELAYED = 4
