@@ -151,6 +151,22 @@ def test_ten_pipelined_requests_are_answered_in_order(server):
         assert len({a["fd"] for a in answers}) == 1
 
 
+def test_pipelined_good_requests_are_answered_before_the_error_of_a_bad_one(server, request):
+    if server.mode == "process":
+        request.applymarker(pytest.mark.xfail(strict=True, reason="PROCESS: Host.protocol_failed writes the 400 and "
+                                              "closes before the worker answered the good requests before the fault"))
+    with RawConnection(server.port) as conn:
+        conn.send(get("/good/1") + get("/good/2") + b"GET /bad HTTP/1.1\r\nHost: t\r\nContent-Length: x\r\n\r\n")
+        replies = []
+        while True:
+            try:
+                replies.append(conn.read_response())
+            except EOFError:
+                break
+    assert [reply.status for reply in replies] == [200, 200, 400]
+    assert [decode_echo(reply.body)["server"]["request_uri"] for reply in replies[:2]] == ["/good/1", "/good/2"]
+
+
 def test_expect_100_continue_with_a_raw_socket_that_waits_for_it(server):
     body = b"x" * 5000
     with RawConnection(server.port) as conn:
