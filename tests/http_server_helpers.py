@@ -75,8 +75,11 @@ class RawResponse:
 class RawConnection:
     """A raw client socket that reads HTTP responses back whole."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", *, timeout: float = 10.0, unix: str | None = None) -> None:
-        if unix is not None:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", *, timeout: float = 10.0, unix: str | None = None,
+                 sock: socket.socket | None = None) -> None:
+        if sock is not None:  # a connected socket (a TLS one, say)
+            self.sock = sock
+        elif unix is not None:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.sock.settimeout(timeout)
             self.sock.connect(unix)

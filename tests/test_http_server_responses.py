@@ -22,7 +22,6 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def app(server, emit):
-    from threadswoole.errors import StateError
     from threadswoole.http import Response
 
     def raised(call, *args, **kw) -> str:
@@ -129,7 +128,6 @@ def app(server, emit):
 
     server.on("request", on_request)
     server.on("pipe_message", on_pipe_message)
-    _ = StateError
 
 
 server = module_server(app, {"worker_num": 2, "compression_min_length": 20})
