@@ -45,11 +45,13 @@ def test_an_http_port_on_a_plain_tcp_server(run_server, mode):
 
 def test_a_raw_port_on_an_http_server_and_inheritance(run_server, mode):
     def setup(server, emit):
+        from threadswoole.http import Response
+
         server.on("request", lambda request, response: response.end(b"main " + request.server["request_uri"].encode()))
         raw = server.add_listener("127.0.0.1", 0, threadswoole.SWOOLE_SOCK_TCP)
         raw.set({"open_http_protocol": False})
         raw.on("connect", lambda srv, fd, reactor_id: emit("connect", fd=fd))
-        raw.on("receive", lambda srv, fd, reactor_id, data: srv.send(fd, b"raw:" + data))
+        raw.on("receive", lambda srv, fd, reactor_id, data: srv.send(fd, b"raw:" + data + b" create=%r" % (Response.create(fd),)))
         inherited = server.add_listener("127.0.0.1", 0, threadswoole.SWOOLE_SOCK_TCP)  # speaks HTTP (§5.8)
         overridden = server.add_listener("127.0.0.1", 0, threadswoole.SWOOLE_SOCK_TCP)
         overridden.on("request", lambda request, response: response.end(b"port's own callback"))
@@ -63,7 +65,7 @@ def test_a_raw_port_on_an_http_server_and_inheritance(run_server, mode):
     with socket.create_connection(("127.0.0.1", raw), timeout=5) as sock:
         handle.wait("connect")
         sock.sendall(b"not http at all\r\n")
-        assert sock.recv(4096) == b"raw:not http at all\r\n"
+        assert sock.recv(4096) == b"raw:not http at all\r\n create=False"  # not an HTTP connection
     assert RawConnection(main).request(get("/m")).body == b"main /m"
     assert RawConnection(inherited).request(get("/i")).body == b"main /i"
     assert RawConnection(overridden).request(get("/o")).body == b"port's own callback"
@@ -98,13 +100,16 @@ def tls_app(server, emit):
         if request.server["request_uri"] == "/big":
             response.end(b"t" * (1024 * 1024))
             return
+        if request.server["request_uri"] == "/file":
+            response.sendfile(request.get["path"])
+            return
         response.end(f"tls {request.server['request_uri']} {len(request.raw_content())}".encode())
 
     server.on("request", on_request)
 
 
 @needs_openssl
-def test_https_with_http_client_keep_alive_and_a_large_body(run_server, mode, certs):
+def test_https_with_http_client_keep_alive_and_a_large_body(run_server, mode, certs, tmp_path):
     handle = run_server(tls_app, mode=mode, sock_type=threadswoole.SWOOLE_SOCK_TCP | threadswoole.SWOOLE_SSL,
                         settings={"worker_num": 1, "ssl_cert_file": certs.server_cert, "ssl_key_file": certs.server_key},
                         server_class=http_server_class())
@@ -116,6 +121,10 @@ def test_https_with_http_client_keep_alive_and_a_large_body(run_server, mode, ce
     assert conn.getresponse().read() == b"tls /two 300000"
     conn.request("GET", "/big")
     assert conn.getresponse().read() == b"t" * (1024 * 1024)
+    data = os.urandom(3 * 1024 * 1024)
+    (tmp_path / "file").write_bytes(data)
+    conn.request("GET", f"/file?path={tmp_path / 'file'}")  # sendfile over TLS
+    assert conn.getresponse().read() == data
     conn.close()
     raw = socket.create_connection(("127.0.0.1", handle.port), timeout=10)
     tls = context.wrap_socket(raw, server_hostname="localhost")

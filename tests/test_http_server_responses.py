@@ -98,7 +98,7 @@ def app(server, emit):
         elif path == "/detach-timer":
             fd = response.fd
             detached = response.detach()
-            emit("result", path=path, detached=detached, detach_again=response.detach())
+            emit("result", path=path, detached=detached, detach_again=response.detach(), end_after_detach=response.end(b"x"))
 
             def later():
                 created = Response.create(fd)
@@ -106,6 +106,18 @@ def app(server, emit):
                 created.end(b"from a timer")
 
             server.after(50, later)
+        elif path == "/detach-gone":  # the client leaves before the timer answers
+            fd = response.fd
+            response.detach()
+
+            def too_late():
+                created = Response.create(fd)
+                emit("result", path=path, created=created, last_error=server.get_last_error())
+
+            server.after(300, too_late)
+        elif path == "/close-header":
+            response.header("Connection", "close")
+            response.end(b"bye")
         elif path == "/detach-message":
             response.detach()
             server.send_message({"fd": response.fd, "from": server.worker_id}, 1 - server.worker_id)
@@ -128,6 +140,10 @@ def app(server, emit):
 
     server.on("request", on_request)
     server.on("pipe_message", on_pipe_message)
+    plain = server.add_listener("127.0.0.1", 0)  # inherits HTTP; compression switched off here
+    plain.set({"http_compression": False})
+    strong = server.add_listener("127.0.0.1", 0)
+    strong.set({"http_compression_level": 9, "compression_min_length": 2000})
 
 
 server = module_server(app, {"worker_num": 2, "compression_min_length": 20})
@@ -299,7 +315,35 @@ def test_detach_then_create_from_a_timer(server):
     reply, body = fetch(server.port, "GET", "/detach-timer")
     assert body == b"from a timer" and reply.getheader("X-Created") == "timer"
     result = server.wait("result", path="/detach-timer")
-    assert result["detached"] is True and result["detach_again"] is False
+    assert (result["detached"], result["detach_again"], result["end_after_detach"]) == (True, False, False)
+
+
+def test_create_for_a_connection_that_closed_meanwhile_is_false(server):
+    with RawConnection(server.port) as conn:
+        conn.send(get("/detach-gone"))
+    result = server.wait("result", path="/detach-gone")
+    assert (result["created"], result["last_error"]) == (False, 1005)
+
+
+def test_a_connection_close_header_set_by_the_application_closes(server):
+    with RawConnection(server.port) as conn:
+        reply = conn.request(get("/close-header"))
+        assert reply.body == b"bye" and reply.headers["connection"] == "close"
+        assert conn.closed_by_server()
+
+
+def test_compression_switched_off_or_tuned_on_a_port(server):
+    plain, strong = server.ports[1], server.ports[2]
+    with RawConnection(plain) as conn:
+        reply = conn.request(get("/big?size=5000", extra="Accept-Encoding: gzip\r\n"))
+        assert "content-encoding" not in reply.headers and reply.body == b"a" * 5000
+        forced = conn.request(get("/gzip", extra="Accept-Encoding: gzip\r\n"))  # gzip() still compresses
+        assert forced.headers["content-encoding"] == "gzip"
+    with RawConnection(strong) as conn:
+        assert "content-encoding" not in conn.request(get("/big?size=1999", extra="Accept-Encoding: gzip\r\n")).headers
+        reply = conn.request(get("/big?size=100000", extra="Accept-Encoding: gzip\r\n"))
+        assert reply.headers["content-encoding"] == "gzip" and gzip.decompress(reply.body) == b"a" * 100000
+        assert reply.body[8] == 2  # gzip XFL byte: 2 = the slowest compression (level 9)
 
 
 def test_detach_then_create_in_another_worker(server):

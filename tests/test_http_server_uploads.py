@@ -28,7 +28,7 @@ def app(server, emit):
     def on_request(request, response):
         path = request.server["request_uri"]
         files = request.files
-        seen = {"post": request.post, "files": files, "sha256": {name: digest(entry["tmp_name"]) for name, entry in files.items()
+        seen = {"post": request.post, "files": files, "cookie": request.cookie, "sha256": {name: digest(entry["tmp_name"]) for name, entry in files.items()
                                                                    if entry["tmp_name"]}}
         if path == "/keep":  # the application moves a file away: it is left alone
             for name, entry in files.items():
@@ -39,6 +39,8 @@ def app(server, emit):
         response.end(json.dumps(seen))
 
     server.on("request", on_request)
+    unparsed = server.add_listener("127.0.0.1", 0)  # an HTTP port that parses no body, no cookie
+    unparsed.set({"http_parse_post": False, "http_parse_files": False, "http_parse_cookie": False})
 
 
 def settings(mode: str, directory: str) -> dict:
@@ -186,3 +188,16 @@ def test_a_chunked_multipart_upload(server):
     assert seen["files"]["c"]["size"] == len(b"chunked upload " * 10_000)
     assert seen["sha256"]["c"] == hashlib.sha256(b"chunked upload " * 10_000).hexdigest()
     assert no_temp_files_left(server)
+
+
+def test_a_port_with_parsing_switched_off(server):
+    body = file_part("f", b"data") + b"--XyZ\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nhello\r\n--XyZ--\r\n"
+    with RawConnection(server.ports[1]) as conn:
+        head = multipart_head(len(body)).replace(b"Host: t\r\n", b"Host: t\r\nCookie: a=1\r\n")
+        seen = json.loads(conn.request(head + body).body)
+        assert seen == {"post": {}, "files": {}, "cookie": {}, "sha256": {}}
+        form = b"a=1&b=2"
+        reply = conn.request(b"POST /form HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                             b"Content-Length: 7\r\n\r\n" + form)
+        assert json.loads(reply.body)["post"] == {}
+    assert not listing(uploads_dir(server))
