@@ -147,6 +147,7 @@ def test_a_symlink_inside_the_root_is_served_and_methods_other_than_get_head_are
         reply = conn.request(b"POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
         assert reply.body == b"dynamic /a.txt"
         assert conn.request(get("/missing.txt")).body == b"dynamic /missing.txt"
+        assert conn.request(get("/a.txt/")).body == b"dynamic /a.txt/"  # a trailing slash names a directory
 
 
 @needs_curl
