@@ -66,7 +66,9 @@ def test_a_streamed_body_reaches_one_worker_whole(run_server, mode, dispatch_mod
     assert handle.stop() == 0
 
 
-@pytest.mark.parametrize("mode,dispatch_mode", CASES)
+# PROCESS with mode 3 reorders too, but not every time (which worker looks idle is a race),
+# so only round robin is asserted there.
+@pytest.mark.parametrize("mode,dispatch_mode", [case for case in CASES if case.id != "process-dispatch3"])
 def test_pipelined_requests_are_answered_in_order(run_server, mode, dispatch_mode, request):
     if mode == "process":
         request.applymarker(pytest.mark.xfail(strict=True, reason=ORDER_BUG))
