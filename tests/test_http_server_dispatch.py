@@ -57,7 +57,7 @@ def test_a_streamed_body_reaches_one_worker_whole(run_server, mode, dispatch_mod
         request.applymarker(pytest.mark.xfail(strict=True, reason=STREAM_BUG))
     handle = start(run_server, mode, dispatch_mode)
     body = b"b" * 300_000  # over the codec's 64 KiB: it streams, in three reads at least
-    with RawConnection(handle.port, timeout=5) as conn:
+    with RawConnection(handle.port, timeout=2) as conn:  # the answer takes milliseconds
         conn.send(b"POST /stream HTTP/1.1\r\nHost: t\r\nContent-Length: 300000\r\n\r\n" + body[:100_000])
         for start_at in (100_000, 200_000):
             time.sleep(0.1)  # separate reads on the server side (not synchronisation: any delay works)
