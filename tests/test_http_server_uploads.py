@@ -25,8 +25,22 @@ def app(server, emit):
         except OSError:
             return None
 
+    from threadswoole.http import Response
+
+    kept = {}
+
+    def answer_later(fd):  # a detached request kept by the application: its files must still be there
+        request = kept.pop(fd)
+        entry = request.files["f"]
+        Response.create(fd).end(json.dumps({"exists": os.path.exists(entry["tmp_name"]), "sha256": digest(entry["tmp_name"])}))
+
     def on_request(request, response):
         path = request.server["request_uri"]
+        if path == "/detach-keep":
+            kept[response.fd] = request
+            response.detach()
+            server.after(50, answer_later, response.fd)
+            return
         files = request.files
         seen = {"post": request.post, "files": files, "cookie": request.cookie, "sha256": {name: digest(entry["tmp_name"]) for name, entry in files.items()
                                                                    if entry["tmp_name"]}}
@@ -201,3 +215,20 @@ def test_a_port_with_parsing_switched_off(server):
                              b"Content-Length: 7\r\n\r\n" + form)
         assert json.loads(reply.body)["post"] == {}
     assert not listing(uploads_dir(server))
+
+
+KEPT_BUG = ("http/protocol.py HttpEventHandler.respond calls request.cleanup() after on_request even when the "
+            "response was detached and the application keeps the Request: a streamed upload's files are gone")
+
+
+@needs_curl
+@pytest.mark.parametrize("size", [
+    pytest.param(1000, id="small"),
+    pytest.param(300_000, id="streamed", marks=pytest.mark.xfail(strict=True, reason=KEPT_BUG)),
+])
+def test_a_detached_request_kept_by_the_application_keeps_its_files(server, tmp_path, size):
+    upload = tmp_path / "kept.bin"
+    upload.write_bytes(os.urandom(size))
+    seen = json.loads(curl(f"http://127.0.0.1:{server.port}/detach-keep", "-F", f"f=@{upload}").stdout)
+    assert seen == {"exists": True, "sha256": hashlib.sha256(upload.read_bytes()).hexdigest()}
+    assert no_temp_files_left(server)  # and gone once the application let the Request go
