@@ -162,6 +162,32 @@ def test_a_response_that_could_not_be_written_closes_the_connection(run_server, 
         writer.close()
 
 
+PIPELINE_BUG = ("connections/host.py keeps reading a client whose answers it cannot write: past socket_buffer_size "
+                "Response.end's send fails (1008), the answer is dropped and the connection left open (the client hangs)")
+
+
+@pytest.mark.xfail(strict=True, reason=PIPELINE_BUG)
+def test_a_client_that_pipelines_many_requests_and_reads_late_gets_every_answer(run_server, mode):
+    handle = start(run_server, mode, {"socket_buffer_size": 256 * 1024})
+    count, size = 5000, 2000  # 10 MB of answers: far over socket_buffer_size and the kernel's buffers
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", handle.port))
+    sender = threading.Thread(target=sock.sendall, args=(b"".join(get(f"/fixed/{size}") for _ in range(count)),))
+    sender.start()
+    time.sleep(0.5)  # the client is slow to read: the server must wait for it, not drop answers
+    got = 0
+    with RawConnection(sock=sock, timeout=2) as conn:
+        try:
+            while got < count:
+                assert conn.read_response().body == b"f" * size
+                got += 1
+        except (socket.timeout, EOFError):
+            pass
+    sender.join(5)
+    assert got == count, f"{got} of {count} answers"
+
+
 # -- keep-alive load -------------------------------------------------------------------------------
 def keep_alive_clients(port: int, connections: int, requests: int, path: str = "/fixed/13") -> list[str]:
     """`connections` threads, each `requests` GETs on one http.client connection; the failures."""
