@@ -72,6 +72,28 @@ def test_a_raw_port_on_an_http_server_and_inheritance(run_server, mode):
     assert handle.stop() == 0
 
 
+def test_ipv6_and_the_server_port_of_each_listener(run_server, mode):
+    def setup(server, emit):
+        def on_request(request, response):
+            info = request.server
+            response.end(json.dumps([info["remote_addr"], info["remote_port"], info["server_port"]]))
+
+        server.on("request", on_request)
+        server.add_listener("::1", 0, threadswoole.SWOOLE_SOCK_TCP6)
+        server.add_listener("127.0.0.1", 0, threadswoole.SWOOLE_SOCK_TCP)
+
+    handle = run_server(setup, mode=mode, settings={"worker_num": 1}, server_class=http_server_class())
+    try:
+        v6 = socket.create_connection(("::1", handle.ports[1]), timeout=5)
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    with RawConnection(sock=v6) as conn:
+        assert json.loads(conn.request(get("/six")).body) == ["::1", v6.getsockname()[1], handle.ports[1]]
+    with RawConnection(handle.ports[2]) as conn:
+        assert json.loads(conn.request(get("/other")).body) == ["127.0.0.1", conn.sock.getsockname()[1], handle.ports[2]]
+    assert handle.stop() == 0
+
+
 @needs_curl
 def test_an_http_server_on_a_unix_socket_with_curl(run_server, mode, tmp_path):
     path = str(tmp_path / "http.sock")
