@@ -318,6 +318,28 @@ def test_detach_then_create_from_a_timer(server):
     assert (result["detached"], result["detach_again"], result["end_after_detach"]) == (True, False, False)
 
 
+CREATE_BUG = ("Response.create(fd) knows nothing of the request it answers (http/response.py create + session.py): "
+              "HEAD gets a body, HTTP/1.0 gets keep-alive and no close")
+
+
+@pytest.mark.xfail(strict=True, reason=CREATE_BUG)
+def test_create_answers_a_head_request_with_the_head_only(server):
+    with RawConnection(server.port) as conn:
+        reply = conn.request(b"HEAD /detach-timer HTTP/1.1\r\nHost: t\r\n\r\n", head_only=True)
+        assert reply.status == 200
+        server.wait("result", path="/detach-timer")
+        assert conn.request(get("/big?size=3")).body == b"aaa"  # nothing stray before the next answer
+
+
+@pytest.mark.xfail(strict=True, reason=CREATE_BUG)
+def test_create_answers_an_http_1_0_request_and_closes(server):
+    with RawConnection(server.port) as conn:
+        reply = conn.request(b"GET /detach-timer HTTP/1.0\r\n\r\n")
+        server.wait("result", path="/detach-timer")
+        assert reply.body == b"from a timer" and reply.headers["connection"] == "close"
+        assert conn.closed_by_server(timeout=2)
+
+
 def test_create_for_a_connection_that_closed_meanwhile_is_false(server):
     with RawConnection(server.port) as conn:
         conn.send(get("/detach-gone"))
