@@ -82,8 +82,8 @@ def test_if_modified_since_answers_304(server):
         assert reply.status == 304 and reply.body == b""
         newer = formatdate(time.time() + 3600, usegmt=True)
         assert conn.request(get("/a.txt", extra=f"If-Modified-Since: {newer}\r\n")).status == 304
-        older = formatdate(time.time() - 10 * 86400 - 3600 * 24 * 365, usegmt=True)
-        os.utime(os.path.join(root_of(server), "a.txt"))  # touched now: newer than `older`
+        mtime = os.stat(os.path.join(root_of(server), "a.txt")).st_mtime
+        older = formatdate(mtime - 3600, usegmt=True)  # the file changed since: sent again
         assert conn.request(get("/a.txt", extra=f"If-Modified-Since: {older}\r\n")).status == 200
         assert conn.request(get("/a.txt", extra="If-Modified-Since: not a date\r\n")).status == 200
         assert conn.request(get("/a.txt")).body == b"0123456789abcdefghij"  # keep-alive after the 304s
@@ -137,8 +137,7 @@ def test_index_files_in_order_and_autoindex(server):
 ])
 def test_nothing_outside_the_root_is_served(server, target):
     reply = RawConnection(server.port).request(get(target))  # a raw socket: clients normalise these
-    assert b"SECRET" not in reply.body
-    assert reply.body == b"dynamic " + target.split("?")[0].encode() or reply.status in (400, 404)
+    assert reply.body == b"dynamic " + target.encode()  # not served: on_request gets it, as a missing file
 
 
 def test_a_symlink_inside_the_root_is_served_and_methods_other_than_get_head_are_dynamic(server):
@@ -163,4 +162,4 @@ def test_static_handler_locations_on_an_added_port(server):
         assert conn.request(get("/a.txt")).body == b"0123456789abcdefghij"
         assert conn.request(get("/index.html")).body == b"dynamic /index.html"  # outside the locations
         assert conn.request(get("/listed/")).body == b"dynamic /listed/"  # and no autoindex here
-        assert conn.request(get("/static")).status == 200  # the location itself (a directory, no index)
+        assert conn.request(get("/static")).body == b"dynamic /static"  # the location itself: a directory, no index
