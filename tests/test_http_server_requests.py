@@ -7,7 +7,6 @@ One server per mode for the module (`echo_app`: it answers with what it saw, as 
 from __future__ import annotations
 
 import http.client
-import json
 import socket
 import urllib.parse
 import urllib.request
@@ -132,7 +131,7 @@ def test_keep_alive_in_http_1_1_and_1_0(server):
         assert conn.closed_by_server() and conn.buffer == b""
     with RawConnection(server.port) as conn:  # HTTP/1.0: close unless asked
         reply = conn.request(b"GET /10 HTTP/1.0\r\n\r\n")
-        assert reply.version == "HTTP/1.1" or reply.version == "HTTP/1.0"
+        assert reply.version == "HTTP/1.1"  # the server's own version (RFC 9110 §2.5), framed for 1.0
         assert reply.headers["connection"] == "close" and conn.closed_by_server()
     with RawConnection(server.port) as conn:  # HTTP/1.0 with Connection: keep-alive
         for index in range(3):
@@ -214,6 +213,8 @@ def test_a_handler_that_raises_is_counted_and_the_connection_still_serves(server
     with RawConnection(server.port) as conn:
         reply = conn.request(get("/emit/raise"))
         server.wait("request", path="/emit/raise")
+        # The contract only says the worker logs, counts and carries on; today the auto-end answers
+        # 200 with an empty body (a 500 would tell the client; see the report).
         assert reply.status in (200, 500)
         assert decode_echo(conn.request(get("/after-raise")).body)["server"]["request_uri"] == "/after-raise"
     assert wait_until(lambda: server_stats(server.port)["callback_error_count"] == before + 1, timeout=5)
@@ -249,5 +250,5 @@ def test_a_client_that_resets_mid_body_does_not_disturb_others(server):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     sock.close()  # RST
     seen = echo_via_http_client(server.port, "GET", "/still-fine")
-    assert seen["server"]["request_uri"] == "/still-fine"
-    assert json.dumps(seen["get"]) == "{}"
+    assert seen["server"]["request_uri"] == "/still-fine" and seen["get"] == {}
+    assert wait_until(lambda: server_stats(server.port)["connection_num"] == 1)  # the reset one is released
