@@ -56,6 +56,8 @@ class Channel:
         self._flush_posted = False
         self._timer = 0
         self._progress_at = time.monotonic()
+        self._last_queued = 0
+        self.drain_callbacks: list[Any] = []  # async producers waiting for the congestion to pass
 
     # -- state --------------------------------------------------------------------------------
     @property
@@ -99,6 +101,20 @@ class Channel:
         if self._timer:
             self.reactor.clear_timer(self._timer)
             self._timer = 0
+        self._call_drained()
+
+    def when_drained(self, callback: Any) -> None:
+        """Call `callback()` (loop thread) once the connection is no longer congested (or broken)."""
+        if self.broken or not self.congested:
+            callback()
+            return
+        self.drain_callbacks.append(callback)
+        self._arm()
+
+    def _call_drained(self) -> None:
+        callbacks, self.drain_callbacks = self.drain_callbacks, []
+        for callback in callbacks:
+            callback()
 
     def flush(self) -> None:
         """Write what waits here while the connection has room; re-arm if some is left."""
@@ -118,7 +134,13 @@ class Channel:
                     break
             if self.pending_bytes <= LOW_WATER:
                 self.condition.notify_all()
-        if self.pending and not self.broken:
+        queued = self.words[self.queued_word]
+        if queued < self._last_queued:
+            self._progress_at = time.monotonic()  # the socket took some of its queue
+        self._last_queued = queued
+        if self.drain_callbacks and (self.broken or not self.congested):
+            self._call_drained()
+        if (self.pending or self.drain_callbacks) and not self.broken:
             if time.monotonic() - self._progress_at > self.stall_timeout:
                 self._drop_stalled()
             else:
@@ -197,3 +219,4 @@ class Channel:
             self.pending_bytes = 0
             self.condition.notify_all()
         self.router.close(self.session, True)
+        self._call_drained()

@@ -39,7 +39,7 @@ class HeaderError(ValueError):
 class HeaderBlock:
     """Encoded application headers and what the server needs to know about them."""
 
-    __slots__ = ("data", "content_length", "has_server", "has_date", "close")
+    __slots__ = ("data", "content_length", "has_server", "has_date", "close", "prefix")
 
     def __init__(self, data: bytes, content_length: int | None, has_server: bool, has_date: bool, close: bool) -> None:
         self.data = data
@@ -47,6 +47,9 @@ class HeaderBlock:
         self.has_server = has_server
         self.has_date = has_date
         self.close = close
+        # (second, status line, status line + headers + Server + Date): the head's start, built
+        # once per second and status (one tuple, replaced whole: safe to share between threads)
+        self.prefix: tuple[int, bytes, bytes] = (-1, b"", b"")
 
 
 def wsgi_status(status: Any) -> tuple[int, bytes]:
@@ -141,10 +144,14 @@ def wsgi_headers(headers: Any) -> HeaderBlock:
 def asgi_headers(headers: Any) -> HeaderBlock:
     """Check and encode ASGI response headers (an iterable of [bytes, bytes] pairs)."""
     try:
-        key = tuple(map(tuple, headers))
-        known = _asgi_cache.get(key)
+        key = tuple(headers)
+        known = _asgi_cache.get(key)  # (TypeError: [name, value] lists, not tuples)
     except TypeError:
-        raise HeaderError("headers must be an iterable of [name, value] byte-string pairs") from None
+        try:
+            key = tuple(map(tuple, headers))
+            known = _asgi_cache.get(key)
+        except TypeError:
+            raise HeaderError("headers must be an iterable of [name, value] byte-string pairs") from None
     if known is not None:
         return known
     lines = []
@@ -178,14 +185,18 @@ def asgi_headers(headers: Any) -> HeaderBlock:
 def assemble(status_line: bytes, block: HeaderBlock, now: float, framing: bytes) -> bytes:
     """The whole head: status line, the application's headers, the server's, `framing`
     (b"Content-Length: N\\r\\n", b"Transfer-Encoding: chunked\\r\\n", b"Connection: close\\r\\n", ...)."""
+    second = int(now)
+    cached = block.prefix
+    if cached[0] == second and cached[1] is status_line:
+        return cached[2] + framing + b"\r\n"
     parts = [status_line, block.data]
     if not block.has_server:
         parts.append(_SERVER)
     if not block.has_date:
         parts.append(b"Date: " + date_bytes(now) + b"\r\n")
-    parts.append(framing)
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    prefix = b"".join(parts)
+    block.prefix = (second, status_line, prefix)
+    return prefix + framing + b"\r\n"
 
 
 def error_page(code: int, now: float, *, close: bool = True) -> bytes:
