@@ -163,7 +163,7 @@ class WsgiExchange:
                 if type(data) is not bytes:
                     raise TypeError(f"the application yielded {type(data).__name__}, not bytes")
                 if data and not self._body(data):
-                    break  # the peer is gone, or the Content-Length is reached
+                    break  # the peer is gone, or the application went past its Content-Length
                 if inline and self.channel is not None and self.channel.congested:
                     return False
             else:
@@ -238,27 +238,31 @@ class WsgiExchange:
         return assemble(self.status_line, block, self.handler.clock(), framing + self._connection())
 
     def _body(self, data: bytes) -> bool:
-        """One non-empty chunk of body; False when nothing more should be sent."""
+        """One non-empty chunk of body; False when nothing more should be sent (the peer is
+        gone, or the application went past its Content-Length: logged, the connection closes)."""
+        if self.block is None:
+            raise RuntimeError("the application produced body bytes without calling start_response()")
         head = b"" if self.head_sent else self._stream_head()
-        more = True
         if self.no_body:
             data = b""
         elif self.expected is not None:
             room = self.expected - self.body_sent
-            if len(data) >= room:
-                if len(data) > room:
-                    log.error("%s: the application wrote more than its Content-Length (%d); the rest is not sent",
-                              self._where(), self.expected)
-                    self.close = True
+            if len(data) > room:
+                log.error("%s: the application wrote more than its Content-Length (%d); the rest is not sent",
+                          self._where(), self.expected)
+                self.close = True
                 data = data[:room]
-                more = False
+                self.body_sent += len(data)
+                if head or data:
+                    self._send(head + data)
+                return False
         elif self.chunked:
             self.body_sent += len(data)
-            return self._send(head + b"%x\r\n%s\r\n" % (len(data), data)) and more
+            return self._send(head + b"%x\r\n%s\r\n" % (len(data), data))
         self.body_sent += len(data)
         if head or data:
-            return self._send(head + data) and more
-        return more
+            return self._send(head + data)
+        return True
 
     def _end(self) -> None:
         """The iterable is exhausted: end the body properly, or close when it fell short."""
