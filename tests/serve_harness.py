@@ -30,10 +30,13 @@ class ServeProcess:
     """One `threadswoole serve` process (see the module docstring)."""
 
     def __init__(self, args: list[str], *, env: dict[str, str] | None = None, bind: bool = True,
-                 wait: bool = True, timeout: float = 20.0, pass_fds: tuple[int, ...] = (), cwd: str = ROOT) -> None:
+                 wait: bool = True, timeout: float = 20.0, pass_fds: tuple[int, ...] = (), cwd: str = ROOT,
+                 wrap: list[str] | None = None) -> None:
+        """`wrap` is put before the command (``["sh", "-c", "...; exec \"$0\" \"$@\""]``)."""
         command = [sys.executable, "-m", "threadswoole", "serve", "--app-dir", APPS, *args]
         if bind and not any(a in ("--bind", "-b", "--fd") or a.startswith("--bind=") for a in args):
             command += ["--bind", "127.0.0.1:0"]
+        command = [*(wrap or ()), *command]
         environment = dict(os.environ if env is None else env)
         environment["PYTHONPATH"] = ROOT + os.pathsep + environment.get("PYTHONPATH", "")
         environment.setdefault("PYTHONUNBUFFERED", "1")
@@ -88,10 +91,23 @@ class ServeProcess:
             return sum(1 for line in self.lines if regex.search(line))
 
     def wait_listening(self, timeout: float) -> None:
+        """The "listening at" line, then one answered request: a worker runs (and the master's
+        signal handlers are installed, which in BASE mode happens after the start callback)."""
         found = self.wait_for(_LISTENING.pattern, timeout)
         self.addresses = found.group(1).split(", ")
         self.master_pid = int(found.group(2))
         self.metrics_url = found.group(3) or ""
+        if not self.addresses[0].startswith("http://"):
+            return  # TLS or a Unix socket: the caller probes it
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.request("GET", "/")
+                return
+            except (OSError, http.client.HTTPException):
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise AssertionError("the server never answered; output:\n" + self.output[-3000:]) from None
+                time.sleep(0.05)
 
     # -- addresses --------------------------------------------------------------------------------
     @property

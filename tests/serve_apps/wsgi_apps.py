@@ -111,6 +111,11 @@ def raw(environ, start_response):
 app = validator(raw)
 
 
+def create():
+    """A factory (``wsgi_apps:create()`` or ``--factory``)."""
+    return raw
+
+
 def bad(environ, start_response):
     """What PEP 3333 forbids or what breaks: the server answers 500 or cuts, then carries on."""
     path = environ["PATH_INFO"]
