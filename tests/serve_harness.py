@@ -31,9 +31,9 @@ class ServeProcess:
 
     def __init__(self, args: list[str], *, env: dict[str, str] | None = None, bind: bool = True,
                  wait: bool = True, timeout: float = 20.0, pass_fds: tuple[int, ...] = (), cwd: str = ROOT,
-                 wrap: list[str] | None = None) -> None:
-        """`wrap` is put before the command (``["sh", "-c", "...; exec \"$0\" \"$@\""]``)."""
-        command = [sys.executable, "-m", "threadswoole", "serve", "--app-dir", APPS, *args]
+                 wrap: list[str] | None = None, app_dir: str = APPS) -> None:
+        """`wrap` is put before the command (a launcher that ends by exec'ing it)."""
+        command = [sys.executable, "-m", "threadswoole", "serve", "--app-dir", app_dir, *args]
         if bind and not any(a in ("--bind", "-b", "--fd") or a.startswith("--bind=") for a in args):
             command += ["--bind", "127.0.0.1:0"]
         command = [*(wrap or ()), *command]
