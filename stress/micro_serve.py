@@ -40,6 +40,7 @@ class _Counters:
 class _Runtime:
     worker_id = 0
     counters = _Counters()
+    requests = 0
 
     def count_request(self) -> None:
         pass

@@ -23,6 +23,7 @@ import collections
 import logging
 import os
 import time
+import types
 from typing import Any
 
 from threadswoole.protocol.http.writer import LAST_CHUNK
@@ -33,9 +34,16 @@ log = logging.getLogger("threadswoole.serve")
 
 __all__ = ["HttpCycle", "ClientDisconnected"]
 
+_COROUTINE = types.CoroutineType
 INPUT_HIGH_WATER = 1024 * 1024
 INPUT_LOW_WATER = 256 * 1024
 _STATUS_LINES: dict[int, bytes] = {}
+
+
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
 
 
 class ClientDisconnected(OSError):
@@ -89,24 +97,44 @@ class HttpCycle:
         if handler.recorder is not None:
             self.began = time.perf_counter()
 
-    async def run(self, app: Any) -> None:
+    def start(self, app: Any) -> None:
+        """Run ``app(scope, receive, send)`` as a task started eagerly: most requests are over
+        when this returns; the others end in `ended` when their task does."""
+        handler = self.handler
         try:
-            await app(self.scope, self.receive, self.send)
-        except ClientDisconnected:
-            pass
+            coroutine = app(self.scope, self.receive, self.send)
+            if type(coroutine) is not _COROUTINE:
+                coroutine = _awaited(coroutine)  # an awaitable that is not a coroutine
         except Exception:
-            log.exception("%s %s: the application raised", self.event.method, self.event.target)
-            self.handler.count_error()
-            self._fail()
-        except asyncio.CancelledError:
-            self._fail()
-            raise
+            self._failed_call("the application raised")
+            return
+        task = handler.loop.start_task(coroutine)
+        if task.done():
+            self.ended(task)
         else:
+            handler.asgi.track(task, self.ended)
+
+    def ended(self, task: asyncio.Task) -> None:
+        """The application's task is done: a response it left unfinished is failed here."""
+        if task.cancelled():
+            self._fail()
+            return
+        error = task.exception()
+        if error is None:
             if not self.complete and not self.disconnected:
                 log.error("%s %s: the application returned without %s", self.event.method, self.event.target,
                           "finishing its response" if self.started else "starting a response")
                 self.handler.count_error()
                 self._fail()
+        elif not isinstance(error, ClientDisconnected):
+            log.error("%s %s: the application raised", self.event.method, self.event.target, exc_info=error)
+            self.handler.count_error()
+            self._fail()
+
+    def _failed_call(self, what: str) -> None:
+        log.exception("%s %s: %s", self.event.method, self.event.target, what)
+        self.handler.count_error()
+        self._fail()
 
     # -- receive --------------------------------------------------------------------------------
     async def receive(self) -> dict[str, Any]:

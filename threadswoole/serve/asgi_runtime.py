@@ -115,6 +115,12 @@ class AsgiRuntime:
             task.add_done_callback(self.in_flight.discard)
         return task
 
+    def track(self, task: asyncio.Task, ended: Any) -> None:
+        """A request task that has to wait: kept (for the shutdown), `ended(task)` when done."""
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+        task.add_done_callback(ended)
+
     def startup(self) -> bool:
         """worker_start: run lifespan.startup to completion; False when it failed."""
         if self.lifespan_mode == "off":
