@@ -6,10 +6,11 @@ Both are cached per distinct header list, because applications answer with the s
 again and again (a hello world sends one list forever; a framework a handful). The head is then
 status line + block + the server's own headers (Server, Date, Connection, framing) + CRLF.
 
-Hop-by-hop headers (RFC 9110 §7.6.1) are the server's business: ``Connection: close`` from the
-application is honoured (the connection closes after the response) and not repeated; any other
-hop-by-hop header (Keep-Alive, Transfer-Encoding, Upgrade, TE, Trailer, Proxy-Connection) is an
-application error (PEP 3333 forbids them; wsgiref raises too) and becomes a 500.
+Hop-by-hop headers (RFC 9110 §7.6.1) are the server's business: ``Connection`` from the
+application is not repeated (``close`` is honoured: the connection closes after the response;
+other values are dropped); any other hop-by-hop header (Keep-Alive, Transfer-Encoding, Upgrade,
+TE, Trailer, Proxy-Connection) is an application error (PEP 3333 forbids them; wsgiref raises
+too) and becomes a 500.
 """
 
 from __future__ import annotations
@@ -123,8 +124,8 @@ def wsgi_headers(headers: Any) -> HeaderBlock:
             raise HeaderError(f"header {name!r} has CR, LF or NUL in its value")
         lower = name.lower()
         if lower in HOP_BY_HOP:
-            if lower == "connection" and value.strip().lower() == "close":
-                close = True
+            if lower == "connection":
+                close = close or "close" in value.lower()
                 continue
             raise HeaderError(f"hop-by-hop header {name!r} is the server's to set (PEP 3333)")
         pairs.append((lower, value))
@@ -169,8 +170,8 @@ def asgi_headers(headers: Any) -> HeaderBlock:
             raise HeaderError(f"header {name!r} has CR, LF or NUL in its value")
         lower = name.lower().decode("latin-1")
         if lower in HOP_BY_HOP:
-            if lower == "connection" and value.strip().lower() == b"close":
-                close = True
+            if lower == "connection":
+                close = close or b"close" in value.lower()
                 continue
             raise HeaderError(f"hop-by-hop header {name!r} is the server's to set")
         pairs.append((lower, value.decode("latin-1")))
