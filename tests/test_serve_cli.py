@@ -283,3 +283,29 @@ def test_daemon_mode(tmp_path):
         for process in alive:
             process.kill()
     assert not pid_file.exists()
+
+
+def test_process_mode_survives_a_worker_crash():
+    """PROCESS: kill -9 the worker in the middle of a request: the client still gets its answer
+    (the event is handed again to the replacement) on the same connection, which stays open."""
+    with ServeProcess(["wsgi_apps:app", "--mode", "process", "--workers", "1"]) as server:
+        connection = server.connection(timeout=20)
+        try:
+            victim = _pid_of(server, connection)
+            results = []
+
+            def slow_request():
+                connection.request("GET", "/sleep?s=1.5")
+                response = connection.getresponse()
+                results.append((response.status, response.read(), int(response.getheader("X-Pid"))))
+
+            worker = threading.Thread(target=slow_request)
+            worker.start()
+            time.sleep(0.5)
+            os.kill(victim, signal.SIGKILL)
+            worker.join(20)
+            assert results and results[0][:2] == (200, b"slept")
+            assert results[0][2] != victim  # answered by the replacement
+            assert _pid_of(server, connection) == results[0][2]  # the same connection, still open
+        finally:
+            connection.close()
