@@ -30,11 +30,7 @@ def start(run_server, mode, settings, setup=echo_app, **kw):
 
 
 # -- the heartbeat ------------------------------------------------------------------------------
-SLOWLORIS_BUG = ("hot_path.py / Host.received stamp C_LAST_RECV on every read, so a head sent one byte a second "
-                 "never looks idle to the heartbeat")
 
-
-@pytest.mark.xfail(strict=True, reason=SLOWLORIS_BUG)
 def test_a_slowloris_sending_its_head_one_byte_a_second_is_closed_by_the_heartbeat(run_server, mode):
     handle = start(run_server, mode, {"heartbeat_check_interval": 1, "heartbeat_idle_time": 2})
     head = get("/slow", extra="X-Padding: " + "p" * 40 + "\r\n")
@@ -142,8 +138,6 @@ def test_a_client_that_never_reads_64_mib_does_not_grow_the_server_past_socket_b
     assert wait_until(lambda: server_stats(handle.port)["connection_num"] == 1)
 
 
-@pytest.mark.xfail(strict=True, reason="Response.write leaves the connection open after a failed write: the client "
-                   "waits forever for the rest of a chunked body the server gave up")
 def test_a_response_that_could_not_be_written_closes_the_connection(run_server, mode):
     handle = start(run_server, mode, {"socket_buffer_size": 2 * MIB}, setup=huge_app)
     writer = never_reading_client(handle.port, get("/huge-write"))
