@@ -113,9 +113,7 @@ class HttpEventHandler:
             runtime.failed("request")
             response.fail_if_open()
         finally:
-            response.finish_if_open()
-            if not response.detached:
-                request.cleanup()  # a detached request's files stay while the application holds it
+            response.conclude(request)  # auto-end; a detached request keeps its files
             if runtime.requests == runtime.max_request:
                 runtime.reached_max_request()
 
@@ -166,9 +164,7 @@ class HttpEventHandler:
             runtime.failed("request")
             response.fail_if_open()
         finally:
-            response.finish_if_open()
-            if not response.detached:
-                request.cleanup()  # a detached request's files stay while the application holds it
+            response.conclude(request)  # auto-end; a detached request keeps its files
             if runtime.requests == runtime.max_request:
                 runtime.reached_max_request()
 

@@ -458,6 +458,17 @@ class Response:
             return True
         return False
 
+    def conclude(self, request: Any) -> None:
+        """The server's close of one request after the handler returned: the auto-end unless
+        ended or detached, and the request's upload files deleted unless the response was
+        detached (the application still holds the request; its finaliser deletes them)."""
+        state = self._state
+        if state == _OPEN or state == _WRITING:
+            self.end()
+        elif state == _DETACHED:
+            return
+        request.cleanup()
+
     def fail_if_open(self) -> None:
         """The server's answer when the handler raised: 500 if nothing was sent yet; after a
         write() the body can not be completed, so the connection is closed (as uvicorn does)."""
