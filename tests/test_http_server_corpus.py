@@ -33,10 +33,8 @@ def app(server, emit):
 
 server = module_server(app, {"worker_num": 1})
 
-# connections/host.py Host.protocol_failed writes the error response and closes at once; in
-# PROCESS mode the good requests before the fault are still in the worker, whose answers then
-# find the connection closed (BASE/THREAD run on_request inline, so their order is right).
-PROCESS_ORDER_BUG = "PROCESS: the 400 overtakes the answers to the good requests before the fault (Host.protocol_failed)"
+# In PROCESS mode the good requests before a fault are still in the worker when the reactor
+# finds it: the error answer goes through that worker, behind theirs (T_PROTOCOL_FAILURE).
 
 
 def cases() -> list:
@@ -63,8 +61,6 @@ def protocol_errors(port: int) -> int:
 
 @pytest.mark.parametrize("http_file,expect", cases())
 def test_invalid_input_against_a_real_server(server, http_file, expect, request):
-    if server.mode == "process" and expect.get("events"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=PROCESS_ORDER_BUG))
     data = load_http(http_file)
     port = server.ports[1] if expect.get("options") else server.port
     before = protocol_errors(server.port)

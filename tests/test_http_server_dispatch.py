@@ -3,8 +3,8 @@ workers, in PROCESS and THREAD (BASE workers own their connections: nothing to d
 
 Keep-alive requests may be answered by any worker, but HTTP still needs a request's body
 to reach the worker that got its head, and pipelined requests answered in order (RFC 9112
-§9.3.2). In PROCESS mode each parsed event is dispatched on its own
-(modes/reactor_thread.py PipeSink.on_event), which breaks both: xfail, see the reasons.
+§9.3.2). In PROCESS mode PipeSink.on_event keeps both: the rest of a message and an event
+behind an unfinished one go to the same worker.
 """
 
 from __future__ import annotations
@@ -17,10 +17,6 @@ from http_server_helpers import RawConnection, get, http_server_class
 
 pytestmark = pytest.mark.timeout(60)
 
-STREAM_BUG = ("PROCESS, dispatch_mode 1/3: PipeSink.on_event dispatches each HttpBodyChunk on its own, so a body "
-              "that streams reaches a worker without its head and the request never completes")
-ORDER_BUG = ("PROCESS, dispatch_mode 1/3: pipelined requests of one connection go to different workers and "
-             "are answered in the order the workers finish, not the order they came")
 
 
 def app(server, emit):
@@ -53,8 +49,6 @@ def test_keep_alive_requests_are_served_whichever_worker_answers(run_server, mod
 
 @pytest.mark.parametrize("mode,dispatch_mode", CASES)
 def test_a_streamed_body_reaches_one_worker_whole(run_server, mode, dispatch_mode, request):
-    if mode == "process":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=STREAM_BUG))
     handle = start(run_server, mode, dispatch_mode)
     body = b"b" * 300_000  # over the codec's 64 KiB: it streams, in three reads at least
     with RawConnection(handle.port, timeout=2) as conn:  # the answer takes milliseconds
@@ -66,12 +60,8 @@ def test_a_streamed_body_reaches_one_worker_whole(run_server, mode, dispatch_mod
     assert handle.stop() == 0
 
 
-# PROCESS with mode 3 reorders too, but not every time (which worker looks idle is a race),
-# so only round robin is asserted there.
-@pytest.mark.parametrize("mode,dispatch_mode", [case for case in CASES if case.id != "process-dispatch3"])
+@pytest.mark.parametrize("mode,dispatch_mode", CASES)
 def test_pipelined_requests_are_answered_in_order(run_server, mode, dispatch_mode, request):
-    if mode == "process":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=ORDER_BUG))
     handle = start(run_server, mode, dispatch_mode)
     with RawConnection(handle.port) as conn:
         conn.send(get("/slow/0") + get("/fast/1") + get("/fast/2"))

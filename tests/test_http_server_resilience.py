@@ -30,11 +30,7 @@ def start(run_server, mode, settings, setup=echo_app, **kw):
 
 
 # -- the heartbeat ------------------------------------------------------------------------------
-SLOWLORIS_BUG = ("hot_path.py / Host.received stamp C_LAST_RECV on every read, so a head sent one byte a second "
-                 "never looks idle to the heartbeat")
 
-
-@pytest.mark.xfail(strict=True, reason=SLOWLORIS_BUG)
 def test_a_slowloris_sending_its_head_one_byte_a_second_is_closed_by_the_heartbeat(run_server, mode):
     handle = start(run_server, mode, {"heartbeat_check_interval": 1, "heartbeat_idle_time": 2})
     head = get("/slow", extra="X-Padding: " + "p" * 40 + "\r\n")
@@ -134,7 +130,10 @@ def test_a_client_that_never_reads_64_mib_does_not_grow_the_server_past_socket_b
     assert handle.wait("huge", timeout=20)["sent"] is True
     time.sleep(0.3)  # the reactor has filled the kernel buffers by now; nothing else to wait for
     growth = tree_rss(handle) - before
-    assert growth < buffer_size + 8 * MIB, f"server tree grew {growth / MIB:.1f} MiB"
+    # The bound is the send queue twice over (in PROCESS mode the bytes sit in the worker while it
+    # writes them to the pipe and in the master's queue) plus allocator slack (free-threaded 3.13's
+    # mimalloc keeps freed pages): far below the 64 MiB a server without a limit would hold.
+    assert growth < 2 * buffer_size + 8 * MIB, f"server tree grew {growth / MIB:.1f} MiB"
     with RawConnection(handle.port) as other:  # everybody else is served meanwhile
         assert other.request(get("/fixed/5")).body == b"fffff"
     writer.close()
@@ -142,8 +141,6 @@ def test_a_client_that_never_reads_64_mib_does_not_grow_the_server_past_socket_b
     assert wait_until(lambda: server_stats(handle.port)["connection_num"] == 1)
 
 
-@pytest.mark.xfail(strict=True, reason="Response.write leaves the connection open after a failed write: the client "
-                   "waits forever for the rest of a chunked body the server gave up")
 def test_a_response_that_could_not_be_written_closes_the_connection(run_server, mode):
     handle = start(run_server, mode, {"socket_buffer_size": 2 * MIB}, setup=huge_app)
     writer = never_reading_client(handle.port, get("/huge-write"))
@@ -162,11 +159,9 @@ def test_a_response_that_could_not_be_written_closes_the_connection(run_server, 
         writer.close()
 
 
-PIPELINE_BUG = ("connections/host.py keeps reading a client whose answers it cannot write: past socket_buffer_size "
-                "Response.end's send fails (1008), the answer is dropped and the connection left open (the client hangs)")
-
-
-@pytest.mark.xfail(strict=True, reason=PIPELINE_BUG)
+# A client that pipelines and reads late: its answers pile up past half of socket_buffer_size,
+# so the server parks its next requests and stops reading it (Host.hold_events; in PROCESS also
+# after 64 requests its worker has not finished) until it reads; no answer fails for room.
 def test_a_client_that_pipelines_many_requests_and_reads_late_gets_every_answer(run_server, mode):
     handle = start(run_server, mode, {"socket_buffer_size": 256 * 1024})
     count, size = 5000, 2000  # 10 MB of answers: far over socket_buffer_size and the kernel's buffers

@@ -318,11 +318,6 @@ def test_detach_then_create_from_a_timer(server):
     assert (result["detached"], result["detach_again"], result["end_after_detach"]) == (True, False, False)
 
 
-CREATE_BUG = ("Response.create(fd) knows nothing of the request it answers (http/response.py create + session.py): "
-              "HEAD gets a body, HTTP/1.0 gets keep-alive and no close")
-
-
-@pytest.mark.xfail(strict=True, reason=CREATE_BUG)
 def test_create_answers_a_head_request_with_the_head_only(server):
     with RawConnection(server.port) as conn:
         reply = conn.request(b"HEAD /detach-timer HTTP/1.1\r\nHost: t\r\n\r\n", head_only=True)
@@ -331,7 +326,6 @@ def test_create_answers_a_head_request_with_the_head_only(server):
         assert conn.request(get("/big?size=3")).body == b"aaa"  # nothing stray before the next answer
 
 
-@pytest.mark.xfail(strict=True, reason=CREATE_BUG)
 def test_create_answers_an_http_1_0_request_and_closes(server):
     with RawConnection(server.port) as conn:
         reply = conn.request(b"GET /detach-timer HTTP/1.0\r\n\r\n")

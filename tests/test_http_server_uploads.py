@@ -217,14 +217,11 @@ def test_a_port_with_parsing_switched_off(server):
     assert not listing(uploads_dir(server))
 
 
-KEPT_BUG = ("http/protocol.py HttpEventHandler.respond calls request.cleanup() after on_request even when the "
-            "response was detached and the application keeps the Request: a streamed upload's files are gone")
-
 
 @needs_curl
 @pytest.mark.parametrize("size", [
     pytest.param(1000, id="small"),
-    pytest.param(300_000, id="streamed", marks=pytest.mark.xfail(strict=True, reason=KEPT_BUG)),
+    pytest.param(300_000, id="streamed"),
 ])
 def test_a_detached_request_kept_by_the_application_keeps_its_files(server, tmp_path, size):
     upload = tmp_path / "kept.bin"

@@ -11,6 +11,7 @@ the sink and the forwarder, so codecs, flow control and TLS are written once for
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import socket
@@ -48,6 +49,7 @@ class Sink(Protocol):
     def on_buffer_full(self, conn: Connection) -> None: ...
     def on_buffer_empty(self, conn: Connection) -> None: ...
     def on_protocol_failure(self, conn: Connection, response: bytes) -> None: ...
+    def on_drained(self, conn: Connection) -> None: ...
 
 
 class Discarding:
@@ -117,6 +119,11 @@ class Host(HostOutput):
         self.held_records: dict[int, tuple[int, int]] = {}  # closed session -> (record, expiry timer)
         self.buffer_output_size: int = settings["buffer_output_size"]
         self.socket_buffer_size: int = settings["socket_buffer_size"]
+        # A connection whose answers queue past backlog_limit (its client pipelines and does
+        # not read) has its next events parked and is not read until the queue is under
+        # backlog_low (see hold_events): TCP slows the client, no answer fails for room.
+        self.backlog_limit = self.socket_buffer_size // 2
+        self.backlog_low = self.socket_buffer_size // 4
         self.max_wait_time: float = settings["max_wait_time"]
         self._q = state.q
         self._d = state.d
@@ -264,10 +271,17 @@ class Host(HostOutput):
         log.info("session %d: %s; closing the connection", conn.session_id, exc)
         if conn.closing:
             return
+        conn.codec = DISCARDING  # what the client sends from here on is dropped
+        if conn.held_events is not None:
+            conn.held_events.append(exc)  # answered after the events parked before it
+            return
+        self.answer_failure(conn, exc)
+
+    def answer_failure(self, conn: Connection, exc: ProtocolError) -> None:
+        """The answer to a protocol error (after the answers to the events before it)."""
         if self.sink.answers_later:
             # PROCESS: the events before the fault are answered by a worker; its answer would
             # overtake theirs, so it goes to that worker too, which writes it and closes.
-            conn.codec = DISCARDING
             conn.linger = bool(exc.response)
             self.sink.on_protocol_failure(conn, exc.response)
         elif exc.response:
@@ -276,6 +290,33 @@ class Host(HostOutput):
             self.close(conn)
         else:
             self.close(conn, reset=True)
+
+    # -- a backlogged connection ---------------------------------------------------------------
+    def hold_events(self, conn: Connection) -> None:
+        """The sink found `conn` backlogged: park its next protocol events and stop reading it
+        until the sink calls `release_events` (its answers drained)."""
+        if conn.held_events is None and not conn.closing:
+            conn.held_events = collections.deque()
+            self.want_write(conn)
+
+    def release_events(self, conn: Connection) -> None:
+        """Deliver the parked events, in order, until the sink holds again; then read again."""
+        held = conn.held_events
+        if held is None or conn.closing:
+            return
+        conn.held_events = None
+        while held:
+            item = held.popleft()
+            if isinstance(item, ProtocolError):  # parked by protocol_failed
+                self.answer_failure(conn, item)
+                return
+            self.sink.on_event(conn, item)
+            if conn.closing:
+                return
+            if conn.held_events is not None:  # backlogged again: the rest stays parked
+                conn.held_events.extend(held)
+                return
+        self.want_write(conn)
 
     def switch_codec(self, conn: Connection, codec: Any) -> None:
         """Replace the connection's codec (HTTP -> WebSocket). The bytes the old one held back

@@ -189,6 +189,8 @@ class HostOutput:
                 self.sink.on_buffer_empty(conn)
         if not conn.out:
             self._q[conn.record + layout.C_FLAGS] &= ~layout.FLAG_OVERFLOW
+        if conn.held_events is not None and queued <= self.backlog_low:
+            self.sink.on_drained(conn)  # (Host.hold_events)
 
     def wait_flushed(self, conn: Connection, timeout: float) -> bool:
         """send_wait(): block this worker until the queue of `conn` is written (BASE only)."""

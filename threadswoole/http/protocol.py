@@ -111,9 +111,9 @@ class HttpEventHandler:
             self._on_request(request, response)
         except Exception:
             runtime.failed("request")
+            response.fail_if_open()
         finally:
-            response.finish_if_open()
-            request.cleanup()
+            response.conclude(request)  # auto-end; a detached request keeps its files
             if runtime.requests == runtime.max_request:
                 runtime.reached_max_request()
 
@@ -156,11 +156,17 @@ class HttpEventHandler:
         if not self._resolved:
             self._on_request = port.callback("request")
             self._resolved = True
+        runtime = self.runtime
+        runtime.requests += 1  # (EventDispatcher.run_request, with the 500 of a handler that raised)
         try:
-            self.dispatcher.run_request("request", self._on_request, request, response)
+            self._on_request(request, response)
+        except Exception:
+            runtime.failed("request")
+            response.fail_if_open()
         finally:
-            response.finish_if_open()
-            request.cleanup()
+            response.conclude(request)  # auto-end; a detached request keeps its files
+            if runtime.requests == runtime.max_request:
+                runtime.reached_max_request()
 
     def closed(self, port: Any, session: int) -> None:
         builder = self.builders.pop(session, None)

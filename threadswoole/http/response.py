@@ -458,6 +458,31 @@ class Response:
             return True
         return False
 
+    def conclude(self, request: Any) -> None:
+        """The server's close of one request after the handler returned: the auto-end unless
+        ended or detached, and the request's upload files deleted unless the response was
+        detached (the application still holds the request; its finaliser deletes them)."""
+        state = self._state
+        if state == _OPEN or state == _WRITING:
+            self.end()
+        elif state == _DETACHED:
+            return
+        request.cleanup()
+
+    def fail_if_open(self) -> None:
+        """The server's answer when the handler raised: 500 if nothing was sent yet; after a
+        write() the body can not be completed, so the connection is closed (as uvicorn does)."""
+        if self._state == _OPEN:
+            self.__dict__.clear()  # whatever the handler set before it raised (status, headers, cookies)
+            self._status = 500
+            self._plain = False
+            self._keep_alive = False  # the application's state for this client is unknown
+            self.header("Content-Type", "text/plain")
+            self.end(b"Internal Server Error")
+        elif self._state == _WRITING:
+            self._state = _ENDED
+            self._transport.close()
+
     def __repr__(self) -> str:
         names = ("open", "writing", "ended", "detached")
         return f"<Response fd={self.fd} {self._status} {names[self._state]}>"

@@ -142,11 +142,21 @@ class InlineSink:
 
     def on_event(self, conn: Any, event: Any) -> None:
         # EventDispatcher.event with the connection at hand (one frame less per request)
+        held = conn.held_events
+        if held is not None:
+            held.append(event)  # backlogged (Host.hold_events): it runs when the answers drained
+            return
         port = conn.listener
         try:
             self.handlers[port.index].event(port, conn.session_id, self.reactor_id, event)
         except Exception:
             self.inline_runtime.failed(type(event).__name__)
+        if conn.out and conn.out_bytes > conn.host.backlog_limit:
+            conn.host.hold_events(conn)  # the client does not read its answers: stop reading it
+
+    def on_drained(self, conn: Any) -> None:
+        host = conn.host
+        host.reactor.defer(lambda: host.release_events(conn))  # not inside the write that drained it
 
     def on_closed(self, conn: Any) -> None:
         self.dispatcher.close(conn.listener, conn.session_id, self.reactor_id)
