@@ -13,6 +13,7 @@ import http.client
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -182,6 +183,28 @@ class ServeProcess:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def pipeline_and_read_late(process, request: bytes, body: bytes, count: int = 5000) -> int:
+    """Send `count` copies of `request` at once on a socket with a small receive buffer, read
+    late, and count the answers whose body is `body` (all of them, or the server lost some)."""
+    from http_server_helpers import RawConnection  # (it imports the conftest: only under pytest)
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(process.host_port)
+    sender = threading.Thread(target=sock.sendall, args=(request * count,))
+    sender.start()
+    time.sleep(0.5)  # the client is slow to read (not a synchronisation): answers pile up meanwhile
+    got = 0
+    with RawConnection(sock=sock, timeout=3) as conn:
+        try:
+            while got < count and conn.read_response().body == body:
+                got += 1
+        except (socket.timeout, EOFError):
+            pass
+    sender.join(5)
+    return got
 
 
 def split_url(url: str) -> tuple[str, int]:

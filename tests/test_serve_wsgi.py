@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from serve_harness import ServeProcess
+from serve_harness import ServeProcess, pipeline_and_read_late
 
 MODES = ["base", "process", "thread"]
 WORKERS = {"base": 1, "process": 2, "thread": 2}
@@ -188,6 +188,13 @@ def test_pipelined_requests_answer_in_order(server):
     assert data.count(b"HTTP/1.1 200 OK") == 4
     assert data.index(b"1\r\n0\r\n") < data.index(b"2\r\n00\r\n") < data.index(b"3\r\n000\r\n") < data.index(b"Hello")
 
+
+
+# 10 MB of answers, far over socket_buffer_size/2 (the Host parks the connection's next requests,
+# PROCESS also past 64 unfinished ones) and the kernel's buffers: none may be lost.
+def test_a_client_that_pipelines_many_requests_and_reads_late_gets_every_answer(server):
+    request = b"GET /stream?n=1&size=2000 HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert pipeline_and_read_late(server, request, b"0" * 2000) == 5000
 
 # -- bad applications: a 500 (or a cut), the traceback logged, the worker carries on ---------------
 def _worker_still_serves(process):
