@@ -157,11 +157,13 @@ class ServeProcess:
 
     def close(self) -> None:
         """Kill what is left (by this process group) and check the shared memory is gone."""
+        stop_failure = ""
         if self.proc.poll() is None:
+            started = time.monotonic()
             try:
                 self.stop(timeout=10)
-            except AssertionError:
-                pass
+            except AssertionError as exc:  # killed below; said if that leaves segments behind
+                stop_failure = f"; SIGTERM did not stop it within {time.monotonic() - started:.1f} s: {exc}"
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -176,7 +178,7 @@ class ServeProcess:
                 os.unlink(os.path.join(shm.SHM_DIR, name))
             except OSError:
                 pass
-        assert not leftovers, f"shared-memory segments left behind: {leftovers}"
+        assert not leftovers, f"shared-memory segments left behind: {leftovers}{stop_failure}"
 
     def __enter__(self) -> "ServeProcess":
         return self
