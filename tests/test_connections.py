@@ -282,6 +282,38 @@ def test_stats_counts_and_keys(run_server, mode):
     assert handle.stop() == 0
 
 
+def test_a_client_that_saw_the_close_finds_it_counted(run_server, mode):
+    """The server does its books before it closes the socket: once a peer has read the EOF,
+    the next connection's stats() no longer counts the closed one and exist() is False."""
+
+    def setup(server, emit):
+        def on_receive(srv, fd, rid, data):
+            if data == b"bye":
+                srv.send(fd, str(fd).encode())
+                srv.close(fd)
+            else:  # b"check <fd>"
+                closed_fd = int(data.split()[1])
+                srv.send(fd, f"{srv.stats()['connection_num']} {int(srv.exist(closed_fd))}".encode())
+
+        server.on("receive", on_receive)
+
+    handle = run_server(setup, mode=mode, settings={"worker_num": 1})
+    answers = []
+    for _ in range(40):
+        leaving = connect(handle.port)
+        leaving.sendall(b"bye")
+        leaving_fd = b""
+        while chunk := leaving.recv(64):  # up to the server's close
+            leaving_fd += chunk
+        leaving.close()
+        checker = connect(handle.port)
+        checker.sendall(b"check " + leaving_fd)
+        answers.append(checker.recv(64))
+        checker.close()
+    assert set(answers) == {b"1 0"}, answers
+    assert handle.stop() == 0
+
+
 def test_send_accepts_str_bytearray_memoryview(run_server, mode):
     def setup(server, emit):
         def on_receive(srv, fd, rid, data):
