@@ -244,12 +244,8 @@ def test_a_client_that_pipelines_many_requests_and_reads_late_gets_every_answer(
     assert pipeline_and_read_late(server, request, b"e" * 2000) == 5000
 
 
-# A bad request pipelined behind one the application is still answering: the 400 should follow
-# that answer. The protocol error is answered by the Host (BASE/THREAD) or the dispatcher
-# (PROCESS) at once, before an ASGI application's answer, and the close drops that answer.
-@pytest.mark.xfail(strict=True, reason="the 400 of a protocol error overtakes an unfinished answer "
-                   "(connections/host.py answer_failure, workers/event_dispatcher.py protocol_failure: "
-                   "no hook for a handler that answers later)")
+# A bad request pipelined behind one the application is still answering: the 400 follows that
+# answer (AsgiHandler.failed queues it behind the unfinished cycle), then the connection closes.
 def test_a_bad_request_behind_an_unfinished_answer_is_answered_after_it(server):
     data = _read_to_close(server, b"GET /sleep?0.1 HTTP/1.1\r\nHost: x\r\n\r\nBAD LINE\r\n\r\n")
     statuses = [part.split(b"\r\n", 1)[0] for part in data.split(b"HTTP/1.1 ")[1:]]

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 from urllib.parse import unquote
 
 from threadswoole._context import current
+from threadswoole.connections.application import ProtocolFailure
 from threadswoole.errors import ErrorCode
 from threadswoole.protocol.http.events import HttpBodyChunk, HttpRequest
 from threadswoole.serve.asgi_http import HttpCycle
@@ -114,6 +115,8 @@ class AsgiHandler:
         if type(event) is not HttpRequest:
             if type(event) is HttpBodyChunk:
                 self._skip(session, event)
+            elif type(event) is ProtocolFailure:
+                self.dispatcher.answer_failure(session, event.response)
             return
         if self._send is None:
             self._bind()
@@ -163,6 +166,16 @@ class AsgiHandler:
         channel = self.channels.pop(session, None)
         if channel is not None:
             channel.disconnected()
+
+    def failed(self, port: Any, session: int, response: bytes) -> bool:
+        """A bad request behind one the application is still answering: its answer waits in
+        the connection's queue and goes out after that response (a WebSocket's close frame
+        goes at once: its cycle lasts as long as the connection)."""
+        cycle = self.cycles.get(session)
+        if type(cycle) is WebSocketCycle or (cycle is None and session not in self.queued):
+            return False
+        self._queue(session, ProtocolFailure(response), port)
+        return True
 
     # -- what the cycles call ---------------------------------------------------------------------
     def send(self, cycle: Any, data: bytes) -> None:

@@ -170,3 +170,6 @@ class MetricsHandler:
 
     def closed(self, port: Any, session: int) -> None:
         pass
+
+    def failed(self, port: Any, session: int, response: bytes) -> bool:
+        return False  # answered at once: nothing of the connection's is unfinished

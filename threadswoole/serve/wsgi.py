@@ -22,6 +22,7 @@ import time
 from typing import Any, Mapping
 
 from threadswoole._context import current
+from threadswoole.connections.application import ProtocolFailure
 from threadswoole.http.protocol import HttpProtocol
 from threadswoole.protocol.http.events import HttpBodyChunk, HttpRequest
 from threadswoole.serve.app_thread import AppThread
@@ -155,6 +156,15 @@ class WsgiHandler:
         if self.waiting and session in self._waiting_sessions():
             self.waiting = collections.deque(item for item in self.waiting if item[1] != session)
 
+    def failed(self, port: Any, session: int, response: bytes) -> bool:
+        """A bad request behind a call of this connection's that is still running or waiting:
+        its answer waits its turn with them (see _drain)."""
+        active = self.active
+        if (active is None or active.session != session) and session not in self._waiting_sessions():
+            return False
+        self.waiting.append((port, session, ProtocolFailure(response)))
+        return True
+
     # -- the application thread's side ---------------------------------------------------------
     def hand_over(self, exchange: WsgiExchange) -> None:
         """In the loop thread: the peer fell behind; the iteration goes on in the app thread."""
@@ -192,6 +202,8 @@ class WsgiHandler:
             _port, session, event = waiting.popleft()
             if type(event) is HttpRequest:
                 self.request(session, event)
+            elif type(event) is ProtocolFailure:
+                self.dispatcher.answer_failure(session, event.response)
             else:
                 self._chunk(session, event)
         queued = self._waiting_sessions()

@@ -127,7 +127,7 @@ class PipeWorker:
             event = EVENT_TYPES[type_ - messages.T_EVENT_BASE].unpack(payload)
             dispatcher.event(self.ports[port], session, reactor, event)
         elif type_ == messages.T_PROTOCOL_FAILURE:
-            dispatcher.protocol_failure(session, payload)
+            dispatcher.protocol_failure(self.ports[port], session, payload)
         elif type_ == messages.T_CONNECT:
             if payload:  # the TLS client certificate (PEM): get_client_info shows it here only
                 self.router.client_certs[session] = payload.decode()
