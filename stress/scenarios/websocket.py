@@ -80,6 +80,7 @@ def run_mode(mode: str, n: int) -> list[dict[str, Any]]:
                 frame = masked_frame(TRIGGER + PAYLOAD)
                 push = held.push_round(lambda: trigger.sendall(frame), PAYLOAD, PUSH_TIMEOUT)
                 after_push = held.count()
+                pushed = snapshot(srv)
             finally:
                 trigger.close()
             say(f"{mode}: push to all: {push['received']} received, {push['mismatches']} mismatches, "
@@ -93,7 +94,7 @@ def run_mode(mode: str, n: int) -> list[dict[str, Any]]:
     problems = s.problems + holder_errors
     return rows_for(mode, th, n, dict(
         opened=opened, failed=failed, open_s=open_s, held=held_n, per_conn=per_conn, base=base,
-        snap=snap, push=push, after_push=after_push, closed=closed, base_conns=base_conns,
+        snap=snap, pushed=pushed, push=push, after_push=after_push, closed=closed, base_conns=base_conns,
         end_conns=end_conns, end=end, stats=st, problems=problems))
 
 
@@ -111,7 +112,7 @@ def rows_for(mode: str, th: dict, n: int, r: dict) -> list[dict[str, Any]]:
                          f"tree RSS {mib(r['base']['rss']):.1f} -> {mib(r['snap']['rss']):.1f} MiB for "
                          f"{r['opened']} WebSocket conns (need <= {limit} KiB); anon "
                          f"{mib(r['base']['anon']):.1f} -> {mib(r['snap']['anon']):.1f} MiB; "
-                         f"{r['snap']['fds']} fds"))
+                         f"{r['snap']['fds']} fds; after the push to all {mib(r['pushed']['rss']):.1f} MiB"))
     push, (still_open, gone, unexpected) = r["push"], r["after_push"]
     ok_push = (push["received"] == n and push["mismatches"] == 0 and push["closed"] == 0
                and still_open == n and unexpected == 0 and not r["problems"])
