@@ -31,11 +31,15 @@ _SOAK = {"max_rss_growth_mib": 10.0}          # measured: < 1 MiB
 # for BASE / THREAD (see scenarios/faults.py); the numeric thresholds:
 _FAULTS = {"max_stalled_rss_growth_mib": 64.0}  # 4 stalled readers, socket_buffer_size 1 MiB
                                                 # (measured: 11-19 MiB; they push GiBs)
+# websocket: 10,000 idle WebSocket connections (upgraded), one push to all (every one must get
+# it byte-exact: no threshold, must be all), all closed (connection_num and fds back: must be 0)
+_WEBSOCKET = {"max_rss_per_conn_kib": 8.0}   # measured: 3.7-4.6 KiB (10,000), 3.6-5.7 (2,000)
 _MODES = ("base", "process", "thread")
 THRESHOLDS["capacity"] = {m: dict(_CAPACITY) for m in _MODES}
 THRESHOLDS["churn"] = {m: dict(_CHURN) for m in _MODES}
 THRESHOLDS["soak"] = {m: dict(_SOAK) for m in _MODES}
 THRESHOLDS["faults"] = {m: dict(_FAULTS) for m in _MODES}
+THRESHOLDS["websocket"] = {m: dict(_WEBSOCKET) for m in _MODES}
 
 
 # Targets of the benchmark workloads (python -m stress.bench WORKLOAD), per workload:
