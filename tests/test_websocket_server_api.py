@@ -10,7 +10,8 @@ import socket
 import pytest
 
 from threadswoole.errors import ErrorCode
-from websocket_server_helpers import (
+from websocket_server_helpers import (  # fresh_events: an autouse fixture
+    fresh_events,
     BINARY, CLOSE, PING, PONG, TEXT, WsClient, command_app, frame, module_ws_server, ws_server_class,
 )
 
@@ -20,7 +21,7 @@ server = module_ws_server(command_app(), {"worker_num": 1})
 
 
 def test_open_reports_an_established_connection_and_the_first_push_arrives(server):
-    client = WsClient(server.port, path="/room?x=1")
+    client = WsClient(server, path="/room?x=1")
     assert client.status == 101 and client.headers["upgrade"].lower() == "websocket"
     fd = client.recv_message().json()["fd"]
     opened = server.wait("open", fd=fd)
@@ -31,7 +32,7 @@ def test_open_reports_an_established_connection_and_the_first_push_arrives(serve
 
 
 def test_push_text_and_binary_and_echo_keep_their_opcodes(server):
-    client = WsClient(server.port, read_fd=True)
+    client = WsClient(server, read_fd=True)
     client.command("push", data="héllo", opcode=TEXT)
     assert server.wait("pushed")["ok"] is True
     got = client.recv_message()
@@ -49,7 +50,7 @@ def test_push_text_and_binary_and_echo_keep_their_opcodes(server):
 
 
 def test_a_fragmented_push_arrives_as_frames_with_their_fin_bits(server):
-    client = WsClient(server.port, read_fd=True)
+    client = WsClient(server, read_fd=True)
     client.command("push_many", frames=[["one ", TEXT, False], ["two ", 0, False], ["three", 0, True]])
     assert server.wait("pushed")["ok"] == [True, True, True]
     frames = [client.recv_frame() for _ in range(3)]
@@ -58,7 +59,7 @@ def test_a_fragmented_push_arrives_as_frames_with_their_fin_bits(server):
 
 
 def test_a_fragmented_client_message_reaches_on_message_whole_with_pings_between(server):
-    client = WsClient(server.port, read_fd=True)
+    client = WsClient(server, read_fd=True)
     client.send_raw(frame(BINARY, b"ab", fin=False) + frame(PING, b"p1") + frame(0, b"cd", fin=False) + frame(0, b"ef"))
     pong = client.recv_frame()
     assert (pong.opcode, pong.data) == (PONG, b"p1")  # the automatic pong, between fragments
@@ -70,7 +71,7 @@ def test_a_fragmented_client_message_reaches_on_message_whole_with_pings_between
 
 
 def test_a_ping_is_answered_automatically_and_never_reaches_on_message(server):
-    client = WsClient(server.port, read_fd=True)
+    client = WsClient(server, read_fd=True)
     client.send_raw(frame(PING, b"are you there"))
     pong = client.recv_frame()
     assert (pong.opcode, pong.data, pong.fin) == (PONG, b"are you there", True)
@@ -82,7 +83,7 @@ def test_a_ping_is_answered_automatically_and_never_reaches_on_message(server):
 
 
 def test_push_to_a_bad_fd_an_unknown_fd_or_with_a_bad_opcode_is_false(server):
-    client = WsClient(server.port, read_fd=True)
+    client = WsClient(server, read_fd=True)
     client.command("push", to=999_999, data="x")
     event = server.wait("pushed")
     assert event["ok"] is False and event["error"] == ErrorCode.WEBSOCKET_BAD_CLIENT
@@ -95,7 +96,7 @@ def test_push_to_a_bad_fd_an_unknown_fd_or_with_a_bad_opcode_is_false(server):
 
 
 def test_plain_http_on_the_same_port_is_served_and_is_not_a_websocket(server):
-    ws = WsClient(server.port, read_fd=True)
+    ws = WsClient(server, read_fd=True)
     plain = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     plain.sendall(f"GET /page?to={ws.fd} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
     answer = b""
@@ -112,8 +113,8 @@ def test_plain_http_on_the_same_port_is_served_and_is_not_a_websocket(server):
 
 
 def test_status_across_the_lifecycle_and_disconnect_with_code_and_reason(server):
-    victim = WsClient(server.port, read_fd=True)
-    admin = WsClient(server.port, read_fd=True)
+    victim = WsClient(server, read_fd=True)
+    admin = WsClient(server, read_fd=True)
     admin.command("status", fd=victim.fd)
     status = server.wait("status", fd=victim.fd)
     assert (status["exist"], status["established"], status["websocket_status"]) == (True, True, 3)
@@ -142,7 +143,7 @@ def test_status_across_the_lifecycle_and_disconnect_with_code_and_reason(server)
 
 
 def test_a_client_close_is_echoed_with_its_code_and_fires_close(server):
-    client = WsClient(server.port, read_fd=True)
+    client = WsClient(server, read_fd=True)
     client.close(4001, "done".encode())
     echoed = client.expect_close()
     assert echoed.code == 4001
@@ -152,7 +153,7 @@ def test_a_client_close_is_echoed_with_its_code_and_fires_close(server):
 
 
 def test_an_abrupt_client_eof_fires_close(server):
-    client = WsClient(server.port, read_fd=True)
+    client = WsClient(server, read_fd=True)
     client.shutdown()
     server.wait("close", fd=client.fd)
 
@@ -160,7 +161,7 @@ def test_an_abrupt_client_eof_fires_close(server):
 def test_pack_and_unpack_round_trip_through_a_real_connection(server):
     from threadswoole.websocket import Server
 
-    client = WsClient(server.port, read_fd=True)
+    client = WsClient(server, read_fd=True)
     client.send_raw(Server.pack(b"packed by the client", BINARY, True, True))  # masked, as a client must
     got = client.recv_message()
     assert (got.opcode, got.data) == (BINARY, b"packed by the client")
@@ -177,7 +178,7 @@ def test_pack_and_unpack_round_trip_through_a_real_connection(server):
 
 def test_the_alias_and_the_class(server):
     assert ws_server_class().isEstablished is not None
-    client = WsClient(server.port, read_fd=True)
+    client = WsClient(server, read_fd=True)
     client.command("status", fd=client.fd)
     assert server.wait("status", fd=client.fd)["alias"] is True
     client.shutdown()

@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import select
 import socket
 import struct
 import time
@@ -85,9 +86,12 @@ class WsClient:
     `handshake=False`); `status`, `headers` (lower-cased) hold the server's answer. With
     `compress`, it offers permessage-deflate and, if accepted, compresses what it sends."""
 
-    def __init__(self, port: int, *, path: str = "/", compress: bool = False, protocols: str | None = None,
+    def __init__(self, server: Any, *, path: str = "/", compress: bool = False, protocols: str | None = None,
                  extra: str = "", handshake: bool = True, rcvbuf: int | None = None, timeout: float = 10.0,
                  read_fd: bool = False) -> None:
+        port = server if isinstance(server, int) else server.port
+        self.events = None if isinstance(server, int) else server  # pumped while we wait
+        self.timeout = timeout
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -174,7 +178,21 @@ class WsClient:
         self.sock.sendall(frame(CLOSE, b"" if code is None else close_payload(code, reason)))
 
     # -- receiving --------------------------------------------------------------------------
+    def wait_readable(self, timeout: float) -> bool:
+        """Wait for the socket to be readable, reading the server's events meanwhile."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.events is not None:
+                self.events.pump()
+            remaining = deadline - time.monotonic()
+            if select.select([self.sock], [], [], max(0.0, min(0.05, remaining)))[0]:
+                return True
+            if remaining <= 0:
+                return False
+
     def _fill(self) -> bool:
+        if not self.wait_readable(self.timeout):
+            raise socket.timeout(f"nothing from the server within {self.timeout}s; have {self.buffer[:80]!r}")
         try:
             data = self.sock.recv(1 << 16)
         except (ConnectionResetError, BrokenPipeError):
@@ -230,7 +248,6 @@ class WsClient:
 
     def expect_close(self, timeout: float = 10.0) -> Received:
         """The server's close frame (data frames before it are skipped), then EOF."""
-        self.sock.settimeout(timeout)
         while True:
             got = self.recv_frame()
             if got.opcode == CLOSE:
@@ -239,16 +256,16 @@ class WsClient:
         return got
 
     def closed_by_server(self, timeout: float = 10.0) -> bool:
-        self.sock.settimeout(timeout)
+        deadline = time.monotonic() + timeout
         try:
             while True:
+                if not self.wait_readable(deadline - time.monotonic()):
+                    return False
                 data = self.sock.recv(65536)
                 if not data:
                     return True
         except (ConnectionResetError, BrokenPipeError):
             return True
-        except socket.timeout:
-            return False
 
     def shutdown(self) -> None:
         self.sock.close()
@@ -381,6 +398,15 @@ def module_ws_server(setup: Callable[..., Any], settings: dict[str, Any] | None 
             factory.cleanup()
 
     return fixture
+
+
+@pytest.fixture(autouse=True)
+def fresh_events(request: Any) -> Any:
+    """Import into a module with a module-scoped `server`: each test starts with no events
+    left over from the one before (a "pushed" it never waited for, say)."""
+    if "server" in request.fixturenames:
+        request.getfixturevalue("server").drain()
+    yield
 
 
 def start_ws(run_server: Any, mode: str, settings: dict[str, Any] | None = None, setup: Callable[..., Any] | None = None) -> Any:
