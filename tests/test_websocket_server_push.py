@@ -9,9 +9,10 @@ import asyncio
 
 import pytest
 
+from threadswoole.errors import ErrorCode
 from threadswoole.protocol.websocket.handshake import accept_key
 from websocket_server_helpers import (  # fresh_events: an autouse fixture
-    fresh_events,
+    fresh_events,  # noqa: F401
     BINARY, CLOSE, PING, PONG, TEXT, WsClient, close_payload, command_app, frame, module_ws_server, needs_websockets,
     start_ws,
 )
@@ -127,7 +128,8 @@ def _handshake_app(server, emit):
     command_app()(server, emit)
 
     def on_handshake(request, response):
-        emit("handshake", fd=request.fd, status=server.get_client_info(request.fd)["websocket_status"])
+        emit("handshake", fd=request.fd, status=server.get_client_info(request.fd)["websocket_status"],
+             exist=server.exist(request.fd), pushed=server.push(request.fd, b"too early"), error=server.get_last_error())
         if request.server["request_uri"] == "/forbidden":
             response.status(403)
             response.end(b"go away")
@@ -148,7 +150,9 @@ def test_the_handshake_callback_refuses_with_403_and_accepts_without_open(run_se
     refused = WsClient(handle, path="/forbidden")
     assert refused.status == 403 and refused.read_body() == b"go away"
     assert refused.closed_by_server()
-    assert handle.wait("handshake")["status"] == 2  # handshaking
+    shaking = handle.wait("handshake")
+    assert shaking["status"] == 2 and shaking["exist"] is False  # handshaking: not a WebSocket yet
+    assert shaking["pushed"] is False and shaking["error"] == ErrorCode.WEBSOCKET_BAD_CLIENT
     accepted = WsClient(handle, path="/ok")
     assert accepted.status == 101 and accepted.headers["x-accepted-by"] == "callback"
     fd = handle.wait("handshake")["fd"]
