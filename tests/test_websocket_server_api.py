@@ -95,6 +95,24 @@ def test_push_to_a_bad_fd_an_unknown_fd_or_with_a_bad_opcode_is_false(server):
     client.shutdown()
 
 
+def test_push_of_a_control_frame_that_rfc_6455_forbids_is_false_and_sends_nothing(server):
+    client = WsClient(server, read_fd=True)
+    for opcode, size, finish, error in ((PING, 126, True, ErrorCode.DATA_LENGTH_TOO_LARGE),
+                                        (PONG, 200, True, ErrorCode.DATA_LENGTH_TOO_LARGE),
+                                        (CLOSE, 130, True, ErrorCode.DATA_LENGTH_TOO_LARGE),
+                                        (PING, 5, False, ErrorCode.WEBSOCKET_BAD_OPCODE)):
+        client.command("push", data="p" * size, opcode=opcode, finish=finish)
+        event = server.wait("pushed")
+        assert event["ok"] is False and event["error"] == error, (opcode, size, finish)
+    client.command("push", data="p" * 125, opcode=PING)  # the largest a control frame may carry
+    assert server.wait("pushed")["ok"] is True
+    ping = client.recv_frame()
+    assert (ping.opcode, ping.data) == (PING, b"p" * 125)
+    client.send(b"nothing else came")
+    assert client.recv_message(skip_control=False).data == b"nothing else came"
+    client.shutdown()
+
+
 def test_plain_http_on_the_same_port_is_served_and_is_not_a_websocket(server):
     ws = WsClient(server, read_fd=True)
     plain = socket.create_connection(("127.0.0.1", server.port), timeout=10)

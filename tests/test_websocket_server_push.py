@@ -79,6 +79,22 @@ def test_push_to_a_compressing_client_from_anywhere(server, origin):
     target.shutdown()
 
 
+@pytest.mark.parametrize("origin", ["own", "process"])
+def test_a_forbidden_control_push_to_a_compressing_client_is_false_not_an_exception(server, origin):
+    target = WsClient(server, compress=True, read_fd=True)
+    if origin == "own":
+        target.command("push", data="p" * 200, opcode=PING)
+        event = server.wait("pushed")
+    else:
+        target.command("process", to=target.fd, data="p" * 200, opcode=PING)
+        event = server.wait("process_push")
+    assert event["ok"] is False and event["error"] == ErrorCode.DATA_LENGTH_TOO_LARGE
+    target.send(b"still fine")
+    got = target.recv_message(skip_control=False)
+    assert got.data == b"still fine"
+    target.shutdown()
+
+
 def test_compression_is_negotiated_and_round_trips_small_and_large_messages(server):
     client = WsClient(server, compress=True, read_fd=True)
     assert client.deflate.startswith("permessage-deflate")
