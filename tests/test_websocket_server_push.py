@@ -199,6 +199,7 @@ def test_open_frame_settings_deliver_close_ping_and_pong_frames(run_server, mode
     closing = handle.wait("control", opcode=CLOSE)
     assert closing["code"] == 4010 and closing["reason"] == "closing é"
     assert closing["data"] == close_payload(4010, "closing é".encode()).hex()
+    assert client.expect_close().code == 4010  # delivered, and still answered and closed
     client.shutdown()
     handle.wait("close", fd=client.fd)
     assert handle.stop() == 0
