@@ -95,6 +95,22 @@ def test_a_forbidden_control_push_to_a_compressing_client_is_false_not_an_except
     target.shutdown()
 
 
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "deflate"])
+def test_pushes_then_disconnect_from_another_connection_arrive_in_order(server, compress):
+    target = WsClient(server, compress=compress, read_fd=True)
+    helper = WsClient(server, read_fd=True)
+    helper.command("push_many", to=target.fd, frames=[[f"m{i} " * 50, TEXT, True] for i in range(20)])
+    assert server.wait("pushed")["ok"] == [True] * 20
+    helper.command("disconnect", fd=target.fd, args=[4005, "after the pushes"])
+    assert server.wait("disconnected")["ok"] is True
+    assert [target.recv_message().data for _ in range(20)] == [(f"m{i} " * 50).encode() for i in range(20)]
+    closing = target.expect_close()
+    assert (closing.code, closing.reason) == (4005, "after the pushes")
+    server.wait("close", fd=target.fd)
+    helper.shutdown()
+    target.shutdown()
+
+
 def test_compression_is_negotiated_and_round_trips_small_and_large_messages(server):
     client = WsClient(server, compress=True, read_fd=True)
     assert client.deflate.startswith("permessage-deflate")
