@@ -6,6 +6,7 @@ open_websocket_close_frame / ping_frame / pong_frame, and the `websockets` libra
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -139,20 +140,31 @@ def test_the_configured_subprotocol_is_answered_only_when_the_client_asks(server
 
 @needs_websockets
 def test_the_websockets_library_talks_to_the_server_compressed(server):
-    import websockets.client
+    try:
+        from websockets.asyncio.client import connect  # websockets >= 13
+    except ImportError:
+        from websockets.client import connect  # type: ignore[no-redef]
+    from websockets.exceptions import ConnectionClosed
 
-    async def talk() -> tuple[str, bytes, bytes, str | None]:
-        async with websockets.client.connect(f"ws://127.0.0.1:{server.port}/lib", subprotocols=["chat"],
-                                             compression="deflate") as ws:
-            hello = await ws.recv()
+    async def talk() -> dict:
+        async with connect(f"ws://127.0.0.1:{server.port}/lib", subprotocols=["chat"], compression="deflate") as ws:
+            fd = json.loads(await ws.recv())["fd"]
             await ws.send(b"library bytes" * 100)
             echoed = await ws.recv()
-            pong_waiter = await ws.ping(b"lib-ping")
-            await asyncio.wait_for(pong_waiter, 10)
-            return hello, echoed, b"lib-ping", ws.subprotocol
+            await asyncio.wait_for(await ws.ping(b"lib-ping"), 10)
+            await ws.send(json.dumps({"cmd": "push", "data": "p" * 125, "opcode": PING}))  # a ping it answers
+            await ws.send(json.dumps({"cmd": "disconnect", "args": [4002, "library bye"]}))
+            try:
+                while True:
+                    await ws.recv()
+            except ConnectionClosed as closed:
+                code, reason = closed.rcvd.code, closed.rcvd.reason
+            return {"fd": fd, "echoed": echoed, "subprotocol": ws.subprotocol, "code": code, "reason": reason}
 
-    hello, echoed, _, subprotocol = asyncio.run(asyncio.wait_for(talk(), 30))
-    assert '"fd"' in hello and echoed == b"library bytes" * 100 and subprotocol == "chat"
+    result = asyncio.run(asyncio.wait_for(talk(), 30))
+    assert result["echoed"] == b"library bytes" * 100 and result["subprotocol"] == "chat"
+    assert (result["code"], result["reason"]) == (4002, "library bye")
+    server.wait("close", fd=result["fd"])
 
 
 # -- the handshake callback -------------------------------------------------------------------------
