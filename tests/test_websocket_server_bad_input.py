@@ -7,6 +7,7 @@ handshake gets HTTP 400; a frame header announcing more than package_max_length 
 from __future__ import annotations
 
 import struct
+import zlib
 
 import pytest
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.timeout(60)
 MAX = 64 * 1024
 MIB = 1024 * 1024
 
-server = module_ws_server(command_app(), {"worker_num": 1, "package_max_length": MAX})
+server = module_ws_server(command_app(), {"worker_num": 1, "package_max_length": MAX, "websocket_compression": True})
 
 PROTOCOL, INVALID, TOO_BIG = 1002, 1007, 1009
 VIOLATIONS = {
@@ -75,6 +76,36 @@ def test_a_protocol_violation_closes_that_connection_with_its_code(server, bysta
     server.wait("close", fd=client.fd)
     after = settled(server, bystander, lambda s: s["protocol_error_count"] > before)
     assert after["protocol_error_count"] == before + 1
+    client.shutdown()
+
+
+def deflated(data: bytes) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    out = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return out[:-4]
+
+
+COMPRESSED_VIOLATIONS = {
+    "inflates-over-package-max-length": (frame(BINARY, deflated(b"\0" * (16 * MIB)), rsv=4), TOO_BIG),
+    "not-deflate-data": (frame(BINARY, b"\xff\xfe\xfd\xfc not deflate", rsv=4), INVALID),
+    "rsv1-on-a-continuation": (frame(BINARY, deflated(b"a"), rsv=4, fin=False) + frame(0, b"b", rsv=4), PROTOCOL),
+    "rsv1-on-a-ping": (frame(PING, b"p", rsv=4), PROTOCOL),
+    "inflated-text-not-utf8": (frame(TEXT, deflated(b"ok \xff"), rsv=4), INVALID),
+}
+
+
+@pytest.mark.parametrize("name", list(COMPRESSED_VIOLATIONS))
+def test_a_violation_on_a_compressing_connection_closes_it_with_its_code(server, bystander, name):
+    data, code = COMPRESSED_VIOLATIONS[name]
+    rss_before = tree_rss(server)
+    client = WsClient(server, compress=True, read_fd=True)
+    assert client.deflate is not None
+    client.send(b"before " * 100)
+    assert client.recv_message().data == b"before " * 100
+    client.send_raw(data)
+    assert client.expect_close().code == code, name
+    server.wait("close", fd=client.fd)
+    assert tree_rss(server) - rss_before < 32 * MIB  # the 16 MiB bomb was never inflated whole
     client.shutdown()
 
 

@@ -129,6 +129,34 @@ def test_compression_is_negotiated_and_round_trips_small_and_large_messages(serv
     plain.shutdown()
 
 
+@pytest.mark.parametrize("offer", [
+    "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+    "permessage-deflate; server_max_window_bits=9; client_max_window_bits=9",
+    "permessage-deflate; server_max_window_bits=10, permessage-deflate",
+    "x-webkit-deflate-frame, permessage-deflate; client_max_window_bits",
+])
+def test_deflate_parameters_the_client_asks_for_are_honoured(server, offer):
+    client = WsClient(server, compress=offer, read_fd=True)
+    assert client.deflate is not None and client.deflate.startswith("permessage-deflate")
+    if "server_max_window_bits=9" in offer:
+        assert "server_max_window_bits=9" in client.deflate
+    # the same text twice: with context takeover the second would refer back into the first;
+    # a distance the window does not allow fails the client's decompressor (window = the answer's)
+    text = bytes(range(256)) * 8 + b"tail " * 300
+    for _ in range(3):
+        client.send(text)
+        assert client.recv_message().data == text
+    client.shutdown()
+
+
+def test_an_unknown_extension_alone_is_not_accepted(server):
+    client = WsClient(server, compress="x-webkit-deflate-frame", read_fd=True)
+    assert client.status == 101 and client.deflate is None
+    client.send(b"plain")
+    assert client.recv_message().data == b"plain"
+    client.shutdown()
+
+
 def test_the_configured_subprotocol_is_answered_only_when_the_client_asks(server):
     asked = WsClient(server, protocols="chat, superchat", read_fd=True)
     assert asked.headers.get("sec-websocket-protocol") == "chat"

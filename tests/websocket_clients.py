@@ -72,9 +72,10 @@ class Received:
 class WsClient:
     """A WebSocket client on a real socket. Connects and handshakes in the constructor (unless
     `handshake=False`); `status`, `headers` (lower-cased) hold the server's answer. With
-    `compress`, it offers permessage-deflate and, if accepted, compresses what it sends."""
+    `compress`, it offers permessage-deflate (True, or the offer's text) and, if accepted,
+    compresses what it sends, with the window bits and context takeover the answer says."""
 
-    def __init__(self, server: Any, *, path: str = "/", compress: bool = False, protocols: str | None = None,
+    def __init__(self, server: Any, *, path: str = "/", compress: bool | str = False, protocols: str | None = None,
                  extra: str = "", handshake: bool = True, rcvbuf: int | None = None, timeout: float = 10.0,
                  read_fd: bool = False) -> None:
         port = server if isinstance(server, int) else server.port
@@ -91,7 +92,8 @@ class WsClient:
         self.deflate: str | None = None
         self._compressor: Any = None
         self._decompressor: Any = None
-        self._reset_decompressor = False
+        self._reset_decompressor = self._reset_compressor = False
+        self._client_bits = self._server_bits = 15
         self.fd: int | None = None
         if handshake:
             self.handshake(path, compress, protocols, extra)
@@ -99,7 +101,7 @@ class WsClient:
                 self.fd = self.recv_message().json()["fd"]
 
     # -- the upgrade ----------------------------------------------------------------------
-    def handshake(self, path: str = "/", compress: bool = False, protocols: str | None = None, extra: str = "",
+    def handshake(self, path: str = "/", compress: bool | str = False, protocols: str | None = None, extra: str = "",
                   key: str | None = None, version: str = "13") -> None:
         key = key if key is not None else base64.b64encode(os.urandom(16)).decode()
         lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", "Upgrade: websocket", "Connection: Upgrade",
@@ -107,7 +109,8 @@ class WsClient:
         if protocols:
             lines.append(f"Sec-WebSocket-Protocol: {protocols}")
         if compress:
-            lines.append("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits")
+            offer = compress if isinstance(compress, str) else "permessage-deflate; client_max_window_bits"
+            lines.append(f"Sec-WebSocket-Extensions: {offer}")
         self.sock.sendall(("\r\n".join(lines) + "\r\n" + extra + "\r\n").encode())
         head = self.read_head()
         status_line, *fields = head.decode("latin-1").split("\r\n")
@@ -121,9 +124,14 @@ class WsClient:
             self.deflate = self.headers.get("sec-websocket-extensions")
             if self.deflate:
                 assert self.deflate.startswith("permessage-deflate"), self.deflate
-                self._compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
-                self._decompressor = zlib.decompressobj(-15)
-                self._reset_decompressor = "server_no_context_takeover" in self.deflate
+                params = dict((p.strip().partition("=")[0], p.strip().partition("=")[2]) for p in self.deflate.split(";")[1:])
+                self._client_bits = int(params.get("client_max_window_bits") or 15)
+                # decompressing with the announced window fails if the server reached further back
+                self._server_bits = int(params.get("server_max_window_bits") or 15)
+                self._reset_decompressor = "server_no_context_takeover" in params
+                self._reset_compressor = "client_no_context_takeover" in params
+                self._compressor = zlib.compressobj(6, zlib.DEFLATED, -self._client_bits)
+                self._decompressor = zlib.decompressobj(-self._server_bits)
 
     def read_head(self) -> bytes:
         while b"\r\n\r\n" not in self.buffer:
@@ -157,6 +165,8 @@ class WsClient:
             payload = self._compressor.compress(payload) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
             assert payload.endswith(b"\x00\x00\xff\xff")
             payload, rsv = payload[:-4], 4
+            if self._reset_compressor:
+                self._compressor = zlib.compressobj(6, zlib.DEFLATED, -self._client_bits)
         self.sock.sendall(frame(opcode, payload, fin=fin, rsv=rsv, mask_key=os.urandom(4)))
 
     def command(self, cmd: str, **args: Any) -> None:
@@ -231,7 +241,7 @@ class WsClient:
             assert self._decompressor is not None, "a compressed frame on an uncompressed connection"
             data = self._decompressor.decompress(data + b"\x00\x00\xff\xff")
             if self._reset_decompressor:
-                self._decompressor = zlib.decompressobj(-15)
+                self._decompressor = zlib.decompressobj(-self._server_bits)
         return Received(first.opcode, data, True, first.rsv1)
 
     def expect_close(self, timeout: float = 10.0) -> Received:
