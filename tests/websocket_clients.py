@@ -73,19 +73,21 @@ class WsClient:
     """A WebSocket client on a real socket. Connects and handshakes in the constructor (unless
     `handshake=False`); `status`, `headers` (lower-cased) hold the server's answer. With
     `compress`, it offers permessage-deflate (True, or the offer's text) and, if accepted,
-    compresses what it sends, with the window bits and context takeover the answer says."""
+    compresses what it sends, with the window bits and context takeover the answer says.
+    `server` is a ServerHandle (its events are pumped while waiting) or a port; `port` and
+    `unix` (a socket path) pick another listener of that server."""
 
     def __init__(self, server: Any, *, path: str = "/", compress: bool | str = False, protocols: str | None = None,
                  extra: str = "", handshake: bool = True, rcvbuf: int | None = None, timeout: float = 10.0,
-                 read_fd: bool = False) -> None:
-        port = server if isinstance(server, int) else server.port
+                 read_fd: bool = False, unix: str | None = None, port: int | None = None) -> None:
+        port = port if port is not None else server if isinstance(server, int) else server.port
         self.events = None if isinstance(server, int) else server  # pumped while we wait
         self.timeout = timeout
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock = socket.socket(socket.AF_UNIX if unix else socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
-        self.sock.connect(("127.0.0.1", port))
+        self.sock.connect(unix if unix else ("127.0.0.1", port))
         self.buffer = b""
         self.status = 0
         self.headers: dict[str, str] = {}
