@@ -1,11 +1,12 @@
 """websocket.Server end to end, listeners (seed 003: a port added to a WebSocket server
 inherits its protocol; seed 004 "WebSocket 服务监听"): WebSocket on an inherited TCP port and
 on a Unix-socket port, per-port settings (a subprotocol of its own), a raw TCP port next to
-them, and a push from a raw port's callback to a WebSocket client, in every mode."""
+them, a push from a raw port's callback to a WebSocket client, and a reload, in every mode."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 
 import pytest
@@ -58,4 +59,36 @@ def test_websocket_on_added_ports_a_unix_socket_and_a_raw_port(run_server, mode,
     unix.send(b"over unix", BINARY)
     assert unix.recv_message().data == b"over unix"
     unix.shutdown()
+    assert handle.stop() == 0
+
+
+# -- a reload -------------------------------------------------------------------------------------
+def test_after_a_reload_handshakes_plain_requests_and_kept_connections_are_served(run_server, mode):
+    def setup(server, emit):
+        command_app()(server, emit)
+        server.on("worker_start", lambda srv, worker_id: emit("started", worker_id=worker_id, pid=os.getpid()))
+
+    handle = run_server(setup, mode=mode, settings={"worker_num": 1, "max_wait_time": 1}, server_class=ws_server_class())
+    handle.wait("started")
+    kept = WsClient(handle, read_fd=True)
+    handle.signal(signal.SIGUSR1)  # reload the event workers
+    handle.wait("started", timeout=15)
+    fresh = WsClient(handle, read_fd=True)  # a new worker answers the handshake
+    assert fresh.status == 101
+    fresh.send(b"after the reload")
+    assert fresh.recv_message().data == b"after the reload"
+    with socket.create_connection(("127.0.0.1", handle.port), timeout=10) as plain:
+        plain.sendall(b"GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := plain.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"plain /after")
+    if mode == "base":  # the worker owned its connections: they went with it
+        assert kept.closed_by_server()
+    else:  # a PROCESS reactor thread / the THREAD acceptor keeps them for the new worker
+        fresh.command("push", to=kept.fd, data="to a kept connection")
+        assert handle.wait("pushed")["ok"] is True
+        assert kept.recv_message().data == b"to a kept connection"
+    for client in (kept, fresh):
+        client.shutdown()
     assert handle.stop() == 0
