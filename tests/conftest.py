@@ -82,6 +82,13 @@ class ServerHandle:
         deadline = time.monotonic() + timeout
         return [self.wait(name, max(0.01, deadline - time.monotonic()), **match) for _ in range(count)]
 
+    def pump(self) -> None:
+        """Read the events already sent into the backlog (consuming none): a client waiting
+        on its socket calls this, so a server blocked in emit() (a Unix datagram queue holds
+        only net.unix.max_dgram_qlen = 10 unread events) is never waiting on the test."""
+        while (event := self._read(0.0)) is not None:
+            self._backlog.append(event)
+
     def drain(self, settle: float = 0.0) -> list[dict[str, Any]]:
         """Every event received so far (optionally waiting `settle` seconds for more)."""
         deadline = time.monotonic() + settle

@@ -7,50 +7,11 @@ import socket
 
 import pytest
 
-from threadswoole.protocol.websocket import Close, Message, MessageEncoder, WebSocketCodec
-from threadswoole.protocol.websocket import deflate as ws_deflate
+from threadswoole.protocol.websocket import Close
 from threadswoole.protocol.websocket import handshake as ws_handshake
+from websocket_server_helpers import CodecClient as Client
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class Client:
-    """A WebSocket client on the codec's client side (a real socket, a real handshake)."""
-
-    def __init__(self, port: int, compress: bool = False, headers: bytes = b"") -> None:
-        request, self.key = ws_handshake.client_request("127.0.0.1", "/", None, extensions=ws_deflate.offer() if compress else None)
-        if headers:
-            request = request[:-2] + headers + b"\r\n"
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.sock.sendall(request)
-        buffer = b""
-        while b"\r\n\r\n" not in buffer:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                break
-            buffer += chunk
-        head, _, rest = buffer.partition(b"\r\n\r\n")
-        self.status_line = head.split(b"\r\n")[0]
-        fields = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line)
-        extensions = fields.get(b"Sec-WebSocket-Extensions")
-        self.deflate = ws_deflate.accept_response(extensions.decode()) if extensions else None
-        self.codec = WebSocketCodec(client_side=True, deflate=self.deflate, deliver_close=True)
-        self.encoder = MessageEncoder(self.deflate, client_side=True)
-        self.events = self.codec.feed(rest) if rest and self.status_line.endswith(b"101 Switching Protocols") else []
-
-    def send(self, data: bytes, opcode: int = 2) -> None:
-        self.sock.sendall(self.encoder.encode(opcode, data))
-
-    def next_event(self) -> object:
-        while not self.events:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("server closed")
-            self.events += [e for e in self.codec.feed(chunk) if isinstance(e, (Message, Close))]
-        return self.events.pop(0)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def _echo(server, emit):

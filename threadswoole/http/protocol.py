@@ -18,7 +18,6 @@ import time
 from typing import Any, Mapping
 
 from threadswoole.connections.application import ApplicationProtocol
-from threadswoole._context import current
 from threadswoole.http.builder import RequestBuilder
 from threadswoole.http.options import HttpOptions
 from threadswoole.http.request import Request
@@ -79,7 +78,6 @@ class HttpEventHandler:
         self.static = protocol.static
         self.builders: dict[int, RequestBuilder | None] = {}  # session -> its streaming body (None: discard)
         self.connections: dict[int, _Connection] = {}
-        self.send_function = current().send_function  # this worker's Server.send fast path
         self.runtime = dispatcher.runtime
         self.whole_body_limit = self.options.upload_max_filesize  # a longer one may need a 413 first
         self._on_request: Any = None
@@ -188,6 +186,9 @@ class HttpEventHandler:
         q = self.state.q
         base = self.state.record_base(session)
         remote_addr = layout.unpack_ip(q[base + layout.C_FAMILY], q[base + layout.C_IP_HIGH], q[base + layout.C_IP_LOW])
-        known = _Connection(SessionTransport(self.router, session, self.send_function), remote_addr, q[base + layout.C_REMOTE_PORT], q[base + layout.C_SERVER_PORT])
+        # SessionTransport takes this worker's Server.send fast path from the context now, while
+        # the worker runs: when the handler was built (before the worker bound its context) a
+        # BASE worker restarted in-process still had its predecessor's, whose sends go nowhere.
+        known = _Connection(SessionTransport(self.router, session), remote_addr, q[base + layout.C_REMOTE_PORT], q[base + layout.C_SERVER_PORT])
         self.connections[session] = known
         return known

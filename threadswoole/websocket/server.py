@@ -28,6 +28,8 @@ WEBSOCKET_PORT_KEYS = HTTP_PORT_KEYS | {
     "open_websocket_close_frame", "open_websocket_ping_frame", "open_websocket_pong_frame",
 }
 PUSH_OPCODES = frozenset({0, 1, 2, 8, 9, 10})
+CONTROL_OPCODES = frozenset({8, 9, 10})
+MAX_CONTROL_PAYLOAD = 125  # RFC 6455 5.5: control frames carry at most 125 bytes, unfragmented
 
 
 class Server(HttpServer):
@@ -57,10 +59,11 @@ class Server(HttpServer):
     # -- the §9 methods -------------------------------------------------------------------
     def push(self, fd: int, data: Any, opcode: int = WEBSOCKET_OPCODE_TEXT, finish: bool = True) -> bool:
         """Send one message (or fragment, with finish=False) to an established connection;
-        False with 8501 when `fd` is not one, 8502 for a bad opcode, 1202 when too large."""
+        False with 8501 when `fd` is not one, 8502 for a bad opcode or a fragmented control
+        frame, 1202 when too large (over buffer_output_size, or a control frame over 125 bytes)."""
         ctx = current()
         router = ctx.router
-        if router is not None and type(fd) is int and type(data) is bytes and fd > 0 and opcode in PUSH_OPCODES:
+        if router is not None and type(fd) is int and type(data) is bytes and fd > 0 and (opcode == 1 or opcode == 2):
             # The common case in one frame: bytes to an established, uncompressed connection
             # (the record read as state.record_base / alive would), framed here, sent through
             # the worker's Server.send fast path. Anything else takes _push below.
@@ -82,6 +85,11 @@ class Server(HttpServer):
             raise TypeError("opcode must be an int")
         if opcode not in PUSH_OPCODES:
             return set_error(ErrorCode.WEBSOCKET_BAD_OPCODE)
+        if opcode in CONTROL_OPCODES:  # a frame no peer may accept: refused here, never sent
+            if not finish:
+                return set_error(ErrorCode.WEBSOCKET_BAD_OPCODE)
+            if len(payload) > MAX_CONTROL_PAYLOAD:
+                return set_error(ErrorCode.DATA_LENGTH_TOO_LARGE)
         word = self._word(router, session)
         if word & STATUS_MASK != STATUS_ESTABLISHED:
             return set_error(ErrorCode.WEBSOCKET_BAD_CLIENT)
