@@ -40,3 +40,8 @@ class ApplicationProtocol:
     def event_handler(self, dispatcher: Any) -> EventHandler | None:
         """For a worker: how to run the callbacks of this protocol's events (raw: none)."""
         return None
+
+    def close_handler(self, dispatcher: Any) -> Callable[[int], Any] | None:
+        """For a worker: called with the session after a connection's `close` callback, to drop
+        what the protocol kept about it in the worker (raw: nothing)."""
+        return None

@@ -12,8 +12,8 @@ from typing import Any, Mapping
 from threadswoole.connections.application import ApplicationProtocol
 
 
-def for_listener(settings: Mapping[str, Any]) -> ApplicationProtocol:
-    """The protocol of a stream listener whose effective settings are `settings`."""
+def for_listener(settings: Mapping[str, Any], server: Any = None) -> ApplicationProtocol:
+    """The protocol of a stream listener of `server` whose effective settings are `settings`."""
     if settings.get("open_websocket_protocol"):
         from threadswoole.websocket.protocol import WebSocketProtocol
 
@@ -25,5 +25,11 @@ def for_listener(settings: Mapping[str, Any]) -> ApplicationProtocol:
     if settings.get("open_redis_protocol"):
         from threadswoole.redis.protocol import RedisProtocol
 
-        return RedisProtocol(settings)
+        return RedisProtocol(settings, server)  # answered by the server's command table
     return ApplicationProtocol(settings)
+
+
+def speaks_application_protocol(settings: Mapping[str, Any]) -> bool:
+    """True when a stream listener with these settings runs a protocol's codec and handler (HTTP,
+    WebSocket, RESP) rather than handing bytes to `receive`."""
+    return any(settings.get(key) for key in ("open_websocket_protocol", "open_http_protocol", "open_redis_protocol"))

@@ -9,15 +9,17 @@ from typing import Any
 
 from threadswoole.constants import SWOOLE_BASE, SWOOLE_PROCESS, SWOOLE_THREAD
 from threadswoole.errors import ConfigError, StateError
+from threadswoole.server import protocols
 from threadswoole.server import settings as schema
 from threadswoole.workers.roster import Roster, RunConfig
 
 
 def check_callbacks(ports: list[Any], settings: dict[str, Any], callbacks: Any) -> None:
-    """Contract §5.4: a stream listener needs `receive`, a datagram listener `packet`."""
+    """Contract §5.4: a stream listener without an application protocol needs `receive` (one
+    with a protocol is served by that protocol's handler), a datagram listener `packet`."""
     for port in ports:
         if port.is_stream:
-            if port.callback("receive") is None:
+            if port.callback("receive") is None and not protocols.speaks_application_protocol(port.effective_settings()):
                 raise StateError(f"listener {port.host}:{port.port} needs a 'receive' callback: server.on('receive', fn)")
         elif port.callback("packet") is None:
             raise StateError(f"datagram listener {port.host}:{port.port} needs a 'packet' callback: server.on('packet', fn)")

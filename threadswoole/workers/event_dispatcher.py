@@ -31,8 +31,12 @@ class EventDispatcher:
         self.ports = ports
         self.callbacks = callbacks  # the server's callback table (lookup by canonical name)
         self._handlers: dict[int, Callable[..., Any] | None] = {}
+        self._closers: dict[int, Callable[[int], Any]] = {}  # the protocols' per-connection cleanup
         for port in ports:
             self._handlers[port.index] = port.protocol.event_handler(self)
+            closer = port.protocol.close_handler(self)
+            if closer is not None:
+                self._closers[port.index] = closer
 
     # -- running callbacks ----------------------------------------------------------------
     def call(self, event: str, callback: Callable[..., Any] | None, *args: Any) -> Any:
@@ -70,6 +74,9 @@ class EventDispatcher:
 
     def close(self, port: Any, session: int, reactor_id: int) -> None:
         self.call("close", port.on_close, self.server, session, reactor_id)
+        closer = self._closers.get(port.index)
+        if closer is not None:
+            closer(session)
 
     def buffer_full(self, port: Any, session: int) -> None:
         self.call("buffer_full", port.on_buffer_full, self.server, session)
