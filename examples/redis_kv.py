@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         store = KeyValueStore()
     register(server, store)
-    print(f"redis_kv on {options.host}:{options.port} ({options.mode}, {options.workers} worker(s))", flush=True)
+    print(f"redis_kv on {options.host}:{server.port} ({options.mode}, {options.workers} worker(s))", flush=True)  # --port 0: the port the OS chose
     server.start()
 
 
