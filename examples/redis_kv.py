@@ -162,8 +162,10 @@ class KeyValueStore:
     def get(self, server: Any, fd: int, args: list[bytes]) -> bytes:
         if len(args) != 1:
             return wrong_arity("get")
-        with self._lock:
-            entry = self._live(args[0], self._clock())
+        entry = self._data.get(args[0])  # one atomic read (entries are never changed in place)
+        if entry is not None and entry[1] is not None:  # it may have expired: check under the lock
+            with self._lock:
+                entry = self._live(args[0], self._clock())
         return NIL if entry is None else redis.format(redis.STRING, entry[0])  # type: ignore[return-value]
 
     def set(self, server: Any, fd: int, args: list[bytes]) -> bytes:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+from threading import get_ident
 from typing import Any, Callable, Literal
 
 from threadswoole._arguments import as_bytes
@@ -49,7 +50,7 @@ _CROSS_PROTOCOL = (b"host:", b"post")  # first words of HTTP request lines Redis
 class Session:
     """What the worker keeps about one RESP connection: its protocol and the reply being built."""
 
-    __slots__ = ("fd", "id", "resp3", "name", "pending", "closing", "reset")
+    __slots__ = ("fd", "id", "resp3", "name", "pending", "thread", "closing", "reset")
 
     def __init__(self, fd: int, client_id: int) -> None:
         self.fd = fd
@@ -57,14 +58,9 @@ class Session:
         self.resp3 = False  # True after HELLO 3
         self.name: bytes | None = None  # HELLO ... SETNAME
         self.pending: list[bytes] | None = None  # replies captured while a handler of this fd runs
+        self.thread = 0  # ...on this thread (threading.get_ident())
         self.closing = False  # a handler asked to close: close once the reply is written
         self.reset = False  # ...with close(fd, reset=True): drop the reply, reset the connection
-
-
-class _Running(threading.local):
-    """The session whose handler runs on this thread (None: no handler is running here)."""
-
-    session: Session | None = None
 
 
 def unknown_command(args: list[bytes]) -> bytes:
@@ -99,7 +95,6 @@ class CommandTable:
         self.error_hook = error_hook or log_handler_error
         self._ids = itertools.count(1)
         self._lock = threading.Lock()  # creating and forgetting sessions (THREAD mode: several threads)
-        self._running = _Running()
 
     # -- the handlers -----------------------------------------------------------------------------------
     def set_handler(self, command: str, callback: Handler) -> bool:
@@ -134,8 +129,8 @@ class CommandTable:
     def capture(self, fd: Any, data: Any) -> bool:
         """If a handler of `fd` is running on this thread, keep `data` for its reply (in order) and
         return True. `data` is checked as `Server.send` checks it (TypeError for other types)."""
-        session = self._running.session
-        if session is None or session.fd != fd or session.pending is None:
+        session = self.sessions.get(fd)
+        if session is None or session.pending is None or session.thread != get_ident():
             return False
         session.pending.append(as_bytes(data))
         return True
@@ -143,8 +138,8 @@ class CommandTable:
     def defer_close(self, fd: Any, reset: bool = False) -> bool:
         """If a handler of `fd` is running on this thread, mark it to be closed after its reply
         (`reset`: reset at once instead, the reply dropped) and return True."""
-        session = self._running.session
-        if session is None or session.fd != fd or session.pending is None:
+        session = self.sessions.get(fd)
+        if session is None or session.pending is None or session.thread != get_ident():
             return False
         session.closing = True
         session.reset = session.reset or bool(reset)
@@ -175,13 +170,11 @@ class CommandTable:
         if session.closing:
             return None
         replies = session.pending = []
-        running = self._running
-        outer, running.session = running.session, session
+        session.thread = get_ident()
         try:
             self._run(server, fd, args, session, replies)
         finally:
             session.pending = None
-            running.session = outer
         return b"".join(replies) if replies else None
 
     def dispatch_batch(self, server: Any, fd: int, commands: list[list[bytes]]) -> bytes | None:
@@ -192,10 +185,8 @@ class CommandTable:
         """`dispatch_batch` for a session in hand (redis.Server's event handler looks it up once)."""
         fd = session.fd
         replies = session.pending = []
+        session.thread = get_ident()
         handlers = self._handlers
-        append = replies.append
-        running = self._running
-        outer, running.session = running.session, session
         try:
             for args in commands:
                 if session.closing:
@@ -203,25 +194,21 @@ class CommandTable:
                 # The common case inline (a handler found under the name as sent, bytes returned);
                 # everything else goes through _run.
                 handler = handlers.get(args[0])
-                if handler is not None:
-                    try:
-                        result = handler(server, fd, args[1:])
-                    except Exception as exc:
-                        self._handler_failed(exc, args, replies)
-                        continue
-                    else:
-                        if type(result) is bytes:
-                            if result:
-                                append(result)
-                            continue
-                        if result is None:
-                            continue
-                        self._keep_result(result, replies)
-                        continue
-                self._run(server, fd, args, session, replies)
+                if handler is None:
+                    self._run(server, fd, args, session, replies)
+                    continue
+                try:
+                    result = handler(server, fd, args[1:])
+                except Exception as exc:
+                    self._handler_failed(exc, args, replies)
+                    continue
+                if type(result) is bytes:
+                    if result:
+                        replies.append(result)
+                elif result is not None:
+                    self._keep_result(result, replies)
         finally:
             session.pending = None
-            running.session = outer
         if not replies:
             return None
         return replies[0] if len(replies) == 1 else b"".join(replies)
