@@ -513,3 +513,29 @@ def test_the_class_api() -> None:
         assert server.command_table.get_handler("get") is handler
     finally:
         server.get_socket().close()
+
+
+def test_the_readme_and_docs_example_runs_as_written() -> None:
+    """README "Redis server" (the same code opens docs/redis.md): served as written, port swapped."""
+    import re
+
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    code = re.search(r"## Redis server.*?```python\n(.*?)```", readme, re.S).group(1)
+    docs = open(os.path.join(ROOT, "docs", "redis.md")).read()
+    assert code in docs
+    code = code.replace('redis.Server("127.0.0.1", 6380', 'redis.Server("127.0.0.1", 0')
+    code = code.replace("server.start()", 'server.on("start", lambda s: print("PORT", s.port, flush=True))\nserver.start()')
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=ROOT), start_new_session=True)
+    try:
+        port = int(proc.stdout.readline().split()[1])
+        conn = Conn(port)
+        assert conn.call("SET", "greeting", "hello") == "+OK" and conn.call("GET", "greeting") == b"hello"
+        assert conn.call("GET", "nothing") is None
+        conn.close()
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        proc.stdout.close()

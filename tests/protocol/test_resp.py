@@ -404,8 +404,10 @@ def test_mutated_streams_parse_the_same_however_cut() -> None:
         cmd(b"SET", b"k", b"v") * 5 + cmd(b"SET", b"k", b"a\r\nb"),  # one shape, a bulk holding CRLF
         cmd(b"PING") * 6,
         cmd(b"SET", b"key:1", b"value"),  # one command: feed's single-command path
+        b"PING\r\n" * 6,  # whole inline lines: split all at once (split_lines)
+        b"SET k v\r\nGET k\n\r\n  \r\nECHO a\r\n" + cmd(b"GET", b"k"),  # blank lines, bare \n, then multibulk
     ],
-    ids=["get-x8", "set-x6-crlf", "ping-x6", "single"],
+    ids=["get-x8", "set-x6-crlf", "ping-x6", "single", "inline-x6", "inline-mixed"],
 )
 def test_mutated_one_shape_streams_parse_the_same_however_cut(base: bytes) -> None:
     # The same differential check for the paths that take whole inputs of one shape at once.
@@ -447,3 +449,14 @@ def test_one_shape_pipelines_and_their_edges() -> None:
     assert err is not None and err.reason == "query_too_large"
     batch = RespCodec(batch=True).feed(cmd(b"GET", b"a") + cmd(b"GET", b"b"))
     assert batch == [RespBatch([[b"GET", b"a"], [b"GET", b"b"]])] and all(type(c) is list for c in batch[0].commands)
+
+
+def test_inline_lines_split_at_once_as_line_by_line() -> None:
+    lines = [[b"SET", b"k", b"v"], [b"GET", b"k"], [b"PING"]]
+    check(b"SET k v\r\nGET k\nPING\r\n\r\n \t \r\n", lines)  # blank lines are skipped
+    check(b"PING\r\nSET a\x00b c\r\n", [[b"PING"], [b"SET", b"a\x00b", b"c"]])  # NUL is a plain byte here
+    check(b"PING\r\nSET 'a b' c\r\n", [[b"PING"], [b"SET", b"a b", b"c"]])  # quotes: the exact splitter
+    check(b"PING\r\n" + cmd(b"GET", b"k") + b"PING\r\n", [[b"PING"], [b"GET", b"k"], [b"PING"]])
+    check(b"PING\r\nPI", [[b"PING"]], buffered=2)
+    check(b"PING\r\n" + b"x" * 20 + b"\r\n", [[b"PING"]], response=b"-ERR Protocol error: too big inline request\r\n", max_inline_length=10)
+    check(b"PING\r\nSET \"a\r\n", [[b"PING"]], response=b"-ERR Protocol error: unbalanced quotes in request\r\n")

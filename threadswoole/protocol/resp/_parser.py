@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from threadswoole.protocol.codec import Codec, Event, ProtocolError, register_event
-from threadswoole.protocol.resp._inline import split_args
+from threadswoole.protocol.resp._inline import split_args, split_lines
 
 __all__ = [
     "RespCodec",
@@ -251,6 +251,14 @@ class RespCodec(Codec):
                     pos = nl + 1
                     if args:
                         out.append(args)
+                    if pos < n and src[pos] != 42:
+                        # More inline lines after this one (telnet, PING_INLINE -P 16): if the rest
+                        # is whole plain lines, split them all at once (16 PINGs: 91.7k -> 43k
+                        # instructions, callgrind); a single line never pays for the check.
+                        lines = split_lines(src[pos:], max_inline)
+                        if lines is not None:
+                            out += lines
+                            return n
                     continue
                 if pos != no_fast_at and n - pos <= budget:
                     budget -= n - pos
