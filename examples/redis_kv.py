@@ -194,9 +194,10 @@ class KeyValueStore:
             i += 1
         with self._lock:
             now = self._clock()
-            exists = self._live(key, now) is not None
-            if (condition == b"NX" and exists) or (condition == b"XX" and not exists):
-                return NIL
+            if condition is not None:  # (a plain SET need not read the old value)
+                exists = self._live(key, now) is not None
+                if (condition == b"NX" and exists) or (condition == b"XX" and not exists):
+                    return NIL
             self._data[key] = (value, None if ttl is None else now + ttl)
         return OK
 
