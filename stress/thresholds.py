@@ -59,6 +59,8 @@ BENCH_TARGETS: dict[str, list[tuple[str, str, str, float, str]]] = {
     # C generator in WebSocket mode: 100 connections, 64-byte masked binary frames
     "ws": [("threadswoole-base", "aiohttp", "req_per_cpu_s", 1.3, ""),
            ("threadswoole-base", "websockets", "req_per_cpu_s", 2.0, "")],
+    # one submitter, 16 tasks in flight to 2 workers, 64-byte echo (issue 11: 3x in PROCESS)
+    "tasks": [("threadswoole-process", "executor-process", "req_per_cpu_s", 3.0, "")],
     # redis-benchmark -n 200000 -c 50, per test, without and with -P 16
     "redis": [("threadswoole-base", "redis-server", "req_per_cpu_s", 0.5, "* P1"),
               ("threadswoole-base", "redis-server", "req_per_cpu_s", 0.2, "* P16")],

@@ -461,3 +461,4 @@ def test_a_request_that_kills_every_worker_is_dropped_after_the_second_death(run
     handle.wait_n("worker_error", 2, timeout=20)  # killed twice, then given up on
     assert recv_exact(client, 6, timeout=15) == b"AFTER\n"
     assert handle.stop() == 0
+

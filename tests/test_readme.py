@@ -28,11 +28,13 @@ def _examples() -> dict[str, str]:
 
 def _run(code: str) -> tuple[subprocess.Popen, int]:
     code = re.sub(r'Server\("127\.0\.0\.1", \d+', 'Server("127.0.0.1", 0', code)
-    code = code.replace("server.start()", 'server.on("start", lambda s: print("PORT", s.ports[0].port, flush=True))\nserver.start()')
+    # one write (the example's own prints, from worker threads running meanwhile, cannot split it)
+    code = code.replace("server.start()", 'import sys\nserver.on("start", lambda s: (sys.stdout.write(f"PORT {s.ports[0].port}\\n"), sys.stdout.flush()))\nserver.start()')
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
     for line in proc.stdout:  # type: ignore[union-attr]
-        if line.startswith("PORT"):
-            return proc, int(line.split()[1])
+        found = re.search(r"PORT (\d+)$", line)
+        if found:
+            return proc, int(found.group(1))
     raise AssertionError(f"example did not start: rc={proc.wait()}")
 
 
@@ -92,5 +94,46 @@ def test_demo_command_starts_an_echo_server():
         client = socket.create_connection(("127.0.0.1", port), timeout=5)
         client.sendall(b"echo me")
         assert recv_exact(client, 7) == b"echo me"
+    finally:
+        _stop(proc)
+
+
+def _section(title: str) -> str:
+    text = open(README).read()
+    found = re.search(r"## " + re.escape(title) + r".*?```python\n(.*?)```", text, re.S)
+    assert found, f"no example under {title!r}"
+    return found.group(1)
+
+
+def test_http_example_answers_as_described():
+    import http.client
+
+    code = re.sub(r'Server\("127\.0\.0\.1", \d+', 'Server("127.0.0.1", 0', _section("An HTTP server in 15 lines"))
+    proc, port = _run(code)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/hello?name=swoole")
+        reply = conn.getresponse()
+        assert reply.status == 200 and reply.read() == b"hello swoole"
+        conn.request("GET", "/elsewhere")
+        reply = conn.getresponse()
+        assert reply.status == 404 and reply.read() == b"not found"
+        conn.close()
+    finally:
+        _stop(proc)
+
+
+def test_websocket_example_welcomes_and_broadcasts():
+    from test_websocket_server import Client
+
+    proc, port = _run(_section("A WebSocket server in 15 lines"))
+    try:
+        first, second = Client(port, compress=True), Client(port)
+        assert first.next_event().data.startswith(b"welcome ")
+        assert second.next_event().data.startswith(b"welcome ")
+        first.send(b"to everyone")
+        assert first.next_event().data == b"to everyone" and second.next_event().data == b"to everyone"
+        first.close()
+        second.close()
     finally:
         _stop(proc)

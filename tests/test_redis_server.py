@@ -336,6 +336,15 @@ def test_protocol_errors_get_redis_texts_then_a_close(run_server, mode: str, bad
     assert handle.stop() == 0
 
 
+def test_quit_before_bad_bytes_closes_without_the_protocol_error(run_server, mode: str) -> None:
+    handle = run_server(with_events, mode=mode, settings={"worker_num": 1}, server_class=redis.Server)
+    conn = Conn(handle.port)
+    conn.send(command("PING") + command("QUIT") + b"*x\r\n")  # QUIT ran first: its +OK is the last word
+    assert conn.replies(2) == ["+PONG", "+OK"] and conn.closed()
+    handle.wait("close")
+    assert handle.stop() == 0
+
+
 def test_quit_reset_and_a_failing_handler(run_server, mode: str) -> None:
     handle = run_server(with_events, mode=mode, server_class=redis.Server)
     conn = Conn(handle.port)

@@ -47,6 +47,9 @@ class UnknownSettingWarning(SwooleWarning):
 class ErrorCode(IntEnum):
     """Swoole error codes; the numbering follows the seeds (1008 buffer full, 1202 too large)."""
 
+    CALLBACK_ERROR = 503  # Swoole's SW_ERROR_PHP_FATAL_ERROR: the user's callback failed
+    INVALID_PARAMS = 505
+    OPERATION_NOT_SUPPORT = 507
     SESSION_CLOSED_BY_SERVER = 1001
     SESSION_CLOSED_BY_CLIENT = 1002
     SESSION_CLOSING = 1003
@@ -73,6 +76,9 @@ class ErrorCode(IntEnum):
 
 
 _MESSAGES = {
+    ErrorCode.CALLBACK_ERROR: "The callback raised an exception",
+    ErrorCode.INVALID_PARAMS: "Invalid parameters",
+    ErrorCode.OPERATION_NOT_SUPPORT: "Operation not supported",
     ErrorCode.SESSION_CLOSED_BY_SERVER: "Session closed by server",
     ErrorCode.SESSION_CLOSED_BY_CLIENT: "Session closed by client",
     ErrorCode.SESSION_CLOSING: "Session is closing",

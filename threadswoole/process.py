@@ -27,7 +27,8 @@ calls, for one Process object, on every (re)spawn:
 
 In THREAD mode a user process is a thread: `process.enter_thread()` in that thread makes it
 talk on the child end while the workers (other threads) keep the parent end, then
-`run_callback()`; set `process.pid = os.getpid()` and `process.id` yourself.
+`run_callback()`; set `process.pid = os.getpid()` and `process.id` yourself. At shutdown the
+server calls `process.shutdown_thread_pipe()` so a thread blocked reading its end wakes up.
 """
 
 from __future__ import annotations
@@ -288,6 +289,16 @@ class Process(QueueMethods):
     def enter_thread(self) -> None:
         """THREAD mode: the calling thread is this user process and talks on the child end."""
         self._local.side = _CHILD
+
+    def shutdown_thread_pipe(self) -> None:
+        """THREAD mode, server shutdown: wake the user-process thread if it is blocked reading
+        its end of the pipe (the read returns b""); the server calls it, with SystemExit."""
+        child_end = self._ends[_CHILD]
+        if child_end is not None:
+            try:
+                child_end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def run_callback(self) -> int:
         """Run the callback, then (outside a server) the private loop while it has timers;

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from stress.scenarios import capacity, churn, comparison, faults, soak
+from stress.scenarios import capacity, churn, comparison, faults, soak, tasks
 
 SCENARIOS: list[ModuleType] = [
     capacity,
     churn,
     soak,
     faults,
+    tasks,
     comparison,
 ]

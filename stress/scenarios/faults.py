@@ -33,6 +33,9 @@ baseline once the clients are gone (the server released every connection).
   released at once (within 0.5 s), the silent ones by the heartbeat (idle 3 s); then
   ``connection_num`` and the tree's fd count are back to baseline, and the server serves.
 
+- **http** (PROCESS only): kill -9 of a worker, then reloads, under verified HTTP/1.1
+  keep-alive load (``http.Server``; see `stress.scenarios.faults_http`): 0 failed, 0 lost.
+
 ``--quick``: kills / reloads every 1.5 s for 3 s from 30 connections, 2 s of stalled readers,
 3.5 s of slowloris, 10 half-open clients of each kind, a 3 s request deadline.
 """
@@ -46,6 +49,7 @@ import time
 from typing import Any, Callable, Optional
 
 from stress.checked import CheckedResult, run_checked
+from stress.scenarios.faults_http import http_case
 from stress.misbehave import half_open_clients, slowloris, stalled_readers
 from stress.proctree import Sampler
 from stress.scenarios.common import (MODES, connection_count_report, connection_num, guarded,
@@ -287,6 +291,7 @@ CASES: list[tuple[str, Callable[[str, dict], list[dict[str, Any]]]]] = [
     ("stalled_reader", _stalled),
     ("slowloris", _slowloris),
     ("half_open", _half_open),
+    ("http", http_case),
 ]
 
 

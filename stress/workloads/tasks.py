@@ -9,9 +9,11 @@ count (``RESULT``); the benchmark samples the tree's CPU over the measured windo
   with a done-callback that submits the next task (``stress/servers/executor_tasks.py``).
 - ``threadswoole-base`` / ``-process`` / ``-thread``: one event worker, ``task_worker_num``
   task workers, ``on_task`` -> ``finish(data)``, ``on_finish`` sends the next task
-  (``stress/servers/threadswoole_tasks.py``, written against api.md §7). **Slot:** task
-  workers are being built; until then these rows are skipped (``task()`` raises
-  NotImplementedError). No target is recorded yet.
+  (``stress/servers/threadswoole_tasks.py``, written against api.md §7).
+
+Target (issue 11): ``threadswoole-process`` >= 3x ``executor-process`` in round trips per CPU-second
+of the whole process tree (stress/thresholds.py); the THREAD row is compared with the
+``ThreadPoolExecutor`` row, the BASE row with the ``ProcessPoolExecutor`` one.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import json
 from stress import benchkit, benchreport
 from stress.benchkit import Phase
 from stress.benchreport import Report
+from stress.thresholds import BENCH_TARGETS
 from stress.workloads import Workload, apply_quick, common_options, names
 
 
@@ -76,11 +79,12 @@ def run(a: argparse.Namespace) -> Report:
     rep = Report("tasks", params)
     rep.sections.append((f"task round trips: {a.inflight} in flight to {a.task_workers} workers, "
                          f"{a.size}-byte echo", rows, peers_))
+    rep.verdicts = benchreport.evaluate(rows, BENCH_TARGETS["tasks"])
     rep.notes += [f"{n}: {table[n].note}" for n in wanted]
     rep.notes.append("req/s = completed round trips per second; req/cpu-s over the whole process tree "
                      "(submitter + workers). No latency figures (p50/p99 '-').")
     return rep
 
 
-WORKLOADS = [Workload("tasks", "task round trips: threadswoole task workers (slot) vs concurrent.futures",
+WORKLOADS = [Workload("tasks", "task round trips: threadswoole task workers vs concurrent.futures",
                       configure, run)]

@@ -237,9 +237,13 @@ def test_detach(transport: RecordingTransport) -> None:
     assert ended.detach() is False
 
 
-def test_create_needs_the_server() -> None:
-    with pytest.raises(NotImplementedError, match="server"):
-        Response.create(1)
+def test_create_outside_a_running_server_is_false_with_1005() -> None:
+    """Response.create(fd) finds live HTTP connections through the calling worker; outside
+    any server there is none (the server-side cases are in tests/test_http_server*.py)."""
+    from threadswoole import get_last_error
+
+    assert Response.create(1) is False
+    assert get_last_error() == 1005
 
 
 # -- HEAD and body-less statuses -----------------------------------------------------------------------------

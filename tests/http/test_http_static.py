@@ -64,6 +64,7 @@ def test_serves_file_with_type_and_last_modified(tree: Path) -> None:
 @pytest.mark.parametrize("target", [
     "/leak.txt", "/leakdir/secret.txt", "/../secret.txt", "/css/../../secret.txt", "/%2e%2e/secret.txt",
     "/css/%2E%2E/%2e%2e/secret.txt", "/..%2fsecret.txt", "/index.html%00.txt", "/missing.txt", "/docs/",
+    "/index.html/", "/css/site.css%2f", "/css/site.css/x",
 ])
 def test_never_served(tree: Path, target: str) -> None:
     handled, t = serve(StaticFiles(tree), event(target))

@@ -331,3 +331,15 @@ def test_shared_head_cache_under_threads() -> None:
     for thread in threads:
         thread.join(30)
     assert not errors, errors[0]
+
+
+def test_reading_head_is_true_only_while_part_of_a_head_is_buffered() -> None:
+    # The heartbeat does not count such reads as activity: a slowloris is closed as idle.
+    codec = HttpCodec()
+    assert not codec.reading_head  # between requests
+    codec.feed(b"POST / HTTP/1.1\r\nHo")
+    assert codec.reading_head
+    codec.feed(b"st: x\r\nContent-Length: 4\r\n\r\nab")
+    assert not codec.reading_head  # reading the body: reads count, however slow
+    codec.feed(b"cd")
+    assert not codec.reading_head

@@ -106,8 +106,10 @@ class Acceptor:
         d[base + layout.C_LAST_RECV] = now
         d[base + layout.C_LAST_SEND] = 0.0
         d[base + layout.C_LAST_DISPATCH] = 0.0
-        for field in (layout.C_CLOSE_ERRNO, layout.C_UID, layout.C_RECV_QUEUED, layout.C_SEND_QUEUED, layout.C_WEBSOCKET_STATUS, layout.C_FLAGS, layout.C_SEND_WRITTEN):
+        for field in (layout.C_CLOSE_ERRNO, layout.C_UID, layout.C_RECV_QUEUED, layout.C_SEND_QUEUED, layout.C_FLAGS, layout.C_SEND_WRITTEN, layout.C_HTTP_DETACHED):
             q[base + field] = 0
+        # websocket_status 1 (WEBSOCKET_STATUS_CONNECTION) on a WebSocket listener, else absent
+        q[base + layout.C_WEBSOCKET_STATUS] = 1 if port.protocol.name == "websocket" else 0
         q[base + layout.C_SESSION] = session
 
     # -- listeners ------------------------------------------------------------------------

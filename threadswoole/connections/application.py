@@ -10,11 +10,19 @@ once at start: the function the event dispatcher calls for this protocol's parse
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping, Protocol
 
 from threadswoole.protocol import Codec, make_framer
 
-EventHandler = Callable[[Any, int, int, Any], Any]  # (port, session, reactor_id, event)
+
+class EventHandler(Protocol):
+    """A protocol's events, in one worker: what the event dispatcher hands them to."""
+
+    def event(self, port: Any, session: int, reactor_id: int, event: Any) -> None:
+        """One parsed event of a connection on `port` (runs the user's callbacks)."""
+
+    def closed(self, port: Any, session: int) -> None:
+        """The connection is gone (after its `close` callback): forget what was kept for it."""
 
 
 class ApplicationProtocol:
@@ -37,11 +45,14 @@ class ApplicationProtocol:
         """The codec a worker asked this connection to switch to (SWITCH_CODEC's payload)."""
         raise ValueError(f"the {self.name} protocol cannot switch codecs")
 
+    def codec_switched(self, words: Any, record: int, codec: Codec) -> None:
+        """After a switch, in the owning reactor: record what the new codec means in the
+        connection's shared record (`words[record + ...]`); nothing for a raw stream."""
+
     def event_handler(self, dispatcher: Any) -> EventHandler | None:
-        """For a worker: how to run the callbacks of this protocol's events (raw: none)."""
+        """For a worker: the handler of this protocol's events (raw streams have none)."""
         return None
 
-    def close_handler(self, dispatcher: Any) -> Callable[[int], Any] | None:
-        """For a worker: called with the session after a connection's `close` callback, to drop
-        what the protocol kept about it in the worker (raw: nothing)."""
-        return None
+    def required_callback(self) -> str | None:
+        """The callback a listener of this protocol cannot run without (checked at start())."""
+        return "receive"

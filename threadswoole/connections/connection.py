@@ -82,6 +82,12 @@ class Connection:
         "client_cert",
         "linger",
         "written",
+        "held_pushes",
+        "event_worker",
+        "event_seq",
+        "window_seq",
+        "unacked",
+        "held_events",
     )
 
     def __init__(self, host: ConnectionOwner, sock: Any, session_id: int, listener: Any, record: int, remote: Any) -> None:
@@ -113,6 +119,12 @@ class Connection:
         self.client_cert: str | None = None  # TLS client certificate (PEM), for get_client_info
         self.linger = False  # after an error answer: half-close and discard input before closing
         self.written = 0  # bytes written to the socket (published in PROCESS mode, see Host)
+        self.held_pushes: list[bytes] | None = None  # PUSHes waiting for a codec switch (Host)
+        self.event_worker = -1  # PROCESS: the worker of the last protocol event
+        self.event_seq = 0  # and its number there (PipeSink.on_event keeps order per connection)
+        self.window_seq = 0  # PROCESS: the first of the `unacked` events counted since a check
+        self.unacked = 0
+        self.held_events: collections.deque[Any] | None = None  # backlogged: events parked, not read (Host.hold_events)
 
     # -- readiness ------------------------------------------------------------------------
     def on_event(self, mask: int) -> None:
@@ -126,7 +138,7 @@ class Connection:
 
     def wanted_events(self) -> int:
         events = 0
-        if not (self.paused or self.delayed or self.closing or self.throttled):
+        if not (self.paused or self.delayed or self.closing or self.throttled or self.held_events is not None):
             events = EPOLLIN
         if self.out:
             events |= EPOLLOUT

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from threadswoole.connections.connection import RECV_SIZE, Connection
 from threadswoole.errors import ErrorCode
 from threadswoole.loop.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
-from threadswoole.protocol import ProtocolError
+from threadswoole.protocol import ProtocolError, Reply
 from threadswoole.state import shared as layout
 
 _EPOLLOUT = EPOLLOUT
@@ -96,6 +96,7 @@ def _codec_handler(host: Any, conn: Connection, runtime: Any) -> Callable[[int],
     last_recv_word = conn.record + layout.C_LAST_RECV
     sink = host.sink
     deliver = sink.on_data
+    deliver_event = sink.on_event
     deliver_item = host.deliver_item
     server = sink.server
     reactor_id = host.reactor_id
@@ -120,9 +121,9 @@ def _codec_handler(host: Any, conn: Connection, runtime: Any) -> Callable[[int],
             host.close(conn, reason=ErrorCode.SESSION_CLOSED_BY_CLIENT)
             return
         counters.recv_bytes += len(data)
-        shared[last_recv_word] = reactor.clock
         codec = conn.codec  # read each time: an upgrade may replace it
         if codec is None:
+            shared[last_recv_word] = reactor.clock
             deliver(conn, data)
             return
         try:
@@ -130,11 +131,20 @@ def _codec_handler(host: Any, conn: Connection, runtime: Any) -> Callable[[int],
         except ProtocolError as exc:
             host.protocol_failed(conn, exc)
             return
+        if items or not codec.reading_head:  # part of a head is not activity (Codec.reading_head)
+            shared[last_recv_word] = reactor.clock
         for item in items:
             if conn.closing:
                 return
-            if runtime is None or type(item) is not bytes:
-                deliver_item(conn, item)
+            kind = type(item)
+            if kind is not bytes:
+                if kind is Reply:
+                    deliver_item(conn, item)
+                else:
+                    deliver_event(conn, item)  # a parsed protocol event (HTTP, WebSocket, RESP)
+                continue
+            if runtime is None:
+                deliver(conn, item)
                 continue
             runtime.requests += 1  # a framed packet, inline: as in the raw handler above
             try:

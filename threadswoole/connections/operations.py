@@ -62,9 +62,11 @@ def apply_operation(host: Any, conn: Any, op: int, payload: bytes, src: int) -> 
         # A message only the connection's own codec can encode (WebSocket compression keeps
         # per-connection state): the codec turns the payload into the frame's bytes.
         encode = getattr(conn.codec, "encode_push", None)
-        if encode is None:
-            log.warning("session %d: a push for a connection whose codec cannot encode it", conn.session_id)
-        elif not conn.closing:
+        if conn.closing:
+            pass
+        elif encode is not None:
             host.write(conn, encode(payload))
+        else:  # the worker that accepted its upgrade has not had it switched yet: hold it
+            host.hold_push(conn, payload)
     else:
         log.warning("session %d: unknown operation %d from worker %d", conn.session_id, op, src)

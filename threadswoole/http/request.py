@@ -43,9 +43,19 @@ _UNSET: Any = object()
 class Request:
     """One HTTP request as the application sees it (see the module docstring)."""
 
-    __slots__ = ("fd", "stream_id", "header", "event", "body", "options", "remote_addr", "remote_port",
-                 "server_addr", "server_port", "request_time", "master_time", "_server", "_get", "_post", "_cookie", "_files", "_uploads", "_finalizer",
-                 "__weakref__")
+    # What every request sets lives in slots; the rest (parsed lazily, or rarely set) lives in
+    # the instance dict, defaulting to the class attributes below: a request is 10 stores.
+    __slots__ = ("fd", "header", "event", "body", "options", "remote_addr", "remote_port", "server_port",
+                 "request_time", "master_time", "__dict__", "__weakref__")
+    stream_id = 0  # (HTTP/2 streams are out of scope)
+    server_addr = ""
+    _server: Any = _UNSET
+    _get: Any = _UNSET
+    _post: Any = _UNSET
+    _cookie: Any = _UNSET
+    _files: Any = _UNSET
+    _uploads: "UploadSink | None" = None
+    _finalizer: "weakref.finalize | None" = None
 
     def __init__(self, event: HttpRequest, fd: int = 0, *, remote_addr: str = "", remote_port: int = 0,
                  server_addr: str = "", server_port: int = 0, request_time: float | None = None,
@@ -72,6 +82,23 @@ class Request:
         self._finalizer: weakref.finalize | None = None
         if uploads is not None:
             self._finalizer = weakref.finalize(self, uploads.cleanup)
+
+    @classmethod
+    def of_connection(cls, event: HttpRequest, fd: int, remote_addr: str, remote_port: int, server_port: int, now: float, options: HttpOptions) -> "Request":
+        """The server's constructor for a whole request (no upload stream): the same object as
+        Request(event, fd, ...) with positional facts, for the per-request path."""
+        self = cls.__new__(cls)
+        self.fd = fd
+        self.header = event.headers
+        self.event = event
+        self.body = event.body
+        self.options = options
+        self.remote_addr = remote_addr
+        self.remote_port = remote_port
+        self.server_port = server_port
+        self.request_time = now
+        self.master_time = int(now)
+        return self
 
     # -- the Swoole attributes ---------------------------------------------------------------------
     @property

@@ -41,6 +41,7 @@ from threadswoole.errors import ErrorCode, StateError
 from threadswoole.http.compression import StreamCompressor, choose_encoding, compress
 from threadswoole.http.cookies import format_set_cookie
 from threadswoole.http.options import HttpOptions
+from threadswoole.http.session import detached_request, remember_detached, transport_for
 from threadswoole.http.transport import Transport
 from threadswoole.protocol.http.writer import (
     LAST_CHUNK, SERVER_NAME, chunk, date_value, encode_headers, is_known_status, plain_head, status_line,
@@ -101,9 +102,18 @@ class Response:
     are the facts of the request being answered; `options` the listener's HttpOptions.
     """
 
+    # What every response sets lives in slots; what only some set (a status, headers, cookies,
+    # gzip, a chunked stream) lives in the instance dict, defaulting to the class attributes
+    # below, so that creating the common response stores 9 fields, not 16.
     __slots__ = ("fd", "_transport", "_method", "_version", "_keep_alive", "_accept_encoding",
-                 "_options", "_status", "_reason", "_headers", "_cookies", "_state", "_gzip_level",
-                 "_stream", "_raw_stream", "_plain")
+                 "_options", "_state", "_plain", "__dict__")
+    _status = 200
+    _reason = ""
+    _headers: dict[str, tuple[str, str]] = _NO_HEADERS  # lower-cased key -> (key as sent, value)
+    _cookies: list[str] = _NO_COOKIES
+    _gzip_level = 0
+    _stream: "StreamCompressor | None" = None
+    _raw_stream = False  # HTTP/1.0 write(): body bytes without chunk framing
 
     def __init__(self, transport: Transport, fd: int = 0, *, method: str = "GET", version: str = "1.1",
                  keep_alive: bool = True, accept_encoding: str | None = None,
@@ -115,15 +125,24 @@ class Response:
         self._keep_alive = keep_alive
         self._accept_encoding = accept_encoding
         self._options = options or _DEFAULT_OPTIONS
-        self._status = 200
-        self._reason = ""
-        self._headers: dict[str, tuple[str, str]] = _NO_HEADERS  # lower-cased key -> (key as sent, value)
-        self._cookies: list[str] = _NO_COOKIES
         self._state = _OPEN
-        self._gzip_level = 0
-        self._stream: StreamCompressor | None = None
-        self._raw_stream = False  # HTTP/1.0 write(): body bytes without chunk framing
         self._plain = True  # nothing set yet: end() can take the fast path
+
+    @classmethod
+    def of_event(cls, transport: Transport, fd: int, event: Any, options: HttpOptions) -> "Response":
+        """The server's constructor: Response(transport, fd, method=..., ...) with the facts
+        read from the request's event, for the per-request path."""
+        self = cls.__new__(cls)
+        self.fd = fd
+        self._transport = transport
+        self._method = event.method
+        self._version = event.version
+        self._keep_alive = event.keep_alive
+        self._accept_encoding = event.headers.get("accept-encoding")
+        self._options = options
+        self._state = _OPEN
+        self._plain = True
+        return self
 
     @classmethod
     def for_request(cls, transport: Transport, request: Any, options: HttpOptions | None = None) -> "Response":
@@ -137,11 +156,16 @@ class Response:
                    options=options or getattr(request, "options", None))
 
     @classmethod
-    def create(cls, fd: int) -> "Response":
-        """Swoole's ``Response::create($fd)``: a Response for a live HTTP connection (needs the server)."""
-        raise NotImplementedError(
-            "Response.create(fd) needs a running threadswoole.http.Server to find the connection's "
-            "transport; it is wired by the server, not available on a bare Response")
+    def create(cls, fd: int) -> "Response | bool":
+        """Swoole's ``Response::create($fd)``: a Response for a live HTTP connection, from any
+        worker of a running server (a task worker answering a detached request, say); False
+        (last error 1005) when `fd` is not one. It answers the request last detached on that
+        connection as that request asked (HEAD: no body; HTTP/1.0 or close: then closes)."""
+        found = transport_for(fd)
+        if found is False:
+            return False
+        transport, port = found
+        return cls(transport, fd, options=port.protocol.options, **detached_request(transport.router.state, fd))
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -305,7 +329,10 @@ class Response:
         if not out:
             return True
         if not self._transport.send(out):
+            # The client holds part of a body it can never complete: end the connection so it
+            # sees the failure rather than waiting for the rest.
             self._state = _ENDED
+            self._transport.close()
             return False
         return True
 
@@ -314,6 +341,18 @@ class Response:
         if type(data) is not bytes:
             data = _as_bytes(data)
         state = self._state
+        if state == _OPEN and self._plain:
+            # The commonest answer first: a plain 200 text/html (no header, cookie, status or
+            # gzip set) that needs no compression; its head is one cached format (plain_head).
+            options = self._options
+            size = len(data)
+            if size <= options.buffer_output_size and (self._accept_encoding is None or size < options.compression_min_length or not options.http_compression):
+                self._state = _ENDED
+                head = plain_head(time.time(), self._keep_alive, size)
+                ok = self._transport.send(head if self._method == "HEAD" else head + data)
+                if not ok or not self._keep_alive:
+                    self._transport.close()  # a response that did not go out whole ends the connection
+                return ok
         if state == _ENDED or state == _DETACHED:
             return self._unavailable()
         if state == _WRITING:
@@ -329,11 +368,6 @@ class Response:
             return self._finish(out)
         if len(data) > self._options.buffer_output_size:
             return set_error(ErrorCode.DATA_LENGTH_TOO_LARGE)
-        if self._plain and (self._accept_encoding is None or len(data) < self._options.compression_min_length
-                            or not self._options.http_compression):
-            # Fast path: the plain 200 text/html answer (no headers, cookies, status or gzip set).
-            head = plain_head(time.time(), self._keep_alive, len(data))
-            return self._finish(head if self._method == "HEAD" else head + data)
         self._note_connection()
         if self._bodyless():
             return self._finish(self._build_head_without_length())
@@ -362,8 +396,8 @@ class Response:
     def _finish(self, out: bytes) -> bool:
         self._state = _ENDED
         ok = self._transport.send(out) if out else True
-        if not self._keep_alive:
-            self._transport.close()
+        if not ok or not self._keep_alive:
+            self._transport.close()  # a response that did not go out whole ends the connection
         return ok
 
     def sendfile(self, filename: str | os.PathLike, offset: int = 0, length: int = 0) -> bool:
@@ -401,8 +435,8 @@ class Response:
         ok = self._transport.send(head)
         if ok and length and self._method != "HEAD":
             ok = self._transport.sendfile(path, offset, length)
-        if not self._keep_alive:
-            self._transport.close()
+        if not ok or not self._keep_alive:
+            self._transport.close()  # a response that did not go out whole ends the connection
         return ok
 
     def detach(self) -> bool:
@@ -410,6 +444,8 @@ class Response:
         if self._state == _ENDED or self._state == _DETACHED:
             return self._unavailable()
         self._state = _DETACHED
+        if self.fd > 0:
+            remember_detached(self.fd, self._method, self._version, self._keep_alive)
         return True
 
     def finish_if_open(self) -> bool:
@@ -421,6 +457,31 @@ class Response:
             self.end()
             return True
         return False
+
+    def conclude(self, request: Any) -> None:
+        """The server's close of one request after the handler returned: the auto-end unless
+        ended or detached, and the request's upload files deleted unless the response was
+        detached (the application still holds the request; its finaliser deletes them)."""
+        state = self._state
+        if state == _OPEN or state == _WRITING:
+            self.end()
+        elif state == _DETACHED:
+            return
+        request.cleanup()
+
+    def fail_if_open(self) -> None:
+        """The server's answer when the handler raised: 500 if nothing was sent yet; after a
+        write() the body can not be completed, so the connection is closed (as uvicorn does)."""
+        if self._state == _OPEN:
+            self.__dict__.clear()  # whatever the handler set before it raised (status, headers, cookies)
+            self._status = 500
+            self._plain = False
+            self._keep_alive = False  # the application's state for this client is unknown
+            self.header("Content-Type", "text/plain")
+            self.end(b"Internal Server Error")
+        elif self._state == _WRITING:
+            self._state = _ENDED
+            self._transport.close()
 
     def __repr__(self) -> str:
         names = ("open", "writing", "ended", "detached")

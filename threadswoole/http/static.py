@@ -84,7 +84,10 @@ class StaticFiles:
 
     # -- path resolution ------------------------------------------------------------------------
     def resolve(self, url_path: str) -> str | None:
-        """The real filesystem path (file or directory) for a URL path, or None (never served)."""
+        """The real filesystem path (file or directory) for a URL path, or None (never served).
+
+        A path ending in ``/`` names a directory: ``/a.txt/`` is not the file ``a.txt`` (as
+        for Apache and nginx; otherwise every relative link on the page resolves below it)."""
         raw = unquote_to_bytes(url_path)
         if b"\0" in raw:
             return None
@@ -99,7 +102,10 @@ class StaticFiles:
         if self.locations and not any(normalized == loc or normalized.startswith(loc.rstrip("/") + "/")
                                       for loc in self.locations):
             return None
-        return self._inside(os.path.join(self.root, *segments))
+        real = self._inside(os.path.join(self.root, *segments))
+        if real is not None and raw.endswith(b"/") and not os.path.isdir(real):
+            return None
+        return real
 
     def _inside(self, path: str) -> str | None:
         real = os.path.realpath(path)

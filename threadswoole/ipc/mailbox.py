@@ -40,9 +40,14 @@ class MailboxLink:
     def flush(self) -> None:
         if self.before_flush is not None:
             self.before_flush()
-        for box in self.outboxes.values():
+        for target, box in self.outboxes.items():
             if (box.batch or box.pending) and not box.blocked:
+                was_over = box.pending_bytes > BACKLOG_LIMIT
                 box.flush()
+                # A destination that was over the limit drained without ever blocking (its
+                # socket took it all): its producers may resume now, not only on writability.
+                if was_over and box.pending_bytes <= BACKLOG_LIMIT and self.on_drained is not None:
+                    self.on_drained(target)
 
     def flush_now(self, timeout: float = 1.0) -> None:
         """Flush everything, waiting for room (used when leaving: nothing may be lost)."""

@@ -48,6 +48,9 @@ FLAG_END = 4
 # Message types.
 # reactor -> worker (connection events)
 T_CONNECT, T_DATA, T_CLOSE, T_BUFFER_FULL, T_BUFFER_EMPTY, T_PACKET = 1, 2, 3, 4, 5, 6
+# reactor -> worker: the client broke the protocol after the events before this; the worker
+# writes the payload (the protocol's error answer; empty: reset) behind its answers, and closes
+T_PROTOCOL_FAILURE = 7
 # worker -> reactor / owner: the connection operations, by their own codes
 T_SEND = operations.SEND
 T_SENDFILE = operations.SENDFILE

@@ -67,6 +67,11 @@ class Sender:
             box = self.boxes[worker] = self.link.outbox(worker)
         box.put(type_, session, payload, port=port, reactor=self.reactor_id, flags=flags, msg_id=seq)
 
+    def in_flight(self, worker: int, seq: int) -> bool:
+        """True while event `seq` sent to `worker` is not acknowledged (not finished there)."""
+        pending = self.pending[worker]
+        return bool(pending) and not 0 < ((pending[0][0] - seq) & MASK) < HALF
+
     def acknowledged(self, worker: int, seq: int) -> None:
         pending = self.pending[worker]
         popleft = pending.popleft

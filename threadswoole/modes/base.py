@@ -25,14 +25,17 @@ from threadswoole.state import shared as layout
 from threadswoole.state.counters import StatCounters
 from threadswoole.workers.child import child_signals, drop_privileges, watch_parent
 from threadswoole.workers.event_worker import EventWorker, WorkerWiring, check_message_target
-from threadswoole.workers.roster import MANAGER, RunConfig
+from threadswoole.workers.roster import COMMAND_REPLIES, MANAGER, RunConfig
 from threadswoole.workers.supervisor import Supervisor, bind_manager_context
 from threadswoole.workers.worker import ProcessReaper, ProcessWorker
 
 log = logging.getLogger("threadswoole")
+_CHILD_ROLES = (_context.ROLE_WORKER, _context.ROLE_TASK, _context.ROLE_USER)  # forked by the manager
 
 
 class BaseDriver(DriverBase):
+    manager_inline = True  # the master process runs the manager loop (commands run in place)
+
     def __init__(self, config: RunConfig) -> None:
         super().__init__(config)
         # Contract §18.3: max_request, task workers or user processes with one worker need
@@ -43,8 +46,6 @@ class BaseDriver(DriverBase):
         self.manager_reactor: Reactor | None = None
         self._restart = False
         self._shutdown = False
-        self.inboxes: dict[int, Any] = {}
-        self.posts: dict[int, Any] = {}
         self.reaper = ProcessReaper()
 
     def run(self) -> bool:
@@ -54,8 +55,7 @@ class BaseDriver(DriverBase):
             self.create_state(acceptors=workers, capacity=workers * self.capacity())
             return self._run_managed() if self.managed else self._run_single()
         finally:
-            for sock in list(self.inboxes.values()) + list(self.posts.values()):
-                sock.close()
+            self.close_mailboxes()
             self.finish()
 
     # -- one process ----------------------------------------------------------------------
@@ -91,16 +91,11 @@ class BaseDriver(DriverBase):
     def _run_managed(self) -> bool:
         assert self.state is not None
         server = self.server
-        for mailbox in self.roster.mailbox_ids():
-            self.inboxes[mailbox], self.posts[mailbox] = messages.make_pipe()
+        self.create_mailboxes([*self.roster.mailbox_ids(), COMMAND_REPLIES])
         reactor = Reactor("manager")
         self.manager_reactor = reactor
         server.manager_pid = os.getpid()
         self.state.q[layout.H_MANAGER_PID] = os.getpid()
-        self.bind_master_context(reactor)
-        self.fire("start")
-        bind_manager_context(server, reactor)
-        self.fire("manager_start")
         self.manager_counters = StatCounters(self.state, 0)
         reactor.periodic.append(self.manager_counters.flush)
         supervisor = Supervisor(self.config, self.state, reactor, self._make_worker, on_exit=self._retire_sessions)
@@ -117,7 +112,14 @@ class BaseDriver(DriverBase):
             },
             reactor.post,
         )
+        # The workers are forked before on_start runs (in Swoole they start concurrently), so
+        # a command() or a one-way task in on_start finds them reading their mailboxes.
+        bind_manager_context(server, reactor)
         supervisor.start_all()
+        self.bind_master_context(reactor)
+        self.fire("start")
+        bind_manager_context(server, reactor)
+        self.fire("manager_start")
         reactor.run()
         self.fire("manager_stop")
         reactor.close()
@@ -162,6 +164,10 @@ class BaseDriver(DriverBase):
             self.supervisor.handle_message(type_, src, session, payload)
 
     def _make_worker(self, role: str, worker_id: int) -> ProcessWorker:
+        child = self.child_worker(role, worker_id)  # task worker or user process
+        if child is not None:
+            return child
+
         def stop_message(wait_event: bool) -> None:
             box = messages.Outbox(self.posts[worker_id], MANAGER)
             box.put(messages.T_STOP_WORKER, worker_id, b"\x01" if wait_event else b"")
@@ -173,9 +179,7 @@ class BaseDriver(DriverBase):
         """Runs in the forked child."""
         assert self.state is not None and self.manager_reactor is not None
         self.manager_reactor.close_after_fork()
-        for owner, sock in self.inboxes.items():
-            if owner != worker_id:
-                sock.close()
+        self.keep_inboxes(self.roster.inboxes_of(worker_id))
         _context.current().reset()
         self.restore_signals_after_fork()
         wiring = ProcessWiring(self, worker_id)
@@ -202,7 +206,7 @@ class BaseDriver(DriverBase):
             assert self.worker is not None
             self.worker.reactor.post(self.worker.request_stop, "reload")
             return True
-        if ctx.role == _context.ROLE_WORKER:
+        if ctx.role in _CHILD_ROLES:
             return self._to_manager(messages.T_RELOAD)
         assert self.supervisor is not None
         self.state.q[layout.H_RELOADING] = 0
@@ -215,7 +219,7 @@ class BaseDriver(DriverBase):
             assert self.worker is not None
             self.worker.reactor.post(self.worker.request_stop, "shutdown")
             return True
-        if ctx.role == _context.ROLE_WORKER:
+        if ctx.role in _CHILD_ROLES:
             return self._to_manager(messages.T_SHUTDOWN)
         assert self.manager_reactor is not None
         self.manager_reactor.post(self._shutdown_all)
@@ -224,17 +228,18 @@ class BaseDriver(DriverBase):
     def request_stop(self, worker_id: int, wait_event: bool) -> bool:
         ctx = _context.current()
         if worker_id < 0 or worker_id == ctx.worker_id:
-            if ctx.role != _context.ROLE_WORKER or self.worker is None:
+            worker = ctx.worker_obj
+            if ctx.role not in (_context.ROLE_WORKER, _context.ROLE_TASK) or worker is None:
                 return False
             if not self.managed:
                 self._restart = True
-            self.worker.request_stop("stop", wait_event)
+            worker.request_stop("stop", wait_event)
             return True
-        if not 0 <= worker_id < self.worker_num:
+        if not 0 <= worker_id < self.worker_num + self.task_num:
             return False
         if not self.managed:
             return False
-        if ctx.role == _context.ROLE_WORKER:
+        if ctx.role in _CHILD_ROLES:
             return self._to_manager(messages.T_STOP_WORKER, worker_id, b"\x01" if wait_event else b"")
         assert self.supervisor is not None
         return self.supervisor.stop_worker(worker_id, wait_event)

@@ -8,26 +8,18 @@ import signal
 from typing import Any, Callable
 
 from threadswoole import _context, _segments
-from threadswoole.errors import ContextError
 from threadswoole.modes import process_setup
+from threadswoole.modes.task_wiring import TaskWiring
 from threadswoole.state import shm
 from threadswoole.state import shared as layout
 from threadswoole.state.shared import SharedState
 from threadswoole.workers.roster import RunConfig
-from threadswoole.workers.router import Router
+from threadswoole.workers.task_payload import sweep_spilled
 
 log = logging.getLogger("threadswoole")
 
 
-class OutsideRouter(Router):
-    """Calls made from the master thread (on_start, on_shutdown) or the manager."""
-
-    @property
-    def role_name(self) -> str:  # type: ignore[override]
-        return f"the {_context.current().role}"
-
-
-class DriverBase:
+class DriverBase(TaskWiring):
     """Start-up (stale segments, daemonize, logging, pid file) and clean-up shared by all modes."""
 
     def __init__(self, config: RunConfig) -> None:
@@ -38,8 +30,8 @@ class DriverBase:
         self.worker_num: int = config.roster.event_num
         self.task_num: int = config.roster.task_num
         self.state: SharedState | None = None
-        self._outside: OutsideRouter | None = None
         self._saved_signals: dict[int, Any] = {}
+        self.init_task_wiring()
 
     # -- start and finish -----------------------------------------------------------------
     def begin(self) -> None:
@@ -72,6 +64,10 @@ class DriverBase:
         self.restore_signals()
         process_setup.remove_pid_file(self.settings.get("pid_file"))
         _segments.release_segments()  # the Table/Atomic/Lock segments made before start()
+        if self.task_num:
+            removed = sweep_spilled(self.settings.get("task_tmpdir") or "/tmp", os.getpid())
+            if removed:
+                log.info("removed %d task temp files nobody read (their task worker was killed)", removed)
         if self.state is not None:
             self.state.destroy()
         process_setup.remove_logging()
@@ -86,13 +82,6 @@ class DriverBase:
         ctx.worker_pid = os.getpid()
         ctx.loop = loop
         ctx.router = None
-
-    def outside_router(self) -> Router:
-        if self._outside is None:
-            if self.state is None:
-                raise ContextError("the server is not running yet")
-            self._outside = OutsideRouter(self.server, self.state, self)
-        return self._outside
 
     def fire(self, name: str, *args: Any) -> None:
         callback = self.config.callback(name)

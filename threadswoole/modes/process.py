@@ -29,7 +29,9 @@ from threadswoole.modes.reactor_thread import ReactorThread
 from threadswoole.state import shared as layout
 from threadswoole.state.counters import StatCounters
 from threadswoole.workers.child import child_signals, drop_privileges, watch_parent
-from threadswoole.workers.roster import MANAGER, RunConfig
+from threadswoole.errors import ErrorCode
+from threadswoole.workers.commands import answer_command
+from threadswoole.workers.roster import COMMAND_REPLIES, MANAGER, RunConfig
 from threadswoole.workers.supervisor import Supervisor, bind_manager_context
 from threadswoole.workers.worker import ProcessReaper, ProcessWorker
 
@@ -40,8 +42,6 @@ class ProcessDriver(DriverBase):
     def __init__(self, config: RunConfig) -> None:
         super().__init__(config)
         self.reactor_num: int = config.roster.reactor_num
-        self.inboxes: dict[int, Any] = {}
-        self.posts: dict[int, Any] = {}
         self.reactor_threads: list[ReactorThread] = []
         self.main_reactor: Reactor | None = None
         self.manager_reactor: Reactor | None = None
@@ -62,12 +62,11 @@ class ProcessDriver(DriverBase):
         self.begin()
         reactors = self.reactor_num
         state = self.create_state(acceptors=1, capacity=self.capacity())
-        for mailbox in [*self.roster.mailbox_ids(), *(reactor_mailbox(r) for r in range(reactors))]:
-            self.inboxes[mailbox], self.posts[mailbox] = messages.make_pipe()
+        self.create_mailboxes([*self.roster.mailbox_ids(), *(reactor_mailbox(r) for r in range(reactors)), COMMAND_REPLIES])
         try:
             self._fork_manager()
             for mailbox in self.roster.mailbox_ids():
-                self.inboxes.pop(mailbox).close()  # the master reads only its reactor mailboxes
+                self.inboxes.pop(mailbox).close()  # the master reads its reactor mailboxes and command replies
             main = self.main_reactor = Reactor("master")
             # Threads start only now: every fork of this server happens in the manager.
             self.reactor_threads = [ReactorThread(self, r) for r in range(reactors)]
@@ -98,8 +97,7 @@ class ProcessDriver(DriverBase):
                 thread.stop(timeout=5)
             if self.main_reactor is not None:
                 self.main_reactor.close()
-            for sock in list(self.inboxes.values()) + list(self.posts.values()):
-                sock.close()
+            self.close_mailboxes()
             self.finish()
 
     def _live_count(self, counters: StatCounters) -> int:
@@ -183,7 +181,7 @@ class ProcessDriver(DriverBase):
     # -- manager ----------------------------------------------------------------------------
     def _manager_main(self) -> int:
         """The forked manager: single-threaded, forks and supervises every worker."""
-        for mailbox in [reactor_mailbox(r) for r in range(self.reactor_num)]:
+        for mailbox in [*(reactor_mailbox(r) for r in range(self.reactor_num)), COMMAND_REPLIES]:
             self.inboxes.pop(mailbox).close()
         self._saved_signals.clear()
         _context.current().reset()
@@ -218,9 +216,14 @@ class ProcessDriver(DriverBase):
 
     def _manager_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
         assert self.supervisor is not None
-        self.supervisor.handle_message(type_, src, session, payload)
+        if not self.manager_command(type_, src, session, port, payload):
+            self.supervisor.handle_message(type_, src, session, payload)
 
     def _make_worker(self, role: str, worker_id: int) -> ProcessWorker:
+        child = self.child_worker(role, worker_id)  # task worker or user process
+        if child is not None:
+            return child
+
         def stop_message(wait_event: bool) -> None:
             box = messages.Outbox(self.posts[worker_id], MANAGER)
             box.put(messages.T_STOP_WORKER, 0, b"\x01" if wait_event else b"")
@@ -234,9 +237,7 @@ class ProcessDriver(DriverBase):
 
         assert self.manager_reactor is not None
         self.manager_reactor.close_after_fork()
-        for mailbox, sock in list(self.inboxes.items()):
-            if mailbox != worker_id:
-                sock.close()
+        self.keep_inboxes(self.roster.inboxes_of(worker_id))
         _context.current().reset()
         worker = self.worker = PipeWorker(self.config, self.state, worker_id, inbox=self.inboxes[worker_id], posts=self.posts, driver=self)
         child_signals(lambda: worker.reactor.post(worker.request_stop, "shutdown"))
@@ -268,11 +269,28 @@ class ProcessDriver(DriverBase):
 
     def request_stop(self, worker_id: int, wait_event: bool) -> bool:
         ctx = _context.current()
-        if worker_id < 0 or (ctx.role == _context.ROLE_WORKER and worker_id == ctx.worker_id):
-            if ctx.role != _context.ROLE_WORKER or self.worker is None:
+        if worker_id < 0 or (ctx.role in (_context.ROLE_WORKER, _context.ROLE_TASK) and worker_id == ctx.worker_id):
+            worker = ctx.worker_obj
+            if ctx.role not in (_context.ROLE_WORKER, _context.ROLE_TASK) or worker is None:
                 return False
-            self.worker.request_stop("stop", wait_event)
+            worker.request_stop("stop", wait_event)
             return True
-        if not 0 <= worker_id < self.worker_num:
+        if not 0 <= worker_id < self.worker_num + self.task_num:
             return False
         return self._to_manager(messages.T_STOP_WORKER, worker_id, b"\x01" if wait_event else b"")
+
+    # -- tasks and commands -------------------------------------------------------------------
+    def owner_mailbox(self, reactor_id: int, worker_id: int) -> int:
+        """Sessions live in the master's reactor threads: operations go to the owning thread."""
+        return reactor_mailbox(reactor_id)
+
+    def reactor_command_target(self, process_id: int) -> Any:
+        """command() for reactor thread `process_id`: run on that thread, answered from there."""
+        if not 0 <= process_id < self.reactor_num or not self.reactor_threads:
+            return _context.set_error(ErrorCode.INVALID_PARAMS)
+        thread = self.reactor_threads[process_id]
+
+        def run_there(request_id: int, index: int, payload: bytes) -> None:
+            thread.reactor.post(lambda: answer_command(self.config, self.worker_transport(reactor_mailbox(process_id)), None, request_id, index, payload))
+
+        return run_there

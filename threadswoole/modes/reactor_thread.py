@@ -30,6 +30,9 @@ from threadswoole.state.counters import StatCounters
 from threadswoole.workers.dispatch import EVENT_CLOSE, EVENT_CONNECT, EVENT_DATA, Dispatcher, ip_key
 
 log = logging.getLogger("threadswoole")
+# A connection's protocol events sent to a worker and not finished there, past which the next
+# wait (a pipelining client is slowed by TCP instead of queueing answers without bound).
+MAX_EVENTS_IN_FLIGHT = 64
 
 
 class PipeSink:
@@ -43,11 +46,13 @@ class PipeSink:
         self.counters = owner.counters
         self.state = owner.state
         self.throttled: dict[int, set[Connection]] = {}
+        self.waiting: dict[int, set[Connection]] = {}  # worker -> connections held for it (_backlogged)
         self.link.on_drained = self.resume_throttled
         self.worker_num = owner.config.roster.event_num
         self.sender = Sender(self.link, self.reactor_id, self.worker_num)  # numbered, kept until acknowledged
         self.by_session = self.dispatcher.by_session
         self.inline_runtime = None  # not inline: every event crosses to a worker process
+        self.answers_later = True
         self.server = None
 
     def _worker(self, conn: Connection, event: int, data: bytes = b"") -> int:
@@ -82,12 +87,72 @@ class PipeSink:
     def on_event(self, conn: Connection, event: Any) -> None:
         """A parsed protocol event crosses to the worker as its packed form, under its own
         message type: the worker rebuilds it without parsing anything again."""
+        held = conn.held_events
+        if held is not None:
+            held.append(event)  # backlogged (see _backlogged): sent when the worker caught up
+            return
         session = conn.session_id
-        worker = session % self.worker_num if self.by_session else self._worker(conn, EVENT_DATA)
-        self.sender.send(worker, messages.T_EVENT_BASE + event.wire_id, session, event.pack(), conn.listener.index)
+        sender = self.sender
+        worker = session % self.worker_num if self.by_session else self._event_worker(conn, event.continues_message)
+        sender.send(worker, messages.T_EVENT_BASE + event.wire_id, session, event.pack(), conn.listener.index)
+        seq = conn.event_seq = sender.next_seq[worker]
+        conn.event_worker = worker
+        unacked = conn.unacked = conn.unacked + 1
+        if unacked == 1:
+            conn.window_seq = seq
+        elif unacked >= MAX_EVENTS_IN_FLIGHT or conn.out:
+            self._backlogged(conn, worker)
         self.counters.dispatch += 1
-        if self.sender.boxes[worker].pending_bytes > BACKLOG_LIMIT:
+        if sender.boxes[worker].pending_bytes > BACKLOG_LIMIT:
             self._throttle(conn, worker)
+
+    def _backlogged(self, conn: Connection, worker: int) -> None:
+        # A client that pipelines: its events went out faster than answers came back. While
+        # the worker keeps up (the first of the counted events is finished) and the answers
+        # are read, a new count starts; otherwise its next events wait (Host.hold_events).
+        host = self.owner.host
+        if conn.out_bytes <= host.backlog_limit and (conn.unacked < MAX_EVENTS_IN_FLIGHT or not self.sender.in_flight(worker, conn.window_seq)):
+            if conn.unacked >= MAX_EVENTS_IN_FLIGHT:
+                conn.unacked = 0
+            return
+        host.hold_events(conn)
+        self.waiting.setdefault(worker, set()).add(conn)
+
+    def acknowledged(self, worker: int) -> None:
+        """Events of `worker` finished: release the held connections whose events all did."""
+        waiting = self.waiting.get(worker)
+        for conn in list(waiting or ()):
+            if conn.closing:
+                waiting.discard(conn)
+            elif conn.out_bytes <= self.owner.host.backlog_low and not self.sender.in_flight(worker, conn.event_seq):
+                waiting.discard(conn)
+                conn.unacked = 0
+                self.owner.host.release_events(conn)
+        if not waiting:
+            self.waiting.pop(worker, None)
+
+    def on_drained(self, conn: Connection) -> None:
+        """Its answers were read (Host): release it if its worker finished its events too."""
+        if not self.sender.in_flight(conn.event_worker, conn.event_seq):
+            self.waiting.get(conn.event_worker, set()).discard(conn)
+            conn.unacked = 0
+            host = self.owner.host
+            host.reactor.defer(lambda: host.release_events(conn))
+
+    def _event_worker(self, conn: Connection, continues_message: bool) -> int:
+        # Spread over workers (dispatch_mode 1/3), a connection's events still keep their
+        # order: the rest of a message, or an event behind one its worker has not finished
+        # (pipelined HTTP requests are answered in order), goes to that same worker.
+        worker = conn.event_worker
+        if worker < 0 or not (continues_message or self.sender.in_flight(worker, conn.event_seq)):
+            worker = conn.event_worker = self._worker(conn, EVENT_DATA)
+        return worker
+
+    def on_protocol_failure(self, conn: Connection, response: bytes) -> None:
+        """The protocol's error answer, to the worker of the connection's last events (see
+        Host.protocol_failed): it goes out behind their answers."""
+        worker = conn.session_id % self.worker_num if self.by_session else self._event_worker(conn, True)
+        self._put(worker, messages.T_PROTOCOL_FAILURE, conn, response)
 
     def _throttle(self, conn: Connection, worker: int) -> None:
         # Back-pressure: that worker is behind, so stop reading this client until its pipe
@@ -103,6 +168,8 @@ class PipeSink:
                 self.owner.host.want_write(conn)
 
     def on_closed(self, conn: Connection) -> None:
+        if conn.held_events is not None:
+            self.waiting.get(conn.event_worker, set()).discard(conn)
         if self.dispatcher.deliver_connect_close:
             self._put(self._worker(conn, EVENT_CLOSE), messages.T_CLOSE, conn)
 
@@ -173,7 +240,10 @@ class ReactorThread:
     def on_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
         host = self.host
         if type_ == messages.T_ACK:
-            self.sink.sender.acknowledged(src, session)
+            sink = self.sink
+            sink.sender.acknowledged(src, session)
+            if sink.waiting:
+                sink.acknowledged(src)
             return
         if type_ == messages.T_HELLO:
             self.sink.sender.replay(src, payload)

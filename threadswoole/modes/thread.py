@@ -20,21 +20,20 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import signal
 import threading
 from typing import Any
 
 from threadswoole import _context
 from threadswoole.connections.acceptor import Acceptor, Placement
-from threadswoole.ipc import messages
 from threadswoole.loop.reactor import Reactor
 from threadswoole.modes.common import DriverBase
+from threadswoole.modes.thread_bodies import ThreadBodies
 from threadswoole.state import shared as layout
 from threadswoole.state.counters import StatCounters
 from threadswoole.workers.dispatch import EVENT_CONNECT, IDLE, Dispatcher
-from threadswoole.workers.event_worker import EventWorker, WorkerWiring, check_message_target
-from threadswoole.workers.roster import RunConfig
+from threadswoole.workers.event_worker import EventWorker, WorkerWiring
+from threadswoole.workers.roster import COMMAND_REPLIES, EVENT, TASK, USER, RunConfig
 from threadswoole.workers.supervisor import Supervisor, bind_manager_context
 from threadswoole.workers.worker import ThreadWorker
 
@@ -42,7 +41,10 @@ log = logging.getLogger("threadswoole")
 START_TIMEOUT_MS = 5000
 
 
-class ThreadDriver(DriverBase):
+class ThreadDriver(ThreadBodies, DriverBase):
+    spill_tasks = False  # contract §7: between threads the pickled bytes are passed as they are
+    uses_deliver = True  # event worker threads have no mailbox: their command queue (deliver)
+
     def __init__(self, config: RunConfig) -> None:
         super().__init__(config)
         # Everything below that several threads touch is guarded by this one lock.
@@ -65,6 +67,9 @@ class ThreadDriver(DriverBase):
     def run(self) -> bool:
         self.begin()
         state = self.create_state(acceptors=1, capacity=self.capacity())
+        roster = self.roster
+        # task workers, user processes, reply boxes, the shared queue, command replies (sockets)
+        self.create_mailboxes([*roster.ids(TASK), *roster.ids(USER), *roster.task_mailbox_ids(), COMMAND_REPLIES])
         server = self.server
         server.manager_pid = os.getpid()  # the manager is a thread of the master (contract §16)
         state.q[layout.H_MANAGER_PID] = os.getpid()
@@ -85,10 +90,12 @@ class ThreadDriver(DriverBase):
                 },
                 main.post,
             )
-            self.bind_master_context(main)
-            self.fire("start")
+            # The manager thread starts the workers before on_start runs (in Swoole they start
+            # concurrently), so a command() in on_start finds them reading their messages.
             self._manager_thread = threading.Thread(target=self._manager_main, name="manager", daemon=True)
             self._manager_thread.start()
+            self.bind_master_context(main)
+            self.fire("start")
             main.after(START_TIMEOUT_MS, self._listen)
             main.run()
             if self._manager_thread is not None:
@@ -99,6 +106,7 @@ class ThreadDriver(DriverBase):
             return True
         finally:
             main.close()
+            self.close_mailboxes()
             self.finish()
 
     def _live_count(self, counters: StatCounters) -> int:
@@ -126,15 +134,35 @@ class ThreadDriver(DriverBase):
         def stop(wait_event: bool) -> None:
             with self._handover:
                 worker = self._instances.get(thread_worker)
-            if worker is not None:
+            if worker is None:
+                return
+            if role == EVENT:
                 worker.stop_from_any_thread("stop", wait_event)
+            elif role == TASK:
+                worker.stop_soon("stop", wait_event)
+            else:
+                self.stop_user_thread(thread_worker, worker)
 
         def on_exit(ended: ThreadWorker) -> None:
             assert self.manager_reactor is not None and self.supervisor is not None
             self.manager_reactor.post(self.supervisor.worker_exited, ended)
 
-        thread_worker = ThreadWorker(worker_id, role, self._worker_main, on_exit, stop=stop, name=f"worker-{worker_id}")
+        body = {EVENT: self._worker_main, TASK: self._task_main, USER: self._user_main}[role]
+        thread_worker = ThreadWorker(worker_id, role, body, on_exit, stop=stop, name=f"{role}-{worker_id}" if role != EVENT else f"worker-{worker_id}")
         return thread_worker
+
+    def run_thread_body(self, thread_worker: ThreadWorker, body: Any) -> int:
+        """Run a task worker's or user process's body in this thread (modes/thread_bodies.py)."""
+        with self._handover:
+            self._instances[thread_worker] = body
+        try:
+            return 0 if thread_worker.stopping else body.run()
+        finally:
+            with self._handover:
+                self._instances.pop(thread_worker, None)
+            body.counters.release()
+            body.reactor.close()
+            _context.current().reset()
 
     def _worker_main(self, thread_worker: ThreadWorker) -> int:
         """Body of a worker thread: an EventWorker whose identity is thread-local."""
@@ -295,24 +323,17 @@ class ThreadDriver(DriverBase):
 
     def request_stop(self, worker_id: int, wait_event: bool) -> bool:
         ctx = _context.current()
-        if worker_id < 0 or (ctx.role == _context.ROLE_WORKER and worker_id == ctx.worker_id):
+        if worker_id < 0 or (ctx.role in (_context.ROLE_WORKER, _context.ROLE_TASK) and worker_id == ctx.worker_id):
             worker = ctx.worker_obj
-            if ctx.role != _context.ROLE_WORKER or worker is None:
+            if ctx.role not in (_context.ROLE_WORKER, _context.ROLE_TASK) or worker is None:
                 return False
             worker.request_stop("stop", wait_event)
             return True
-        if not 0 <= worker_id < self.worker_num:
+        if not 0 <= worker_id < self.worker_num + self.task_num:
             return False
         assert self.manager_reactor is not None and self.supervisor is not None
         self.manager_reactor.post(self.supervisor.stop_worker, worker_id, wait_event)
         return True
-
-    def send_message(self, message: Any, worker_id: int) -> bool:
-        check_message_target(self.config, worker_id)
-        # A pickled copy in every mode (contract R4): threads must not share the object.
-        payload = pickle.dumps(message)
-        return self.deliver(worker_id, (messages.T_PIPE_MESSAGE, 0, 0, 0, _context.current().worker_id, 0, payload))
-
 
 class _WorkerIdReceiver:
     """The acceptor's receiver for a THREAD connection: the ready instance of a worker id, or

@@ -91,6 +91,9 @@ class Event:
 
     __slots__ = ()
     wire_id: ClassVar[int] = 0
+    # True for a piece of a message whose start went before it (HTTP body chunks): where events
+    # are spread over workers (dispatch_mode 1/3), it goes to the worker that has the start.
+    continues_message: ClassVar[bool] = False
 
     def pack(self) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -118,6 +121,11 @@ class Codec:
     def buffered(self) -> int:
         """Bytes held waiting for the rest of a unit."""
         return 0
+
+    # True while part of a message head is buffered (HTTP): reads that complete nothing then do
+    # not count as activity for the heartbeat, so a head sent a byte at a time (a slowloris)
+    # is closed as idle; a body arriving slowly still counts (nginx's header/body timeouts).
+    reading_head: ClassVar[bool] = False
 
     def detach(self) -> bytes:
         """Stop using this codec; return the bytes received but not consumed (for the next)."""

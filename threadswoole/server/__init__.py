@@ -23,6 +23,7 @@ from threadswoole.server.connection_iterator import ConnectionIterator
 from threadswoole.server.events import CallbackTable
 from threadswoole.server.port import Port
 from threadswoole.timer import alarm_armed
+from threadswoole.workers.commands import CommandTable
 
 INIT, RUNNING, SHUTDOWN = "init", "running", "shutdown"
 
@@ -43,6 +44,8 @@ class Server:
         self._phase_lock = threading.Lock()
         self._settings: dict[str, Any] = {}
         self._callbacks = CallbackTable()
+        self._processes: list[Any] = []  # add_process
+        self._commands = CommandTable()  # add_command
         self.ports: list[Port] = []
         self.ports.append(self._new_port(host, port, sock_type))
         self.port = self.ports[0].port
@@ -124,12 +127,30 @@ class Server:
         return listener
 
     def add_process(self, process: Any) -> int:
+        """Add a user process (contract §11): started by the manager, restarted when its callback
+        returns; returns its index (0, 1, ...), also set as `process.id`."""
         self._require_init("add_process")
-        raise NotImplementedError("user processes (add_process) are not implemented yet")
+        from threadswoole.process import Process
+
+        if not isinstance(process, Process):
+            raise TypeError(f"add_process() takes a threadswoole.Process, not {type(process).__name__}")
+        if any(p is process for p in self._processes):
+            raise ValueError("this Process was already added")
+        if process.pid is not None:
+            raise ValueError("add_process(): the Process was started already; the server starts it")
+        process.id = len(self._processes)
+        self._processes.append(process)
+        return process.id
 
     def add_command(self, name: str, accepted_process_types: int, callback: Callable[..., Any]) -> bool:
+        """Register `callback(server, data)` for `command()` (seed 002); False if `name` exists."""
         self._require_init("add_command")
-        raise NotImplementedError("add_command/command are not implemented yet")
+        return self._commands.add(name, accepted_process_types, callback)
+
+    def inherited_port_settings(self) -> dict[str, Any]:
+        """The per-listener settings an added port starts with (contract §5.8): none for a
+        plain Server; the protocol servers pass their protocol and its settings on."""
+        return {}
 
     def _new_port(self, host: str, port: int, sock_type: int) -> Port:
         return Port(self, host, port, sock_type, len(self.ports), require_init=self._require_init, server_callbacks=self._callbacks)
@@ -142,7 +163,7 @@ class Server:
                 raise StateError("start() was already called: a server starts once")
             from threadswoole.server.startup import make_driver
 
-            driver = make_driver(self, self._settings, self._callbacks)  # validates; raises before the phase changes
+            driver = make_driver(self, self._settings, self._callbacks, processes=self._processes, commands=self._commands)  # validates; raises before the phase changes
             self._phase = RUNNING
             self._driver = driver
             server_started(self)
@@ -309,8 +330,11 @@ class Server:
         return current().role == ROLE_TASK
 
     def get_worker_id(self) -> int | bool:
+        """The calling event or task worker's id; False elsewhere (a user process included, §5.2)."""
         ctx = current()
-        return ctx.worker_id if ctx.worker_id >= 0 else False
+        from threadswoole._context import ROLE_USER
+
+        return ctx.worker_id if ctx.worker_id >= 0 and ctx.role != ROLE_USER else False
 
     def get_worker_pid(self, worker_id: int = -1) -> int | bool:
         return self._router("get_worker_pid").worker_pid(worker_id)
@@ -325,7 +349,8 @@ class Server:
         return self.master_pid
 
     def command(self, name: str, process_id: int, process_type: int, data: Any, json_decode: bool = True) -> Any:
-        raise NotImplementedError("add_command/command are not implemented yet")
+        """Run command `name` in one process (master only) and return its answer (seed 002)."""
+        return self._router("command").command(name, process_id, process_type, data, bool(json_decode))
 
     # -- Swoole spellings (contract §15) --------------------------------------------------
     addListener = alias("add_listener")

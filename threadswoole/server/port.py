@@ -108,6 +108,10 @@ class Port:
 
     def effective_settings(self) -> dict[str, Any]:
         merged = schema.port_defaults()
+        if self.index > 0:
+            # §5.8: a port added to an HTTP or WebSocket server speaks its protocol until
+            # its own set() says otherwise (a plain Server passes nothing on)
+            merged.update(self._server.inherited_port_settings())
         if self.index == 0:
             merged.update({k: v for k, v in self._server.setting.items() if k in schema.PORT_KEYS})
         merged.update(self._own)

@@ -12,6 +12,21 @@ from typing import Any, Mapping
 from threadswoole.connections.application import ApplicationProtocol
 
 
+# The callback a listener of each protocol cannot run without (contract §5.4).
+REQUIRED_CALLBACK = {"raw": "receive", "http": "request", "websocket": "message", "redis": None}
+
+
+def name_for(settings: Mapping[str, Any]) -> str:
+    """The protocol a stream listener with these effective settings speaks."""
+    if settings.get("open_websocket_protocol"):
+        return "websocket"
+    if settings.get("open_http_protocol"):
+        return "http"
+    if settings.get("open_redis_protocol"):
+        return "redis"
+    return "raw"
+
+
 def for_listener(settings: Mapping[str, Any], server: Any = None) -> ApplicationProtocol:
     """The protocol of a stream listener of `server` whose effective settings are `settings`."""
     if settings.get("open_websocket_protocol"):
@@ -27,9 +42,3 @@ def for_listener(settings: Mapping[str, Any], server: Any = None) -> Application
 
         return RedisProtocol(settings, server)  # answered by the server's command table
     return ApplicationProtocol(settings)
-
-
-def speaks_application_protocol(settings: Mapping[str, Any]) -> bool:
-    """True when a stream listener with these settings runs a protocol's codec and handler (HTTP,
-    WebSocket, RESP) rather than handing bytes to `receive`."""
-    return any(settings.get(key) for key in ("open_websocket_protocol", "open_http_protocol", "open_redis_protocol"))

@@ -145,6 +145,7 @@ _KEYS = [
     Key("task_worker_num", _int(0), 0),
     Key("task_ipc_mode", _int(1, 3), 1),
     Key("task_tmpdir", _str, "/tmp"),
+    Key("task_enable_coroutine", _bool, False),  # accepted: there is no coroutine runtime (no effect)
     Key("message_queue_key", _int()),
     Key("dispatch_mode", _int(1, 5), 2),
     Key("dispatch_func", _callable),
@@ -228,7 +229,7 @@ _KEYS = [
 SCHEMA: dict[str, Key] = {key.name: key for key in _KEYS}
 SPELLINGS = {"max_conn": "max_connection"}
 PORT_KEYS = frozenset(key.name for key in _KEYS if key.scope == PORT)
-UNSUPPORTED_PROTOCOLS = ("open_http_protocol", "open_websocket_protocol")
+UNSUPPORTED_PROTOCOLS: tuple[str, ...] = ()
 
 
 def validate(settings: Mapping[str, Any] | None, kwargs: Mapping[str, Any], *, port: bool = False) -> dict[str, Any]:

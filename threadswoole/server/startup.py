@@ -15,12 +15,12 @@ from threadswoole.workers.roster import Roster, RunConfig
 
 
 def check_callbacks(ports: list[Any], settings: dict[str, Any], callbacks: Any) -> None:
-    """Contract §5.4: a stream listener without an application protocol needs `receive` (one
-    with a protocol is served by that protocol's handler), a datagram listener `packet`."""
+    """Contract §5.4: a stream listener needs `receive`, a datagram listener `packet`."""
     for port in ports:
         if port.is_stream:
-            if port.callback("receive") is None and not protocols.speaks_application_protocol(port.effective_settings()):
-                raise StateError(f"listener {port.host}:{port.port} needs a 'receive' callback: server.on('receive', fn)")
+            needed = protocols.REQUIRED_CALLBACK[protocols.name_for(port.effective_settings())]
+            if needed is not None and port.callback(needed) is None:
+                raise StateError(f"listener {port.host}:{port.port} needs a {needed!r} callback: server.on({needed!r}, fn)")
         elif port.callback("packet") is None:
             raise StateError(f"datagram listener {port.host}:{port.port} needs a 'packet' callback: server.on('packet', fn)")
     if settings.get("task_worker_num", 0) > 0:
@@ -34,7 +34,7 @@ def check_settings(ports: list[Any], settings: dict[str, Any]) -> None:
         effective = port.effective_settings()
         for key in schema.UNSUPPORTED_PROTOCOLS:
             if effective.get(key):
-                raise NotImplementedError(f"{key}: the HTTP and WebSocket servers are not implemented yet")
+                raise NotImplementedError(f"{key}: the WebSocket server is not wired in yet")
         if port.ssl:
             for key in ("ssl_cert_file", "ssl_key_file"):
                 path = effective.get(key)
@@ -42,10 +42,9 @@ def check_settings(ports: list[Any], settings: dict[str, Any]) -> None:
                     raise ConfigError(f"listener {port.host}:{port.port} uses SWOOLE_SSL: set {key!r}")
                 if not os.path.isfile(path):
                     raise ConfigError(f"{key} {path!r} does not exist")
-    if settings.get("task_worker_num", 0) > 0:
-        raise NotImplementedError("task workers (task_worker_num > 0) are not implemented yet")
-    if settings.get("task_ipc_mode", 1) != 1:
-        raise NotImplementedError("task_ipc_mode 2 and 3 (SysV message queues) are not implemented yet")
+    tmpdir = settings.get("task_tmpdir")
+    if settings.get("task_worker_num", 0) > 0 and tmpdir is not None and not os.path.isdir(tmpdir):
+        raise ConfigError(f"task_tmpdir {tmpdir!r} is not a directory")
     low, high = settings.get("buffer_low_watermark", 0), settings.get("buffer_high_watermark", 0)
     if high and low > high:
         raise ConfigError("buffer_low_watermark must not exceed buffer_high_watermark")
@@ -60,7 +59,7 @@ def complete_settings(settings: dict[str, Any], mode: int) -> None:
         settings["reactor_num"] = settings["worker_num"]
 
 
-def make_driver(server: Any, settings: dict[str, Any], callbacks: Any) -> Any:
+def make_driver(server: Any, settings: dict[str, Any], callbacks: Any, *, processes: list[Any] | None = None, commands: Any = None) -> Any:
     """Validate everything, complete the settings (the Server's own dict, so `server.setting`
     shows the effective values) and build the mode's driver; nothing runs on failure."""
     ports = server.ports
@@ -69,8 +68,9 @@ def make_driver(server: Any, settings: dict[str, Any], callbacks: Any) -> Any:
     complete_settings(settings, server.mode)
     for port in ports:
         port.prepare()
-    roster = Roster(settings["worker_num"], settings["task_worker_num"], 0, reactor_num=settings["reactor_num"] if server.mode == SWOOLE_PROCESS else 0)
-    config = RunConfig(server=server, settings=types.MappingProxyType(settings), callbacks=callbacks, ports=ports, roster=roster)
+    processes = list(processes or [])
+    roster = Roster(settings["worker_num"], settings["task_worker_num"], len(processes), reactor_num=settings["reactor_num"] if server.mode == SWOOLE_PROCESS else 0, shared_task_queue=settings["task_ipc_mode"] == 3)
+    config = RunConfig(server=server, settings=types.MappingProxyType(settings), callbacks=callbacks, ports=ports, roster=roster, processes=processes, commands=commands)
     if server.mode == SWOOLE_BASE:
         from threadswoole.modes.base import BaseDriver
 

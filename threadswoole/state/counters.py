@@ -29,12 +29,17 @@ FIELDS = (
     "tasking",
     "task_done",
     "heartbeat_closes",
+    "task_bytes",
+    "task_taken",
+    "task_taken_bytes",
 )
 _CLOSE = FIELDS.index("close")
 _ABORT = FIELDS.index("abort")
 _RECV, _SEND, _DISPATCH, _RESPONSE, _ACCEPT_ = (FIELDS.index(n) for n in ("recv_bytes", "send_bytes", "dispatch", "response", "accept"))
+_TASK_TAKEN, _TASK_TAKEN_BYTES = FIELDS.index("task_taken"), FIELDS.index("task_taken_bytes")
 _all_fields = operator.attrgetter(*FIELDS)
 assert FIELDS.index("heartbeat_closes") == layout.S_HEARTBEAT_CLOSES and FIELDS.index("request") == layout.S_REQUEST
+assert FIELDS.index("task_taken_bytes") == layout.S_TASK_TAKEN_BYTES and len(FIELDS) <= layout.STAT_WORDS
 
 
 class StatCounters:
@@ -63,6 +68,12 @@ class StatCounters:
         view[_DISPATCH] = self.dispatch
         view[_RESPONSE] = self.response
         view[_ACCEPT_] = self.accept
+
+    def publish_task_taken(self) -> None:
+        """A task worker took a task whose on_task may run long: the taken counts now (stats)."""
+        view = self._view
+        view[_TASK_TAKEN] = self.task_taken
+        view[_TASK_TAKEN_BYTES] = self.task_taken_bytes
 
     def publish_close(self) -> None:
         """Publish the close count at once: the acceptor of PROCESS/THREAD mode derives the

@@ -65,7 +65,10 @@ MAGIC = 0x5457_4F4F_4C45  # "TWOOLE"
     S_TASKING,
     S_TASK_DONE,
     S_HEARTBEAT_CLOSES,
-) = range(13)
+    S_TASK_BYTES,
+    S_TASK_TAKEN,
+    S_TASK_TAKEN_BYTES,
+) = range(16)
 STAT_NAMES = {
     S_ACCEPT: "accept_count",
     S_CLOSE: "close_count",
@@ -80,6 +83,11 @@ STAT_NAMES = {
     S_TASKING: "task_dispatch_count",
     S_TASK_DONE: "task_done_count",
     S_HEARTBEAT_CLOSES: "heartbeat_close_count",
+    # tasks: dispatched (S_TASKING, S_TASK_BYTES) by the senders, taken (read) and done by the
+    # task workers; tasks sent by the master or the manager are not counted on either side
+    S_TASK_BYTES: "task_dispatch_bytes",
+    S_TASK_TAKEN: "task_taken_count",
+    S_TASK_TAKEN_BYTES: "task_taken_bytes",
 }
 
 # worker table
@@ -118,7 +126,8 @@ A_ROUND, A_ACCEPTED = range(2)
     C_FLAGS,
     C_OWNER_PID,  # the process holding the socket (BASE: lets the manager retire a dead worker's records)
     C_SEND_WRITTEN,  # PROCESS: bytes of the workers' sends the reactor has written (see Host.write)
-) = range(24)
+    C_HTTP_DETACHED,  # HTTP: the detached request's facts for Response.create (http/session.py)
+) = range(25)
 FLAG_PROTECTED = 1
 FLAG_PAUSED = 2
 FLAG_DELAYED = 4
@@ -317,6 +326,8 @@ class SharedState:
             }
             if values[C_UID]:
                 info["uid"] = values[C_UID] & 0xFFFF_FFFF
+            if values[C_WEBSOCKET_STATUS]:  # a WebSocket listener's connection: 1..4
+                info["websocket_status"] = values[C_WEBSOCKET_STATUS] & 0xFF
             return info
         return None
 

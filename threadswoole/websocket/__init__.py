@@ -1,9 +1,11 @@
-"""threadswoole.websocket: the WebSocket server's public objects (api.md §9).
+"""threadswoole.websocket: Swoole's WebSocket server (api.md §9).
 
-`Frame` / `CloseFrame` are what ``on_message`` receives; `pack` / `unpack` build and parse
-single frames (``Server.pack`` / ``Server.unpack`` are these functions).
+`Server` is an HTTP server whose main port accepts the WebSocket upgrade; `Frame` /
+`CloseFrame` are what ``on_message`` receives; `pack` / `unpack` build and parse single
+frames (``Server.pack`` / ``Server.unpack`` are these functions).
 """
 
 from threadswoole.websocket.frame import CloseFrame, Frame, pack, unpack
+from threadswoole.websocket.server import Server
 
-__all__ = ["Frame", "CloseFrame", "pack", "unpack"]
+__all__ = ["Server", "Frame", "CloseFrame", "pack", "unpack"]

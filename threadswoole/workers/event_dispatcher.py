@@ -30,13 +30,9 @@ class EventDispatcher:
         self.router = router
         self.ports = ports
         self.callbacks = callbacks  # the server's callback table (lookup by canonical name)
-        self._handlers: dict[int, Callable[..., Any] | None] = {}
-        self._closers: dict[int, Callable[[int], Any]] = {}  # the protocols' per-connection cleanup
+        self.handlers: dict[int, Any] = {}  # port index -> its protocol's EventHandler (or None)
         for port in ports:
-            self._handlers[port.index] = port.protocol.event_handler(self)
-            closer = port.protocol.close_handler(self)
-            if closer is not None:
-                self._closers[port.index] = closer
+            self.handlers[port.index] = port.protocol.event_handler(self) if port.is_stream else None
 
     # -- running callbacks ----------------------------------------------------------------
     def call(self, event: str, callback: Callable[..., Any] | None, *args: Any) -> Any:
@@ -47,12 +43,15 @@ class EventDispatcher:
         """Run the callback of one request (receive, packet, request, message): counted before
         it runs (so stats() inside it includes it), max_request checked after."""
         runtime = self.runtime
-        runtime.count_request()
+        runtime.requests += 1  # (Runtime.count_request, inlined: this is every request's path)
         try:
-            result = runtime.call(event, callback, *args)
+            return callback(*args) if callback is not None else None
+        except Exception:
+            runtime.failed(event)
+            return None
         finally:
-            runtime.check_max_request()
-        return result
+            if runtime.requests == runtime.max_request:
+                runtime.reached_max_request()
 
     # -- connection events ------------------------------------------------------------------
     def connect(self, port: Any, session: int, reactor_id: int) -> None:
@@ -63,20 +62,28 @@ class EventDispatcher:
 
     def event(self, port: Any, session: int, reactor_id: int, event: Any) -> None:
         """A parsed protocol event: handed to the handler of the listener's protocol."""
-        handler = self._handlers.get(port.index)
+        handler = self.handlers.get(port.index)
         if handler is None:
             log.warning("port %d: no handler for %s events; dropped", port.index, type(event).__name__)
             return
         try:
-            handler(port, session, reactor_id, event)
+            handler.event(port, session, reactor_id, event)
         except Exception:
-            self.runtime.failed(getattr(event, "callback_name", type(event).__name__))
+            self.runtime.failed(type(event).__name__)
 
     def close(self, port: Any, session: int, reactor_id: int) -> None:
         self.call("close", port.on_close, self.server, session, reactor_id)
-        closer = self._closers.get(port.index)
-        if closer is not None:
-            closer(session)
+        handler = self.handlers.get(port.index)
+        if handler is not None:
+            handler.closed(port, session)
+
+    def protocol_failure(self, session: int, response: bytes) -> None:
+        """PROCESS: the client broke the protocol after the events this worker just handled
+        (the reactor counted and logged it): write the protocol's answer behind theirs, close."""
+        router = self.router
+        if response:
+            router.send(session, response)
+        router.close(session, not response)
 
     def buffer_full(self, port: Any, session: int) -> None:
         self.call("buffer_full", port.on_buffer_full, self.server, session)
@@ -90,6 +97,17 @@ class EventDispatcher:
     def pipe_message(self, src_worker_id: int, payload: bytes) -> None:
         """`send_message` from another worker: a pickled copy in every mode (contract R4)."""
         self.call("pipe_message", self.callbacks.lookup("pipe_message"), self.server, src_worker_id, pickle.loads(payload))
+
+    def finish(self, tasks: Any, task_id: int, flags: int, payload: bytes) -> None:
+        """The result of a task this worker sent (T_FINISH): the task's `finish_callback`, or
+        else `on_finish` (seed 000/002: the callback replaces on_finish for that task)."""
+        if tasks is None:
+            return
+        finished = tasks.finished(task_id, flags, payload)
+        if finished is None:
+            return
+        data, callback = finished
+        self.call("finish", callback or self.callbacks.lookup("finish"), self.server, task_id, data)
 
     # -- worker lifecycle -----------------------------------------------------------------
     def worker_start(self, worker_id: int) -> None:
@@ -108,8 +126,10 @@ class InlineSink:
     def __init__(self, dispatcher: EventDispatcher, reactor_id: int) -> None:
         self.dispatcher = dispatcher
         self.inline_runtime = dispatcher.runtime  # the hot path runs `receive` inline with it
+        self.answers_later = False  # callbacks answered before the Host reads on
         self.server = dispatcher.server
         self.reactor_id = reactor_id
+        self.handlers = dispatcher.handlers
 
     def holds_record(self, conn: Any) -> bool:
         return False  # close runs inline: the record can be retired right after it
@@ -121,7 +141,22 @@ class InlineSink:
         self.dispatcher.receive(conn.listener, conn.session_id, self.reactor_id, data)
 
     def on_event(self, conn: Any, event: Any) -> None:
-        self.dispatcher.event(conn.listener, conn.session_id, self.reactor_id, event)
+        # EventDispatcher.event with the connection at hand (one frame less per request)
+        held = conn.held_events
+        if held is not None:
+            held.append(event)  # backlogged (Host.hold_events): it runs when the answers drained
+            return
+        port = conn.listener
+        try:
+            self.handlers[port.index].event(port, conn.session_id, self.reactor_id, event)
+        except Exception:
+            self.inline_runtime.failed(type(event).__name__)
+        if conn.out and conn.out_bytes > conn.host.backlog_limit:
+            conn.host.hold_events(conn)  # the client does not read its answers: stop reading it
+
+    def on_drained(self, conn: Any) -> None:
+        host = conn.host
+        host.reactor.defer(lambda: host.release_events(conn))  # not inside the write that drained it
 
     def on_closed(self, conn: Any) -> None:
         self.dispatcher.close(conn.listener, conn.session_id, self.reactor_id)

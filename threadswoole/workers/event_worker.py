@@ -24,9 +24,10 @@ from threadswoole.connections.operations import apply_operation
 from threadswoole.constants import SWOOLE_WORKER_EXIT, SWOOLE_WORKER_IDLE
 from threadswoole.errors import StateError
 from threadswoole.ipc import messages
-from threadswoole.loop.reactor import Reactor
+from threadswoole.loop.reactor import EPOLLIN, Reactor
 from threadswoole.state import shared as layout
 from threadswoole.state.counters import StatCounters
+from threadswoole.workers.commands import answer_command
 from threadswoole.workers.event_dispatcher import EventDispatcher, InlineSink
 from threadswoole.workers.roster import RunConfig
 from threadswoole.workers.router import Carrier, LocalRouter, SessionForwarder
@@ -96,6 +97,10 @@ class EventWorker:
         self.dispatcher = EventDispatcher(self.server, self.runtime, self.router, config.ports, config.callbacks)
         self.host.sink = InlineSink(self.dispatcher, worker_id)  # (the dispatcher needs the router, which needs the host)
         self._send_function = self.host.make_send_function(self.router.send_checked)
+        # tasks, their results and commands (workers/task_client.py, workers/commands.py)
+        self.transport = driver.worker_transport(worker_id)
+        self.tasks = driver.task_client(worker_id, self.counters, self.transport)
+        self.router.tasks = self.tasks
         self.acceptor: Any = None
         self.datagram_readers: list[DatagramReader] = []
         self.stop_reason = ""
@@ -126,6 +131,8 @@ class EventWorker:
         state.set_worker_field(self.worker_id, layout.W_TID, threading.get_native_id())
         state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_IDLE)
         self.wiring.attach(self)
+        if self.tasks is not None and self.tasks.reply_fd is not None:
+            self.reactor.add(self.tasks.reply_fd, EPOLLIN, self.tasks.drain_expired)  # late task_wait results
         interval = self.config.settings.get("heartbeat_check_interval")
         if interval:
             heartbeat.start(self.host, interval, self.wiring.default_idle_time())
@@ -189,6 +196,8 @@ class EventWorker:
         if self._stopping:
             return
         self._stopping = True
+        if self.tasks is not None and self.tasks.reply_fd is not None:
+            self.reactor.remove(self.tasks.reply_fd)  # a replacement may share the reply box now
         self.wiring.stopping(self, wait_event)
         if self.acceptor is not None:
             self.acceptor.stop()
@@ -234,6 +243,12 @@ class EventWorker:
             return  # it reached us as we left: our successor handles it (THREAD mode)
         if type_ == messages.T_PIPE_MESSAGE:
             self.dispatcher.pipe_message(src, payload)
+            return
+        if type_ == messages.T_FINISH:
+            self.dispatcher.finish(self.tasks, session, port, payload)
+            return
+        if type_ == messages.T_COMMAND:
+            answer_command(self.config, self.transport, self.runtime, session, port, payload)
             return
         conn = self.host.conns.get(session)
         if conn is None:

@@ -45,6 +45,9 @@ class PipeRouter(Router):
         self.socket_buffer_size: int = settings["socket_buffer_size"]
         self.max_wait_time: float = settings["max_wait_time"]
         self._sent: dict[int, int] = {}  # session -> bytes this worker sent to it (see above)
+        self._conns_base = self.state.conns_base
+        self._capacity = self.state.capacity
+        self._reactor_boxes: dict[int, Any] = {}  # reactor id -> its outbox (send_function)
         self._confirmed: set[int] = set()
         self._closed_here: set[int] = set()  # close() asked by this worker, not yet applied
         self.client_certs: dict[int, str] = {}  # session -> TLS client certificate (PEM), until close
@@ -78,10 +81,29 @@ class PipeRouter(Router):
         self._sent.pop(session, None)
 
     def send_function(self, session: Any, data: Any, server_socket: int = -1) -> bool:
-        """Server.send's fast path in a PROCESS worker (the context's send_function)."""
-        if type(session) is int and type(data) is bytes and session > 0:
+        """Server.send's fast path in a PROCESS worker (the context's send_function): `send`
+        below in one frame for the common case (a live session, bytes, room in the pipe); any
+        other case takes `send` or `send_checked`, which set the error."""
+        if type(session) is not int or type(data) is not bytes or session <= 0:
+            return self.send_checked(session, data, server_socket)
+        q = self.q
+        base = self._conns_base + (session - 1) % self._capacity * layout.CONN_WORDS  # state.record_base
+        size = len(data)
+        sent = self._sent.get(session, 0)
+        # (q[base] is the record's C_SESSION word; a send still on its way takes the full path)
+        if q[base] != session or q[base + layout.C_FLAGS] & layout.FLAG_CLOSING or size > self.buffer_output_size \
+                or sent > q[base + layout.C_SEND_WRITTEN] or session in self._closed_here or not sent and len(self._sent) >= FORGET_AT:
             return self.send(session, data)
-        return self.send_checked(session, data, server_socket)
+        self._sent[session] = sent + size
+        self.worker.counters.response += 1
+        reactor = q[base + layout.C_REACTOR]
+        box = self._reactor_boxes.get(reactor)
+        if box is None:
+            box = self._reactor_boxes[reactor] = self.link.outbox(messages.reactor_mailbox(reactor))
+        box.put(messages.T_SEND, session, data)
+        if box.pending_bytes > SEND_AHEAD_LIMIT:
+            box.flush_blocking(self.max_wait_time)
+        return True
 
     def send(self, session: int, data: bytes) -> bool:
         base = self._live(session)

@@ -30,6 +30,7 @@ from threadswoole.protocol.codec import EVENT_TYPES
 from threadswoole.state import shared as layout
 from threadswoole.state.counters import StatCounters
 from threadswoole.workers.child import watch_parent
+from threadswoole.workers.commands import answer_command
 from threadswoole.workers.dispatch import stateless_dispatch
 from threadswoole.workers.event_dispatcher import EventDispatcher
 from threadswoole.workers.pipe_router import PipeRouter
@@ -58,6 +59,9 @@ class PipeWorker:
         self.link = MailboxLink(self.reactor, worker_id, posts)
         self.inbox = messages.Inbox(inbox, self.on_message)
         self.router = PipeRouter(self)
+        self.transport = driver.worker_transport(worker_id)  # tasks, results, commands
+        self.tasks = driver.task_client(worker_id, self.counters, self.transport)
+        self.router.tasks = self.tasks
         self.dispatcher = EventDispatcher(self.server, self.runtime, self.router, config.ports, config.callbacks)
         self.ports = config.ports
         # discard_timeout_request: with a stateless dispatch (1, 3) data can reach a worker
@@ -82,6 +86,8 @@ class PipeWorker:
         state.set_worker_field(self.worker_id, layout.W_PID, os.getpid())
         state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_IDLE)
         self.reactor.add(self.inbox.fd, EPOLLIN, self._on_inbox)
+        if self.tasks is not None and self.tasks.reply_fd is not None:
+            self.reactor.add(self.tasks.reply_fd, EPOLLIN, self.tasks.drain_expired)  # late task_wait results
         reactors = [messages.reactor_mailbox(r) for r in range(self.config.roster.reactor_num)]
         self.receiver = Receiver(reactors, self.link, self.reactor, self._event, self.state, self.worker_id)
         watch_parent(self.reactor, lambda: self.request_stop("orphaned"))
@@ -130,6 +136,8 @@ class PipeWorker:
             self.state.d[self.state.record_base(session) + layout.C_LAST_DISPATCH] = time.time()
             event = EVENT_TYPES[type_ - messages.T_EVENT_BASE].unpack(payload)
             dispatcher.event(self.ports[port], session, reactor, event)
+        elif type_ == messages.T_PROTOCOL_FAILURE:
+            dispatcher.protocol_failure(session, payload)
         elif type_ == messages.T_CONNECT:
             if payload:  # the TLS client certificate (PEM): get_client_info shows it here only
                 self.router.client_certs[session] = payload.decode()
@@ -148,6 +156,10 @@ class PipeWorker:
             dispatcher.buffer_empty(self.ports[port], session)
         elif type_ == messages.T_PIPE_MESSAGE:
             dispatcher.pipe_message(src, payload)
+        elif type_ == messages.T_FINISH:
+            dispatcher.finish(self.tasks, session, port, payload)
+        elif type_ == messages.T_COMMAND:
+            answer_command(self.config, self.transport, self.runtime, session, port, payload)
         elif type_ == messages.T_STOP_WORKER:
             self.request_stop("stop", payload == b"\x01")
 
@@ -170,6 +182,8 @@ class PipeWorker:
             self.inbox.on_readable()
         self.inbox.paused = True
         self.reactor.remove(self.inbox.fd)
+        if self.tasks is not None and self.tasks.reply_fd is not None:
+            self.reactor.remove(self.tasks.reply_fd)  # a replacement may share the reply box now
         self.state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_EXIT)
         if wait_event:
             self._notify(messages.T_WORKER_STOPPING, b"\x01" + os.getpid().to_bytes(4, "big"))

@@ -20,7 +20,7 @@ from threadswoole._arguments import as_bytes, check_session
 from threadswoole._context import current, set_error
 from threadswoole.connections import heartbeat, operations
 from threadswoole.constants import SWOOLE_WORKER_BUSY, SWOOLE_WORKER_EXIT, SWOOLE_WORKER_IDLE
-from threadswoole.errors import ContextError, ErrorCode
+from threadswoole.errors import ContextError, ErrorCode, StateError
 from threadswoole.state import shared as layout
 if TYPE_CHECKING:
     from threadswoole.connections.host import Host
@@ -93,10 +93,33 @@ class Router:
     def push(self, session: int, payload: bytes) -> bool:
         return self._refuse("push")
 
-    def task(self, data: Any, dst: int, callback: Any) -> Any:
-        raise NotImplementedError("task workers (task, task_wait, finish) are not implemented yet")
+    # tasks (contract §7): through this worker's TaskClient (workers/task_client.py)
+    tasks: Any = None
 
-    task_wait = task_wait_multi = task_co = finish = task  # same message, whatever the signature
+    def _task_client(self, what: str) -> Any:
+        if self.tasks is None:
+            if self.server.setting.get("task_worker_num", 0) <= 0:
+                raise StateError(f"{what}() needs task workers: set task_worker_num > 0 before start()")
+            return self._refuse(what)
+        return self.tasks
+
+    def task(self, data: Any, dst: int, callback: Any) -> Any:
+        return self._task_client("task").task(data, dst, callback)
+
+    def task_wait(self, data: Any, timeout: Any, dst: int) -> Any:
+        return self._task_client("task_wait").task_wait(data, timeout, dst)
+
+    def task_wait_multi(self, tasks: list[Any], timeout: Any) -> Any:
+        return self._task_client("task_wait_multi").task_wait_multi(tasks, timeout)
+
+    def task_co(self, tasks: list[Any], timeout: Any) -> Any:
+        return self._task_client("task_co").task_co(tasks, timeout)
+
+    def finish(self, data: Any) -> bool:
+        raise ContextError(f"finish() can only be called inside on_task in a task worker, not from {self.role_name}")
+
+    def command(self, name: str, process_id: int, process_type: int, data: Any, json_decode: bool) -> Any:
+        raise ContextError(f"command() can only be called in the master process, not from {self.role_name}")
 
     def reload(self, only_task: bool) -> bool:
         return self.driver.request_reload(only_task)
@@ -138,8 +161,9 @@ class Router:
         self.flush_counters()
         state = self.state
         totals = state.stat_totals()
-        worker_num = self.server.setting["worker_num"]
-        task_num = self.server.setting.get("task_worker_num", 0)
+        setting = self.server.setting
+        worker_num = setting["worker_num"]
+        task_num = setting.get("task_worker_num", 0)
         statuses = [state.worker_field(w, layout.W_STATUS) for w in range(worker_num + task_num)]
         live = state.live_sessions()
         requests, responses, dispatches = self.worker_counters()
@@ -151,7 +175,7 @@ class Router:
             "close_count": totals["close_count"],
             "worker_num": worker_num,
             "task_worker_num": task_num,
-            "user_worker_num": 0,
+            "user_worker_num": state.worker_slots - worker_num - task_num,
             "idle_worker_num": sum(1 for s in statuses[:worker_num] if s == SWOOLE_WORKER_IDLE),
             "dispatch_count": totals["dispatch_count"],
             "request_count": totals["request_count"],
@@ -166,12 +190,16 @@ class Router:
             "worker_response_count": responses,
             "worker_dispatch_count": dispatches,
             "task_idle_worker_num": sum(1 for s in statuses[worker_num:] if s == SWOOLE_WORKER_IDLE),
-            "tasking_num": totals["task_dispatch_count"] - totals["task_done_count"],
+            "tasking_num": max(0, totals["task_dispatch_count"] - totals["task_done_count"]),
             "coroutine_num": 0,
             "coroutine_peek_num": 0,
             "callback_error_count": totals["callback_error_count"],
             "protocol_error_count": totals["protocol_error_count"],
         }
+        if task_num and setting.get("task_ipc_mode", 1) in (2, 3):
+            # tasks sent and not yet read by a task worker (contract §5.6: message-queue modes)
+            result["task_queue_num"] = max(0, totals["task_dispatch_count"] - totals["task_taken_count"])
+            result["task_queue_bytes"] = max(0, totals["task_dispatch_bytes"] - totals["task_taken_bytes"])
         return result
 
     def worker_pid(self, worker_id: int) -> Any:

@@ -25,7 +25,7 @@ from threadswoole import _context
 from threadswoole.ipc import messages
 from threadswoole.loop.reactor import Reactor
 from threadswoole.state import shared as layout
-from threadswoole.workers.roster import EVENT, TASK, RunConfig
+from threadswoole.workers.roster import EVENT, TASK, USER, RunConfig
 from threadswoole.workers.worker import Worker
 
 log = logging.getLogger("threadswoole")
@@ -68,8 +68,11 @@ class Supervisor:
 
     # -- spawning -------------------------------------------------------------------------
     def start_all(self) -> None:
-        for worker_id in self.roster.ids():
-            self.spawn(worker_id)
+        # User processes first: workers forked after them inherit their Process objects with
+        # `pid` set (it is set again in this process whenever one is respawned).
+        for role in (USER, EVENT, TASK):
+            for worker_id in self.roster.ids(role):
+                self.spawn(worker_id)
 
     def spawn(self, worker_id: int) -> Worker | None:
         if self.shutting_down:
@@ -123,8 +126,12 @@ class Supervisor:
         if self.workers.get(worker.worker_id) is not worker:
             return
         abnormal = bool(worker.exit_signal) or (bool(worker.exit_code) and not worker.stopping)
+        user = worker.role == USER
         if abnormal and not self.shutting_down:
-            self._report_error(worker)
+            if user:  # worker_error is for event and task workers (contract §5.4)
+                log.warning("user process %d (pid %d) exited abnormally: code %s, signal %d; restarting it", worker.worker_id, worker.pid, worker.exit_code, worker.exit_signal)
+            else:
+                self._report_error(worker)
         # Tell the replacement how this instance ended (what it redelivers depends on it).
         death = layout.DEATH_STUCK if worker.force_killed else layout.DEATH_CRASHED if abnormal else layout.DEATH_PLANNED
         self.state.set_worker_field(worker.worker_id, layout.W_DEATH, death)
@@ -133,7 +140,10 @@ class Supervisor:
             self._maybe_finished()
             return
         delay = 0.0
-        if abnormal and time.monotonic() - self._started_at.get(worker.worker_id, 0) < QUICK_CRASH_SECONDS:
+        # A user process whose callback returns at once is restarted at once (seed: "it keeps
+        # exiting and being restarted"): it backs off like a crashing worker instead of forking
+        # in a tight loop.
+        if (abnormal or user) and time.monotonic() - self._started_at.get(worker.worker_id, 0) < QUICK_CRASH_SECONDS:
             self._crashes[worker.worker_id] += 1
             delay = min(MAX_RESPAWN_DELAY, 0.05 * 2 ** self._crashes[worker.worker_id])
         else:

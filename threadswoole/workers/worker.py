@@ -86,12 +86,14 @@ class ProcessReaper:
 class ProcessWorker(Worker):
     """A worker in a forked child; the caller (the single-threaded manager) owns the fork."""
 
-    def __init__(self, worker_id: int, role: str, body: Callable[[], int], reaper: ProcessReaper, *, stop_message: Callable[[bool], Any] | None = None) -> None:
+    def __init__(self, worker_id: int, role: str, body: Callable[[], int], reaper: ProcessReaper, *, stop_message: Callable[[bool], Any] | None = None, before_fork: Callable[[], Any] | None = None, forked: Callable[[int], Any] | None = None) -> None:
         super().__init__(worker_id, role)
         self._body = body
         self._pid = 0
         self._reaper = reaper
         self._stop_message = stop_message
+        self._before_fork = before_fork  # in the parent, right before the fork (user processes: flush stdio)
+        self._forked = forked  # in the parent, with the child's pid (user processes: Process.enter_parent)
 
     @property
     def pid(self) -> int:
@@ -100,6 +102,8 @@ class ProcessWorker(Worker):
     def start(self) -> None:
         # Signals are blocked across fork so that nothing runs the parent's handlers in the
         # child before the child has installed its own.
+        if self._before_fork is not None:
+            self._before_fork()
         blocked = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD}
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
         try:
@@ -126,6 +130,8 @@ class ProcessWorker(Worker):
         self.exit_code = None
         self.exit_signal = 0
         self._reaper.track(self)
+        if self._forked is not None:
+            self._forked(pid)
 
     def stop(self, wait_event: bool = False) -> None:
         self.stopping = True
@@ -139,6 +145,10 @@ class ProcessWorker(Worker):
 
     def kill(self) -> None:
         self._signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        """SIGTERM: the worker stops after what it is doing (task workers' quick stop)."""
+        self._signal(signal.SIGTERM)
 
     def _signal(self, signo: int) -> None:
         if self._pid and self.exit_code is None:

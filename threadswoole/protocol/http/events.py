@@ -111,6 +111,7 @@ class HttpBodyChunk(Event):
 
     __slots__ = ("data", "final", "trailers")
     wire_id = 2
+    continues_message = True  # it belongs to the worker that has the request's head
 
     def __init__(self, data: bytes, final: bool = False, trailers: dict[str, str] | None = None) -> None:
         self.data = data

@@ -155,6 +155,11 @@ class HttpCodec(Codec):
         return held
 
     @property
+    def reading_head(self) -> bool:  # type: ignore[override]
+        """True while part of a request head is buffered (see Codec.reading_head)."""
+        return self._state == _HEAD and bool(self._buf)
+
+    @property
     def holding(self) -> bool:
         """True after an upgrade request, until `resume()` or `detach()`."""
         return self._state == _HOLD

@@ -17,13 +17,14 @@ from threadswoole.protocol.websocket.handshake import Handshake, server_handshak
 __all__ = ["make_codec", "accept_handshake"]
 
 
-def make_codec(settings: Mapping[str, Any], deflate: DeflateParameters | None = None) -> WebSocketCodec:
+def make_codec(settings: Mapping[str, Any], deflate: DeflateParameters | None = None, codec_class: type[WebSocketCodec] = WebSocketCodec) -> WebSocketCodec:
     """The server-side codec for a connection whose handshake negotiated `deflate`.
 
     package_max_length bounds a message; open_websocket_ping_frame / pong_frame / close_frame
-    make those frames `Ping` / `Pong` / `Close` events for on_message.
+    make those frames `Ping` / `Pong` / `Close` events for on_message. `codec_class` may be a
+    subclass that adds what the server needs (its own writer, say).
     """
-    return WebSocketCodec(
+    return codec_class(
         max_message_size=settings.get("package_max_length", DEFAULT_MAX_MESSAGE_SIZE),
         deflate=deflate,
         deliver_ping=bool(settings.get("open_websocket_ping_frame", False)),
