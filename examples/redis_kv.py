@@ -173,6 +173,10 @@ class KeyValueStore:
         if len(args) < 2:
             return wrong_arity("set")
         key, value = args[0], args[1]
+        if len(args) == 2:  # a plain SET (the common case): no options, old value and expiry replaced
+            with self._lock:
+                self._data[key] = (value, None)
+            return OK
         ttl: float | None = None
         condition = None
         options = [a.upper() for a in args[2:]]
