@@ -11,7 +11,8 @@ one whose child ignores SIGTERM. For the stress scenarios' drivers: that
 (timed out) and cut-off (lost) answers, that ``run_churn`` completes every
 cycle, and that ``ConnectionPool`` holds and drives its connections. The
 benchmark workloads' tooling (C generator, wrk / redis-benchmark parsers, skip and
-probe paths, targets, fan-out pool) is checked by ``stress.selftest_bench``.
+probe paths, targets, fan-out pool) is checked by ``stress.selftest_bench``, the
+``websocket`` scenario's held connections by ``stress.selftest_ws``.
 About 60 s; loopback only.
 
 Also hosts the ``forker`` test server used for the CPU/orphan checks
@@ -278,7 +279,7 @@ def serve_forker(host: str, port: int, burn: float, delay: float, stubborn: bool
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m stress.selftest")
     ap.add_argument("what", nargs="?", default="all",
-                    choices=("all", "loadgen", "checked", "cpu", "bench", "serve-forker", "serve-skip"))
+                    choices=("all", "loadgen", "checked", "cpu", "bench", "ws", "serve-forker", "serve-skip"))
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--burn", type=float, default=1.0)
@@ -300,6 +301,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         from stress import selftest_bench
 
         selftest_bench.run(check)
+    if a.what in ("all", "ws"):
+        from stress import selftest_ws
+
+        selftest_ws.run(check)
     failed = sum(not ok for _, ok, _ in RESULTS)
     print(f"selftest: {len(RESULTS) - failed} passed, {failed} failed")
     return 1 if failed else 0

@@ -31,11 +31,15 @@ _SOAK = {"max_rss_growth_mib": 10.0}          # measured: < 1 MiB
 # for BASE / THREAD (see scenarios/faults.py); the numeric thresholds:
 _FAULTS = {"max_stalled_rss_growth_mib": 64.0}  # 4 stalled readers, socket_buffer_size 1 MiB
                                                 # (measured: 11-19 MiB; they push GiBs)
+# websocket: 10,000 idle WebSocket connections (upgraded), one push to all (every one must get
+# it byte-exact: no threshold, must be all), all closed (connection_num and fds back: must be 0)
+_WEBSOCKET = {"max_rss_per_conn_kib": 8.0}   # measured: 3.7-4.6 KiB (10,000), 3.6-5.7 (2,000)
 _MODES = ("base", "process", "thread")
 THRESHOLDS["capacity"] = {m: dict(_CAPACITY) for m in _MODES}
 THRESHOLDS["churn"] = {m: dict(_CHURN) for m in _MODES}
 THRESHOLDS["soak"] = {m: dict(_SOAK) for m in _MODES}
 THRESHOLDS["faults"] = {m: dict(_FAULTS) for m in _MODES}
+THRESHOLDS["websocket"] = {m: dict(_WEBSOCKET) for m in _MODES}
 
 
 # Targets of the benchmark workloads (python -m stress.bench WORKLOAD), per workload:
@@ -56,6 +60,9 @@ BENCH_TARGETS: dict[str, list[tuple[str, str, str, float, str]]] = {
     "wsgi": [("threadswoole-base", "gunicorn-gthread", "req_per_cpu_s", 10.0, ""),
              ("threadswoole-base", "granian-wsgi", "req_per_cpu_s", 1.0, "")],
     "asgi": [("threadswoole-base", "uvicorn", "req_per_cpu_s", 1.5, "")],
+    # threadswoole serve where threads matter (stress/workloads/serve.py): requests/s
+    "serve-blocking": [("threadswoole-thread-32", "granian-wsgi-32", "rps", 1.0, "")],
+    "serve-cpu": [("threadswoole-thread-w2", "threadswoole-thread-w1", "rps", 1.7, "")],
     # C generator in WebSocket mode: 100 connections, 64-byte masked binary frames
     "ws": [("threadswoole-base", "aiohttp", "req_per_cpu_s", 1.3, ""),
            ("threadswoole-base", "websockets", "req_per_cpu_s", 2.0, "")],

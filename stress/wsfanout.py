@@ -9,7 +9,8 @@ connection. Each holder records, per connection, the CLOCK_MONOTONIC time its
 whole frame arrived (the payload compared byte for byte) and reports back; the
 figure is (last arrival - send time), with the median arrival beside it.
 CLOCK_MONOTONIC is system-wide on Linux, so times from different processes compare.
-Loopback only; every wait has a deadline.
+``HeldConnections`` is the holding part on its own (open, push rounds, count the open
+ones, close), for the stress suite's ``websocket`` scenario. Loopback only; every wait has a deadline.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import socket
 import statistics
 import struct
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from stress._net import _check_loopback, _family_for, _reap, _recv_reply, _serve_parent, _spawn, raise_nofile
 
@@ -116,6 +117,30 @@ def _wait_frames(socks: list[socket.socket], payload: bytes, deadline: float) ->
     return times, mismatches, closed
 
 
+def _socket_states(socks: list[socket.socket]) -> tuple[int, int, int]:
+    """(open, closed, open with unexpected bytes waiting) right now, without blocking."""
+    poller = select.poll()
+    by_fd = {s.fileno(): s for s in socks if s.fileno() >= 0}
+    for fd in by_fd:
+        poller.register(fd, select.POLLIN)
+    closed, unexpected = len(socks) - len(by_fd), 0      # a socket closed here has fd -1
+    for fd, ev in poller.poll(0):
+        if ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+            closed += 1
+            continue
+        try:
+            peek = by_fd[fd].recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            continue
+        except OSError:
+            peek = b""
+        if peek:
+            unexpected += 1
+        else:
+            closed += 1
+    return len(socks) - closed, closed, unexpected
+
+
 def _holder_main(pipe, address, family, count, path, timeout) -> None:
     def body() -> None:
         raise_nofile(count + 256)
@@ -134,69 +159,123 @@ def _holder_main(pipe, address, family, count, path, timeout) -> None:
                 _, payload, seconds = cmd
                 pipe.send(("armed", None))
                 pipe.send(("result", _wait_frames(socks, payload, time.monotonic() + seconds)))
+            elif cmd[0] == "count":
+                pipe.send(("count", _socket_states(socks)))
             else:
                 for s in socks:
                     s.close()
-                pipe.send(("closed", None))
+                pipe.send(("closed", len(socks)))
                 return
 
     _serve_parent(pipe, body)
+
+
+class HeldConnections:
+    """``clients`` WebSocket connections opened (``101`` checked) and held by holder processes.
+
+    ``with HeldConnections(address, n) as held:`` then ``held.open()`` -> (opened, failed),
+    ``held.push_round(send, payload, timeout)`` (every holder waits for ``payload`` while
+    ``send()`` makes the server push it), ``held.count()`` -> (open, closed, with unexpected
+    bytes), ``held.close()``; leaving the block reaps every holder (killed if need be). A
+    holder that fails or does not answer in time adds a line to ``errors``.
+    """
+
+    def __init__(self, address: tuple, clients: int, *, path: str = "/", per_process: int = 1000,
+                 connect_timeout: float = 20.0) -> None:
+        _check_loopback(address)
+        self.address, self.family, self.path = address, _family_for(address, None), path
+        self.clients, self.connect_timeout = clients, connect_timeout
+        nproc = max(1, -(-clients // per_process))
+        self.shares = [clients // nproc + (1 if i < clients % nproc else 0) for i in range(nproc)]
+        self.workers: list = []
+        self.errors: list[str] = []
+
+    def __enter__(self) -> "HeldConnections":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _reap(self.workers, kill=True)
+        self.workers = []
+
+    def _gather(self, tag: str, timeout: float) -> list:
+        """The ``tag`` reply of every holder (bounded by ``timeout`` each); others -> errors."""
+        values = []
+        for p, pipe in self.workers:
+            got, val = _recv_reply(p, pipe, timeout)
+            if got == tag:
+                values.append(val)
+            else:
+                self.errors.append(str(val))
+        return values
+
+    def _tell(self, *cmd: object) -> None:
+        for _p, pipe in self.workers:
+            try:
+                pipe.send(cmd)
+            except OSError as exc:
+                self.errors.append(f"holder pipe: {exc!r}")
+
+    def open(self, timeout: float = 120.0) -> tuple[int, int]:
+        """Start the holders and wait until each has opened its share; (opened, failed)."""
+        self.workers = [_spawn(_holder_main, self.address, self.family, n, self.path, self.connect_timeout)
+                        for n in self.shares]
+        got = self._gather("open", timeout)           # opening 1,000 takes seconds
+        return sum(v[0] for v in got), sum(v[1] for v in got)
+
+    def connect(self) -> socket.socket:
+        """One more WebSocket connection, held by the caller (e.g. the fan-out trigger)."""
+        return ws_connect(self.address, self.family, self.path, self.connect_timeout)
+
+    def push_round(self, send: Callable[[], None], payload: bytes, timeout: float = 30.0) -> dict:
+        """Arm every holder for ``payload``, call ``send()``; per-connection arrivals after it."""
+        self._tell("round", payload, timeout)
+        self._gather("armed", 10)
+        sent = time.monotonic()
+        send()
+        arrivals, mismatches, closed = [], 0, 0
+        for times, bad, gone in self._gather("result", timeout + 10):
+            arrivals += [t - sent for t in times if t is not None]
+            mismatches += bad
+            closed += gone
+        return {"received": len(arrivals), "mismatches": mismatches, "closed": closed,
+                "last_ms": max(arrivals) * 1000 if arrivals else None,
+                "p50_ms": statistics.median(arrivals) * 1000 if arrivals else None}
+
+    def count(self, timeout: float = 10.0) -> tuple[int, int, int]:
+        """(open, closed, open with unexpected bytes waiting) over every holder, now."""
+        self._tell("count")
+        got = self._gather("count", timeout)
+        return tuple(sum(v[i] for v in got) for i in range(3))     # type: ignore[return-value]
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Every holder closes its connections (a plain TCP close); how many were closed."""
+        self._tell("close")
+        return sum(self._gather("closed", timeout))
 
 
 def run_fanout(address: tuple, clients: int = 10000, *, path: str = "/", rounds: int = 3,
                size: int = 64, per_process: int = 1000, round_timeout: float = 30.0,
                connect_timeout: float = 20.0) -> dict:
     """Hold ``clients`` WebSocket connections, push ``rounds`` messages through the server."""
-    _check_loopback(address)
-    fam = _family_for(address, None)
-    nproc = max(1, -(-clients // per_process))
-    shares = [clients // nproc + (1 if i < clients % nproc else 0) for i in range(nproc)]
-    workers = [_spawn(_holder_main, address, fam, n, path, connect_timeout) for n in shares]
-    out: dict = {"clients": clients, "opened": 0, "connect_failed": 0, "rounds": [], "errors": []}
+    out: dict = {"clients": clients, "opened": 0, "connect_failed": 0, "rounds": []}
     trigger = None
-    try:
-        t0 = time.monotonic()
-        for p, pipe in workers:
-            tag, val = _recv_reply(p, pipe, 120)          # opening 1,000 takes seconds
-            if tag == "open":
-                out["opened"] += val[0]
-                out["connect_failed"] += val[1]
-            else:
-                out["errors"].append(val)
-        out["open_s"] = time.monotonic() - t0
-        trigger = ws_connect(address, fam, path, connect_timeout)
-        payload = (b"fanout-payload-" * (size // 15 + 1))[:size]
-        for r in range(rounds):
-            body = payload[:-4] + struct.pack(">I", r) if size >= 4 else payload
-            for p, pipe in workers:
-                pipe.send(("round", body, round_timeout))
-            for p, pipe in workers:
-                tag, val = _recv_reply(p, pipe, 10)
-                if tag != "armed":
-                    out["errors"].append(val)
-            sent = time.monotonic()
-            trigger.sendall(masked_frame(TRIGGER + body))
-            arrivals, mismatches, closed = [], 0, 0
-            for p, pipe in workers:
-                tag, val = _recv_reply(p, pipe, round_timeout + 10)
-                if tag == "result":
-                    arrivals += [t - sent for t in val[0] if t is not None]
-                    mismatches += val[1]
-                    closed += val[2]
-                else:
-                    out["errors"].append(val)
-            out["rounds"].append({
-                "received": len(arrivals), "mismatches": mismatches, "closed": closed,
-                "last_ms": max(arrivals) * 1000 if arrivals else None,
-                "p50_ms": statistics.median(arrivals) * 1000 if arrivals else None})
-        for p, pipe in workers:
-            pipe.send(("close",))
-        for p, pipe in workers:
-            _recv_reply(p, pipe, 10)
-    finally:
-        if trigger is not None:
-            trigger.close()
-        _reap(workers, kill=True)
+    with HeldConnections(address, clients, path=path, per_process=per_process,
+                         connect_timeout=connect_timeout) as held:
+        try:
+            t0 = time.monotonic()
+            out["opened"], out["connect_failed"] = held.open()
+            out["open_s"] = time.monotonic() - t0
+            trigger = held.connect()
+            payload = (b"fanout-payload-" * (size // 15 + 1))[:size]
+            for r in range(rounds):
+                body = payload[:-4] + struct.pack(">I", r) if size >= 4 else payload
+                frame = masked_frame(TRIGGER + body)
+                out["rounds"].append(held.push_round(lambda: trigger.sendall(frame), body, round_timeout))
+            held.close()
+        finally:
+            if trigger is not None:
+                trigger.close()
+        out["errors"] = held.errors
     done = [r for r in out["rounds"] if r["last_ms"] is not None]
     out["last_ms"] = statistics.median(r["last_ms"] for r in done) if done else None
     out["p50_ms"] = statistics.median(r["p50_ms"] for r in done) if done else None

@@ -282,6 +282,38 @@ def test_stats_counts_and_keys(run_server, mode):
     assert handle.stop() == 0
 
 
+def test_a_client_that_saw_the_close_finds_it_counted(run_server, mode):
+    """The server does its books before it closes the socket: once a peer has read the EOF,
+    another worker's stats() no longer counts the closed connection and exist() is False.
+    Each client half-closes and waits for the server's close, as the stress suite's probes do."""
+
+    def setup(server, emit):
+        def on_receive(srv, fd, rid, data):
+            if data == b"fd":
+                srv.send(fd, f"{fd}\n".encode())
+            else:  # b"check <fd>"
+                closed_fd = int(data.split()[1])
+                srv.send(fd, f"{srv.stats()['connection_num']} {int(srv.exist(closed_fd))}\n".encode())
+
+        server.on("receive", on_receive)
+
+    def ask(request: bytes) -> bytes:
+        client = connect(handle.port)
+        client.sendall(request)
+        answer = b""
+        while not answer.endswith(b"\n"):
+            answer += client.recv(64)
+        client.shutdown(socket.SHUT_WR)
+        assert client.recv(64) == b""  # the server's close
+        client.close()
+        return answer.strip()
+
+    handle = run_server(setup, mode=mode, settings={"worker_num": 2})
+    answers = [ask(b"check " + ask(b"fd")) for _ in range(60)]
+    assert set(answers) == {b"1 0"}, answers
+    assert handle.stop() == 0
+
+
 def test_send_accepts_str_bytearray_memoryview(run_server, mode):
     def setup(server, emit):
         def on_receive(srv, fd, rid, data):

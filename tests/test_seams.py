@@ -52,7 +52,6 @@ class RecordingSink:
     """The Host's events as a list (not inline: every packet comes to on_data)."""
 
     inline_runtime = None
-    answers_later = False
     server = None
 
     def __init__(self) -> None:
@@ -65,6 +64,12 @@ class RecordingSink:
     def on_closed(self, conn): self.seen.append(("closed", conn.session_id))
     def on_buffer_full(self, conn): self.seen.append(("full",))
     def on_buffer_empty(self, conn): self.seen.append(("empty",))
+
+    def on_protocol_failure(self, conn, response):
+        # as the event dispatcher does when no handler still answers earlier requests
+        self.seen.append(("failure", response))
+        conn.host.send(conn, response)
+        conn.host.close(conn)
 
 
 class NoForwarding:
@@ -130,6 +135,8 @@ def test_a_codec_reply_is_written_by_the_host_and_an_error_answered_then_closed(
     run(reactor, 5)
     answer = peer.recv(4096)
     assert answer.startswith(b"HTTP/1.1 400") and b"Connection: close" in answer
+    failures = [item for kind, item in sink.seen if kind == "failure"]
+    assert len(failures) == 1 and failures[0] == answer  # the Host handed the answer to the sink
     assert ("closed", conn.session_id) in sink.seen and host.counters.protocol_errors == 1
 
 

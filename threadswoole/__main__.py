@@ -1,4 +1,5 @@
-"""`python -m threadswoole demo`: a TCP echo server to try threadswoole with no set-up at all."""
+"""The command line: `threadswoole demo` (a TCP echo server to try threadswoole with no set-up at
+all) and `threadswoole serve MODULE:ATTR` (a WSGI or ASGI application; see threadswoole.serve)."""
 
 from __future__ import annotations
 
@@ -35,9 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser.add_argument("--port", type=int, default=9501)
     demo_parser.add_argument("--mode", choices=sorted(MODES), default="base")
     demo_parser.add_argument("--workers", type=int, default=1)
+    from threadswoole.serve import cli as serve_cli
+
+    serve_cli.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "demo":
         return 0 if demo(args.host, args.port, args.mode, args.workers) else 1
+    if args.command == "serve":
+        return serve_cli.run_arguments(args)
     return 2
 
 

@@ -6,6 +6,7 @@ starts; code outside any server sees the defaults (role "none", worker_id -1).
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from typing import Any
@@ -45,6 +46,23 @@ _context = WorkerContext()
 def current() -> WorkerContext:
     """The calling thread's context."""
     return _context
+
+
+def bind_worker(worker: Any, role: str, in_thread: bool, send_function: Any = None) -> WorkerContext:
+    """Make the calling thread `worker`'s (of kind `role`): what the Server API reads to know
+    who calls it. `worker` has server, worker_id, reactor, router and runtime."""
+    ctx = _context
+    ctx.server = worker.server
+    ctx.role = role
+    ctx.worker_id = worker.worker_id
+    ctx.worker_pid = os.getpid()
+    ctx.worker_tid = threading.get_native_id() if in_thread else None
+    ctx.loop = worker.reactor
+    ctx.router = worker.router
+    ctx.send_function = send_function  # Server.send's fast path, for workers that own connections
+    ctx.runtime = worker.runtime
+    ctx.worker_obj = worker
+    return ctx
 
 
 def set_error(code: int) -> bool:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from stress.scenarios import capacity, churn, comparison, faults, soak, tasks
+from stress.scenarios import capacity, churn, comparison, faults, soak, tasks, websocket
 
 SCENARIOS: list[ModuleType] = [
     capacity,
+    websocket,
     churn,
     soak,
     faults,

@@ -14,6 +14,7 @@ import os
 import socket
 import struct
 import time
+import urllib.request
 from typing import Any, Callable, Optional
 
 import psutil
@@ -21,6 +22,7 @@ import psutil
 from stress.proctree import ServerError, ServerProcess
 
 SERVER_MODULE = "stress.servers.threadswoole_echo"
+WS_SERVER_MODULE = "stress.servers.threadswoole_ws"      # websocket.Server echo / fan-out
 HOST = "127.0.0.1"
 
 # The configuration of each mode in the capacity / churn / soak / faults scenarios: two
@@ -48,11 +50,14 @@ def say(text: str) -> None:
 
 
 # ---- starting and stopping -------------------------------------------------------------------
-def start_server(mode: str, extra: list[str], framing: str = "length", control: bool = True) -> ServerProcess:
-    args = [*MODE_ARGS[mode], "--framing", framing, *extra]
+def start_server(mode: str, extra: list[str], framing: Optional[str] = "length", control: bool = True,
+                 module: str = SERVER_MODULE) -> ServerProcess:
+    """Start ``module`` (the echo server unless told) in ``mode``'s configuration; ``framing``
+    None passes no ``--framing`` (servers that speak one protocol, e.g. ``WS_SERVER_MODULE``)."""
+    args = [*MODE_ARGS[mode], *(["--framing", framing] if framing else []), *extra]
     if control:
         args.append("--control")
-    srv = ServerProcess(SERVER_MODULE, args, host=HOST)
+    srv = ServerProcess(module, args, host=HOST)
     srv.start()
     return srv
 
@@ -85,7 +90,8 @@ def stop_server(srv: ServerProcess) -> list[str]:
 
 
 class Server:
-    """``with Server(mode, extra) as srv:`` start, yield, always stop; ``srv.problems``."""
+    """``with Server(mode, extra) as srv:`` start, yield, always stop; ``srv.problems``.
+    Keywords go to ``start_server`` (``module=WS_SERVER_MODULE, framing=None``: the WebSocket server)."""
 
     def __init__(self, mode: str, extra: Optional[list[str]] = None, **kw: Any) -> None:
         self.mode, self.extra, self.kw = mode, extra or [], kw
@@ -128,6 +134,17 @@ def control(port: int, command: bytes, timeout: float = 3.0) -> Optional[dict]:
             except OSError:
                 pass
             return answer
+    except (OSError, ValueError):
+        return None
+
+
+def http_stats(port: int, timeout: float = 3.0) -> Optional[dict]:
+    """server.stats() over HTTP, from servers whose ``--control`` answers ``GET /!ctl/stats``
+    (the http and WebSocket servers); a fresh connection, closed after: Connection: close."""
+    request = urllib.request.Request(f"http://{HOST}:{port}/!ctl/stats", headers={"Connection": "close"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return json.loads(reply.read())
     except (OSError, ValueError):
         return None
 

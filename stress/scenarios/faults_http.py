@@ -12,30 +12,18 @@ and ``http lost`` (connections, must be 0), and the server must be healthy after
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
-import urllib.request
 from typing import Any, Optional
 
 from stress.checked import CheckedResult
 from stress.checked_http import run_checked_http
 from stress.proctree import ServerProcess
-from stress.scenarios.common import HOST, make_row, say, stop_server, wait_for, worker_pids
+from stress.scenarios.common import HOST, http_stats, make_row, say, stop_server, wait_for, worker_pids
 
 SERVER = "stress.servers.threadswoole_http"
 MODES = ("process",)  # BASE / THREAD lose the dead worker's connections by design (the kill9 case)
-
-
-def http_stats(port: int, timeout: float = 3.0) -> Optional[dict]:
-    """server.stats() over HTTP (a fresh connection, closed after: Connection: close)."""
-    request = urllib.request.Request(f"http://{HOST}:{port}/!ctl/stats", headers={"Connection": "close"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as reply:
-            return json.loads(reply.read())
-    except (OSError, ValueError):
-        return None
 
 
 def _connections(port: int) -> Optional[int]:

@@ -2,7 +2,8 @@
 
 Bare callables, no framework, so that the figure is the server's cost per request:
 ``wsgi_hello`` / ``asgi_hello`` answer ``GET /`` with ``200 Hello, World!``;
-``wsgi_sleep`` blocks ``SLEEP_S`` (2 ms) first, like a handler waiting on a database.
+``wsgi_sleep`` blocks ``SLEEP_S`` (2 ms) first, like a handler waiting on a database;
+``wsgi_cpu`` computes for a millisecond or two first (pure Python: what free-threading scales).
 Served as ``stress.servers.apps:<name>`` (the benchmark runs every server from the repo root).
 """
 from __future__ import annotations
@@ -41,3 +42,15 @@ async def asgi_hello(scope, receive, send):
         return
     await send(_ASGI_START)
     await send(_ASGI_BODY)
+
+
+CPU_LOOPS = 20_000
+
+
+def wsgi_cpu(environ, start_response):
+    """A CPU-bound handler (~1-2 ms of pure-Python arithmetic): what free-threading is for."""
+    total = 0
+    for i in range(CPU_LOOPS):
+        total += i * i % 7
+    start_response("200 OK", _WSGI_HEADERS if total >= 0 else [])
+    return [BODY]

@@ -2,7 +2,11 @@
 
 ``s.on("message", lambda srv, frame: srv.push(frame.fd, frame.data, frame.opcode))``.
 ``--fanout``: a message starting with ``!fanout:`` is pushed (the rest of it) to every
-other connection instead of echoed: the push fan-out figure. Prints ``SKIP <reason>``
+other connection instead of echoed: the push fan-out figure (in BASE, where
+``server.connections`` lists the calling worker's own connections only, the other workers
+are told with ``send_message`` and push to theirs). ``--control``: a plain HTTP
+``GET /!ctl/stats`` on the same port answers ``server.stats()`` as JSON (the stress
+scenario's probe; ``stress.scenarios.common.http_stats``). Prints ``SKIP <reason>``
 and exits 0 while ``threadswoole.websocket`` does not exist yet.
 """
 from __future__ import annotations
@@ -24,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reactors", type=int, default=None)
     ap.add_argument("--fanout", action="store_true")
     ap.add_argument("--rlimit-nofile", type=int, default=None)
+    ap.add_argument("--control", action="store_true", help="answer GET /!ctl/stats with server.stats()")
     a = ap.parse_args(argv)
     try:
         from threadswoole import websocket
@@ -44,18 +49,36 @@ def main(argv: list[str] | None = None) -> int:
         settings["max_conn"] = a.rlimit_nofile
     server.set(settings)
     if a.fanout:
+        def push_to_own(srv, payload: bytes, opcode: int, skip: int) -> None:
+            for fd in srv.connections:
+                if fd != skip:
+                    srv.push(fd, payload, opcode)
+
         def on_message(srv, frame) -> None:
             data = frame.data
             if data.startswith(FANOUT):
                 payload = data[len(FANOUT):]
-                for fd in srv.connections:
-                    if fd != frame.fd:
-                        srv.push(fd, payload, frame.opcode)
+                if a.mode == "base":          # connections lists this worker's own only (api.md)
+                    for worker in range(a.workers):
+                        if worker != srv.worker_id:
+                            srv.send_message((payload, frame.opcode), worker)
+                push_to_own(srv, payload, frame.opcode, frame.fd)
             else:
                 srv.push(frame.fd, data, frame.opcode)
         server.on("message", on_message)
+        server.on("pipe_message", lambda srv, src, message: push_to_own(srv, *message, 0))
     else:
         server.on("message", lambda srv, frame: srv.push(frame.fd, frame.data, frame.opcode))
+    if a.control:
+        import json
+
+        def on_request(request, response) -> None:
+            if request.server["request_uri"] == "/!ctl/stats":
+                response.end(json.dumps({**server.stats(), "worker_id": server.worker_id}))
+            else:
+                response.status(404)
+                response.end("not found")
+        server.on("request", on_request)
     server.on("start", lambda s: print("READY", s.ports[0].port, flush=True))
     ok = server.start()
     return 0 if ok in (True, None) else 1

@@ -51,7 +51,7 @@ def apply_quick(a: argparse.Namespace) -> None:
         a.duration, a.repeat, a.warmup = min(a.duration, 2.0), 1, min(a.warmup, 0.5)
 
 
-_MODULES = ("echo", "http", "ws", "redis", "tasks")
+_MODULES = ("echo", "http", "ws", "redis", "tasks", "serve")
 
 
 def all_workloads() -> dict[str, Workload]:

@@ -24,6 +24,21 @@ class EventHandler(Protocol):
     def closed(self, port: Any, session: int) -> None:
         """The connection is gone (after its `close` callback): forget what was kept for it."""
 
+    def failed(self, port: Any, session: int, response: bytes) -> bool:
+        """The client broke the protocol behind the events handed over. True: this handler is
+        still answering some of them and will write `response` after them, then close (through
+        the dispatcher's `answer_failure`); False: answer it now."""
+
+
+class ProtocolFailure:
+    """A protocol error's answer queued behind a connection's unfinished requests (see
+    `EventHandler.failed`): handlers that answer later keep it in their queue of events."""
+
+    __slots__ = ("response",)
+
+    def __init__(self, response: bytes) -> None:
+        self.response = response
+
 
 class ApplicationProtocol:
     """A raw stream: no codec at all (the hot path), or a framer cutting it into packets."""

@@ -37,9 +37,6 @@ class Sink(Protocol):
 
     inline_runtime: Any
     server: Any
-    # True where events are answered later, elsewhere (PROCESS workers): a protocol error's
-    # answer then goes through `on_protocol_failure`, behind the answers to the events before it
-    answers_later: bool
 
     def holds_record(self, conn: Connection) -> bool: ...
     def on_open(self, conn: Connection) -> None: ...
@@ -278,18 +275,11 @@ class Host(HostOutput):
         self.answer_failure(conn, exc)
 
     def answer_failure(self, conn: Connection, exc: ProtocolError) -> None:
-        """The answer to a protocol error (after the answers to the events before it)."""
-        if self.sink.answers_later:
-            # PROCESS: the events before the fault are answered by a worker; its answer would
-            # overtake theirs, so it goes to that worker too, which writes it and closes.
-            conn.linger = bool(exc.response)
-            self.sink.on_protocol_failure(conn, exc.response)
-        elif exc.response:
-            self.send(conn, exc.response)
-            conn.linger = True
-            self.close(conn)
-        else:
-            self.close(conn, reset=True)
+        """The answer to a protocol error goes behind the answers to the events before it, so
+        it goes where those are answered (the event dispatcher, inline or in a PROCESS worker),
+        which writes it and closes (a lingering close when there is an answer, else a reset)."""
+        conn.linger = bool(exc.response)
+        self.sink.on_protocol_failure(conn, exc.response)
 
     # -- a backlogged connection ---------------------------------------------------------------
     def hold_events(self, conn: Connection) -> None:

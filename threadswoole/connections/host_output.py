@@ -275,10 +275,8 @@ class HostOutput:
             self.reactor.remove(conn.fd)
         if conn.tls is not None:
             _tls.goodbye(conn)  # close_notify after a graceful server-side close
-        try:
-            conn.sock.close()
-        except OSError:
-            pass
+        # The books first, the socket last: a peer that has seen the close then finds it in
+        # stats() and exist() (a probe that waits for the server's FIN counts on it).
         self.conns.pop(conn.session_id, None)
         self.counters.close += 1
         self.counters.publish_close()
@@ -289,6 +287,10 @@ class HostOutput:
             self.held_records[conn.session_id] = (conn.record, timer)
         else:
             self._q[conn.record + layout.C_SESSION] = -conn.session_id
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
 
     def _start_linger(self, conn: Connection) -> bool:
         """After an error answer (HTTP 400, RESP -ERR): half-close and read what the peer is

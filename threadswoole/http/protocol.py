@@ -174,6 +174,9 @@ class HttpEventHandler:
             builder.abort()  # temp files of an upload that never completed
         self.connections.pop(session, None)
 
+    def failed(self, port: Any, session: int, response: bytes) -> bool:
+        return False  # requests are answered before the next event is handled: answer it now
+
     # -- per-connection facts -------------------------------------------------------------
     def connection(self, session: int) -> _Connection:
         """The transport and the peer's address for `session` (read once from its record)."""

@@ -52,7 +52,6 @@ class PipeSink:
         self.sender = Sender(self.link, self.reactor_id, self.worker_num)  # numbered, kept until acknowledged
         self.by_session = self.dispatcher.by_session
         self.inline_runtime = None  # not inline: every event crosses to a worker process
-        self.answers_later = True
         self.server = None
 
     def _worker(self, conn: Connection, event: int, data: bytes = b"") -> int:

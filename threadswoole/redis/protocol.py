@@ -11,10 +11,10 @@ for it (QUIT's ``+OK`` goes out first).
 A protocol error: the commands completed before the bad bytes are answered, then Redis's
 ``-ERR Protocol error: ...`` is written, the connection closed and the error counted in
 ``stats()['protocol_error_count']``. That is the server core's generic path (Host.protocol_failed):
-the codec raises ProtocolError carrying the commands before the fault; in BASE and THREAD modes
-they run inline and the reactor writes the error behind their replies; in PROCESS mode the
-reactor discards further input and the worker (EventDispatcher.protocol_failure) writes the error
-behind its replies and closes.
+the codec raises ProtocolError carrying the commands before the fault, the reactor delivers them,
+discards further input and hands the error to the event dispatcher (inline in BASE and THREAD
+modes, in the worker in PROCESS mode), which writes it behind their replies and closes
+(`failed` below: the replies of a batch are written before the next event, so at once).
 
 Each command counts as one request (``stats()['request_count']``, ``max_request``), as Redis
 counts processed commands; a worker that reaches max_request finishes the batch in hand first.
@@ -94,6 +94,11 @@ class RespEventHandler:
             send(fd, reply)
         if self.max_request and runtime.requests >= self.max_request:
             runtime.reached_max_request()
+
+    def failed(self, port: Any, fd: int, response: bytes) -> bool:
+        """A protocol error behind the commands handed over: their replies are written already
+        (each batch is answered before the next event), so the dispatcher answers it now."""
+        return False
 
     def closed(self, port: Any, fd: int) -> None:
         """After the `close` callback of a RESP connection: its session (HELLO state) is dropped."""

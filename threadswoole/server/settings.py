@@ -190,6 +190,9 @@ _KEYS = [
     Key("open_websocket_ping_frame", _bool, False, PORT),
     Key("open_websocket_pong_frame", _bool, False, PORT),
     Key("open_redis_protocol", _bool, False, PORT),
+    # a protocol of the application's own (threadswoole serve: WSGI, ASGI, /metrics): a
+    # callable settings -> ApplicationProtocol, called once per listener at start()
+    Key("application_protocol", _callable, None, PORT),
     # per listener
     Key("backlog", _int(0), 512, PORT),
     Key("open_tcp_nodelay", _bool, False, PORT),

@@ -77,9 +77,21 @@ class EventDispatcher:
         if handler is not None:
             handler.closed(port, session)
 
-    def protocol_failure(self, session: int, response: bytes) -> None:
-        """PROCESS: the client broke the protocol after the events this worker just handled
-        (the reactor counted and logged it): write the protocol's answer behind theirs, close."""
+    def protocol_failure(self, port: Any, session: int, response: bytes) -> None:
+        """The client broke the protocol after the events handed over (the reactor counted and
+        logged it): the protocol's answer goes out behind their answers, then the connection
+        closes. A handler still answering earlier requests (an ASGI application, a WSGI call in
+        its thread) takes the answer and calls `answer_failure` when they are done."""
+        handler = self.handlers.get(port.index)
+        try:
+            if handler is not None and handler.failed(port, session, response):
+                return
+        except Exception:
+            self.runtime.failed("protocol_failure")
+        self.answer_failure(session, response)
+
+    def answer_failure(self, session: int, response: bytes) -> None:
+        """Write a protocol error's answer and close (a reset when there is no answer)."""
         router = self.router
         if response:
             router.send(session, response)
@@ -126,7 +138,6 @@ class InlineSink:
     def __init__(self, dispatcher: EventDispatcher, reactor_id: int) -> None:
         self.dispatcher = dispatcher
         self.inline_runtime = dispatcher.runtime  # the hot path runs `receive` inline with it
-        self.answers_later = False  # callbacks answered before the Host reads on
         self.server = dispatcher.server
         self.reactor_id = reactor_id
         self.handlers = dispatcher.handlers
@@ -153,6 +164,9 @@ class InlineSink:
             self.inline_runtime.failed(type(event).__name__)
         if conn.out and conn.out_bytes > conn.host.backlog_limit:
             conn.host.hold_events(conn)  # the client does not read its answers: stop reading it
+
+    def on_protocol_failure(self, conn: Any, response: bytes) -> None:
+        self.dispatcher.protocol_failure(conn.listener, conn.session_id, response)
 
     def on_drained(self, conn: Any) -> None:
         host = conn.host

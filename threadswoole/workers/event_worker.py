@@ -112,17 +112,7 @@ class EventWorker:
 
     # -- lifecycle --------------------------------------------------------------------------
     def bind_context(self) -> None:
-        ctx = _context.current()
-        ctx.server = self.server
-        ctx.role = _context.ROLE_WORKER
-        ctx.worker_id = self.worker_id
-        ctx.worker_pid = os.getpid()
-        ctx.worker_tid = threading.get_native_id() if self.wiring.role_thread else None
-        ctx.loop = self.reactor
-        ctx.router = self.router
-        ctx.send_function = self._send_function  # Server.send's fast path
-        ctx.runtime = self.runtime
-        ctx.worker_obj = self
+        _context.bind_worker(self, _context.ROLE_WORKER, self.wiring.role_thread, self._send_function)
 
     def run(self) -> int:
         self.bind_context()

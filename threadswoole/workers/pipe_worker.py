@@ -71,17 +71,7 @@ class PipeWorker:
         self._stopping = False
 
     def run(self) -> int:
-        ctx = _context.current()
-        ctx.server = self.server
-        ctx.role = _context.ROLE_WORKER
-        ctx.worker_id = self.worker_id
-        ctx.worker_pid = os.getpid()
-        ctx.worker_tid = None
-        ctx.loop = self.reactor
-        ctx.router = self.router
-        ctx.send_function = self.router.send_function  # Server.send's fast path
-        ctx.runtime = self.runtime
-        ctx.worker_obj = self
+        _context.bind_worker(self, _context.ROLE_WORKER, False, self.router.send_function)
         state = self.state
         state.set_worker_field(self.worker_id, layout.W_PID, os.getpid())
         state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_IDLE)
@@ -137,7 +127,7 @@ class PipeWorker:
             event = EVENT_TYPES[type_ - messages.T_EVENT_BASE].unpack(payload)
             dispatcher.event(self.ports[port], session, reactor, event)
         elif type_ == messages.T_PROTOCOL_FAILURE:
-            dispatcher.protocol_failure(session, payload)
+            dispatcher.protocol_failure(self.ports[port], session, payload)
         elif type_ == messages.T_CONNECT:
             if payload:  # the TLS client certificate (PEM): get_client_info shows it here only
                 self.router.client_certs[session] = payload.decode()

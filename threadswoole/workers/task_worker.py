@@ -98,17 +98,7 @@ class TaskWorker:
 
     # -- lifecycle --------------------------------------------------------------------------
     def run(self) -> int:
-        ctx = _context.current()
-        ctx.server = self.server
-        ctx.role = _context.ROLE_TASK
-        ctx.worker_id = self.worker_id
-        ctx.worker_pid = os.getpid()
-        ctx.worker_tid = threading.get_native_id() if self.in_thread else None
-        ctx.loop = self.reactor
-        ctx.router = self.router
-        ctx.send_function = None
-        ctx.runtime = self.runtime
-        ctx.worker_obj = self
+        _context.bind_worker(self, _context.ROLE_TASK, self.in_thread)
         state = self.state
         state.set_worker_field(self.worker_id, layout.W_PID, os.getpid())
         state.set_worker_field(self.worker_id, layout.W_TID, threading.get_native_id())

@@ -66,17 +66,7 @@ class UserProcess:
         self._interrupted = False
 
     def run(self) -> int:
-        ctx = _context.current()
-        ctx.server = self.server
-        ctx.role = _context.ROLE_USER
-        ctx.worker_id = self.worker_id
-        ctx.worker_pid = os.getpid()
-        ctx.worker_tid = threading.get_native_id() if self.in_thread else None
-        ctx.loop = self.reactor
-        ctx.router = self.router
-        ctx.send_function = None
-        ctx.runtime = self.runtime
-        ctx.worker_obj = self
+        _context.bind_worker(self, _context.ROLE_USER, self.in_thread)
         self.state.set_worker_field(self.worker_id, layout.W_PID, os.getpid())
         self.state.set_worker_field(self.worker_id, layout.W_TID, threading.get_native_id())
         self.reactor.add(self.inbox.fd, EPOLLIN, self.inbox.on_readable)
