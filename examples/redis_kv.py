@@ -8,10 +8,12 @@ Commands: PING, ECHO, GET, SET (EX/PX, NX/XX), DEL, INCR, EXPIRE, TTL, KEYS (glo
 FLUSHALL/FLUSHDB, CONFIG GET (what redis-benchmark asks for), COMMAND (empty), QUIT; HELLO is
 built into redis.Server. Replies and error texts are Redis's.
 
-The data lives in one `KeyValueStore` per process. In SWOOLE_THREAD mode every worker thread
-shares it (a lock guards it), so any --workers works. In SWOOLE_BASE and SWOOLE_PROCESS each
-worker process has its own copy, so use --workers 1 there, until the store moves into a
-`threadswoole.Table` (shared memory) that all processes see.
+The data lives in one `KeyValueStore`. With one worker, or in SWOOLE_THREAD mode (every worker
+thread shares the process's store, a lock guards it), it is a dict. With several worker
+*processes* (SWOOLE_BASE or SWOOLE_PROCESS, --workers > 1) it lives in a `threadswoole.Table`
+made before start() (shared memory every worker sees) under one `threadswoole.Lock`; then a key
+holds at most 62 bytes, a value at most --max-value bytes, and at most about --max-keys keys fit
+(Redis's limits are far larger): past them a command gets an ``-ERR`` that says which.
 
 The handlers are plain methods `(server, fd, args) -> reply bytes`, so they can be called
 (and tested) without a server; `register()` puts them in anything with `set_handler`.
@@ -55,13 +57,84 @@ def parse_int(data: bytes) -> int | None:
     return value
 
 
-class KeyValueStore:
-    """Keys -> (value, expiry time or None); expired keys vanish when touched (as Redis's lazy expiry)."""
+class StoreLimit(ValueError):
+    """A key, a value or the number of keys is beyond what the shared store holds."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._data: dict[bytes, tuple[bytes, float | None]] = {}
-        self._lock = threading.Lock()  # THREAD mode: every worker thread calls in
-        self._clock = clock
+
+class SharedData:
+    """The store's mapping (key -> (value, expiry or None)) in a `threadswoole.Table`, so that every
+    worker process sees the same data. Only the few mapping operations `KeyValueStore` uses."""
+
+    KEY_BYTES = 62  # a Table key is 1 to 63 bytes; one goes to the prefix that lets b"" be a key
+
+    def __init__(self, max_keys: int = 16384, max_value: int = 1024) -> None:
+        from threadswoole import Table
+
+        self._table = Table(max_keys)
+        self._table.column("value", Table.TYPE_STRING, max_value)
+        self._table.column("expires", Table.TYPE_FLOAT)
+        self._table.create()
+        self.max_value = max_value
+
+    def _key(self, key: bytes) -> str:
+        text = "k" + key.decode("latin-1")  # every byte one char; back with .encode("latin-1")
+        if len(text.encode()) > self.KEY_BYTES + 1:
+            raise StoreLimit(f"key longer than this shared store's {self.KEY_BYTES} bytes")
+        return text
+
+    def get(self, key: bytes) -> tuple[bytes, float | None] | None:
+        row = self._table.get(self._key(key))
+        return None if row is False else (row["value"], row["expires"] or None)
+
+    def __setitem__(self, key: bytes, entry: tuple[bytes, float | None]) -> None:
+        value, expires = entry
+        if len(value) > self.max_value:
+            raise StoreLimit(f"value longer than this shared store's {self.max_value} bytes (--max-value)")
+        if not self._table.set(self._key(key), {"value": value, "expires": expires or 0.0}):
+            raise StoreLimit("the shared store is full (--max-keys)")
+
+    def __delitem__(self, key: bytes) -> None:
+        self._table.delete(self._key(key))
+
+    def pop(self, key: bytes, default: Any = None) -> Any:
+        entry = self.get(key)
+        if entry is None:
+            return default
+        del self[key]
+        return entry
+
+    def items(self) -> list[tuple[bytes, tuple[bytes, float | None]]]:
+        return [(key[1:].encode("latin-1"), (row["value"], row["expires"] or None)) for key, row in self._table]
+
+    def __iter__(self) -> Any:
+        return iter([key for key, _ in self.items()])
+
+    def __len__(self) -> int:
+        return self._table.count()
+
+    def clear(self) -> None:
+        for key, _ in list(self._table):
+            self._table.delete(key)
+
+
+class KeyValueStore:
+    """Keys -> (value, expiry time or None); expired keys vanish when touched (as Redis's lazy expiry).
+
+    `data` and `lock` default to a dict and a thread lock (one process); `shared()` builds the
+    store over a `SharedData` and a `threadswoole.Lock`, for several worker processes."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, data: Any = None, lock: Any = None) -> None:
+        self._data: Any = {} if data is None else data
+        self._lock = threading.Lock() if lock is None else lock  # THREAD mode: every worker thread calls in
+        self._clock = clock  # time.monotonic is one clock for every process of the machine
+        self.limited = isinstance(self._data, SharedData)
+
+    @classmethod
+    def shared(cls, max_keys: int = 16384, max_value: int = 1024) -> "KeyValueStore":
+        """A store every worker process shares (made before server.start())."""
+        from threadswoole import Lock
+
+        return cls(data=SharedData(max_keys, max_value), lock=Lock(Lock.MUTEX))
 
     # -- helpers (call with the lock held) ---------------------------------------------------------
     def _live(self, key: bytes, now: float) -> tuple[bytes, float | None] | None:
@@ -89,8 +162,10 @@ class KeyValueStore:
     def get(self, server: Any, fd: int, args: list[bytes]) -> bytes:
         if len(args) != 1:
             return wrong_arity("get")
-        with self._lock:
-            entry = self._live(args[0], self._clock())
+        entry = self._data.get(args[0])  # one atomic read (entries are never changed in place)
+        if entry is not None and entry[1] is not None:  # it may have expired: check under the lock
+            with self._lock:
+                entry = self._live(args[0], self._clock())
         return NIL if entry is None else redis.format(redis.STRING, entry[0])  # type: ignore[return-value]
 
     def set(self, server: Any, fd: int, args: list[bytes]) -> bytes:
@@ -98,6 +173,10 @@ class KeyValueStore:
         if len(args) < 2:
             return wrong_arity("set")
         key, value = args[0], args[1]
+        if len(args) == 2:  # a plain SET (the common case): no options, old value and expiry replaced
+            with self._lock:
+                self._data[key] = (value, None)
+            return OK
         ttl: float | None = None
         condition = None
         options = [a.upper() for a in args[2:]]
@@ -119,9 +198,10 @@ class KeyValueStore:
             i += 1
         with self._lock:
             now = self._clock()
-            exists = self._live(key, now) is not None
-            if (condition == b"NX" and exists) or (condition == b"XX" and not exists):
-                return NIL
+            if condition is not None:  # (a plain SET need not read the old value)
+                exists = self._live(key, now) is not None
+                if (condition == b"NX" and exists) or (condition == b"XX" and not exists):
+                    return NIL
             self._data[key] = (value, None if ttl is None else now + ttl)
         return OK
 
@@ -226,7 +306,20 @@ HANDLERS = {
 def register(target: Any, store: KeyValueStore) -> None:
     """`target.set_handler(name, handler)` for every command (a redis.Server or a redis.CommandTable)."""
     for name, method in HANDLERS.items():
-        target.set_handler(name, getattr(store, method))
+        handler = getattr(store, method)
+        target.set_handler(name, _answering_limits(handler) if store.limited else handler)
+
+
+def _answering_limits(handler: Callable[[Any, int, list[bytes]], bytes]) -> Callable[[Any, int, list[bytes]], bytes]:
+    """The shared store's limits as ``-ERR`` replies (the plain store has none, and no wrapper)."""
+
+    def run(server: Any, fd: int, args: list[bytes]) -> bytes:
+        try:
+            return handler(server, fd, args)
+        except StoreLimit as exc:
+            return error(f"ERR {exc}")
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -237,14 +330,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=6380)
     parser.add_argument("--mode", choices=("base", "process", "thread"), default="base")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--max-keys", type=int, default=16384, help="keys the shared store holds (several worker processes)")
+    parser.add_argument("--max-value", type=int, default=1024, help="bytes of one value in the shared store")
     options = parser.parse_args(argv)
+    if options.workers < 1:
+        parser.error("--workers must be at least 1")
     mode = {"base": threadswoole.SWOOLE_BASE, "process": threadswoole.SWOOLE_PROCESS, "thread": threadswoole.SWOOLE_THREAD}[options.mode]
-    if options.workers > 1 and options.mode != "thread":
-        parser.error("each worker process would have its own data: use --mode thread for several workers (until Table lands)")
-    server = redis.Server(options.host, options.port, mode)  # type: ignore[attr-defined]
+    server = redis.Server(options.host, options.port, mode)
     server.set({"worker_num": options.workers})
-    register(server, KeyValueStore())
-    print(f"redis_kv on {options.host}:{options.port} ({options.mode}, {options.workers} worker(s))", flush=True)
+    if options.workers > 1 and options.mode != "thread":  # several processes: shared memory
+        store = KeyValueStore.shared(options.max_keys, options.max_value)
+    else:
+        store = KeyValueStore()
+    register(server, store)
+    print(f"redis_kv on {options.host}:{server.port} ({options.mode}, {options.workers} worker(s))", flush=True)  # --port 0: the port the OS chose
     server.start()
 
 

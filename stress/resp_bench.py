@@ -6,9 +6,8 @@
 `servers` runs redis-server and a threadswoole server in turn on loopback, drives each with
 `redis-benchmark -t set,get -c 50` at -P 1 and -P 16, and reports commands per CPU-second of
 the server's whole process tree (psutil), the measure of issue 16's targets (>= 0.5x Redis at
--P 1, >= 0.2x at -P 16). Until redis.Server runs RespCodec inside the reactor, the threadswoole
-side is examples/redis_kv.py's handlers behind RespCodec + CommandTable driven from
-`on("receive")` (the wiring of tests/test_resp_over_server.py).
+-P 1, >= 0.2x at -P 16). The threadswoole side is redis.Server with examples/redis_kv.py's
+handlers, one worker (`python -m stress.bench redis` is the full comparison).
 """
 
 from __future__ import annotations
@@ -48,41 +47,17 @@ def codec_figures() -> None:
 
 
 def serve(port: int, mode_name: str) -> None:
-    """The threadswoole side: RespCodec + CommandTable + the example's handlers, from on('receive')."""
+    """The threadswoole side: redis.Server with the example's handlers, one worker."""
     import threadswoole
-    from threadswoole.protocol.codec import ProtocolError
-    from threadswoole.protocol.resp import RespCodec
-    from threadswoole.redis import CommandTable
+    from threadswoole import redis
 
     spec = importlib.util.spec_from_file_location("redis_kv", os.path.join(ROOT, "examples", "redis_kv.py"))
     kv = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(kv)  # type: ignore[union-attr]
     mode = {"base": threadswoole.SWOOLE_BASE, "process": threadswoole.SWOOLE_PROCESS, "thread": threadswoole.SWOOLE_THREAD}[mode_name]
-    server = threadswoole.Server("127.0.0.1", port, mode)
+    server = redis.Server("127.0.0.1", port, mode)
     server.set({"worker_num": 1})
-    table = CommandTable()
-    kv.register(table, kv.KeyValueStore())
-    codecs: dict[int, RespCodec] = {}
-
-    def on_receive(srv, fd, reactor_id, data):
-        codec = codecs.get(fd) or codecs.setdefault(fd, RespCodec(batch=True))
-        try:
-            events = codec.feed(data)
-        except ProtocolError as err:
-            srv.send(fd, err.response or b"")
-            srv.close(fd)
-            return
-        for event in events:
-            reply = table.dispatch_batch(srv, fd, event.commands)
-            if reply:
-                srv.send(fd, reply)
-
-    def on_close(srv, fd, reactor_id):
-        codecs.pop(fd, None)
-        table.forget(fd)
-
-    server.on("receive", on_receive)
-    server.on("close", on_close)
+    kv.register(server, kv.KeyValueStore())
     server.start()
 
 

@@ -213,3 +213,52 @@ def test_parser_and_table_together() -> None:
     assert table.dispatch_batch(None, 1, batch.commands) == (
         b"+OK\r\n$2\r\nv1\r\n$-1\r\n-ERR unknown command 'NOPE', with args beginning with: 'x' \r\n"
     )
+
+
+def test_threads_share_a_table_without_mixing_replies() -> None:
+    """SWOOLE_THREAD shares one table: sessions come and go on several threads at once, and a
+    handler that sends to another connection (running on another thread) never lands in that
+    connection's reply: capture only acts for the handler running on the calling thread."""
+    import threading
+
+    table = CommandTable()
+    outside: list[tuple[int, bytes]] = []
+    lock = threading.Lock()
+
+    class Recorder(ServerStandIn):
+        def send(self, fd: int, data: bytes) -> bool:
+            if self.table.capture(fd, data):
+                return True
+            with lock:
+                outside.append((fd, bytes(data)))
+            return True
+
+    server = Recorder(table)
+
+    def poke(srv, fd, args):
+        srv.send(fd, b"+mine\r\n")  # captured: this handler's own connection
+        srv.send(fd ^ 1, b"+yours\r\n")  # the partner connection, busy on the other thread
+        return b"+done\r\n"
+
+    table.set_handler("poke", poke)
+    errors: list[BaseException] = []
+
+    def worker(parity: int) -> None:
+        try:
+            for round_ in range(3000):
+                fd = 2 * (round_ % 50) + parity
+                assert table.dispatch_batch(server, fd, [[b"POKE"], [b"POKE"]]) == b"+mine\r\n+done\r\n" * 2
+                if round_ % 7 == 0:
+                    table.forget(fd)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(parity,)) for parity in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert len(outside) == 2 * 3000 * 2 and {data for _, data in outside} == {b"+yours\r\n"}
+    ids = [session.id for session in table.sessions.values()]
+    assert len(ids) == len(set(ids))  # session ids stay unique under concurrent creation

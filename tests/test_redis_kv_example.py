@@ -1,6 +1,7 @@
-"""examples/redis_kv.py: its handlers as plain functions, through a CommandTable and the RESP parser.
+"""examples/redis_kv.py: its handlers as plain functions, through a CommandTable and the RESP parser,
+over both of its stores (a dict; a threadswoole.Table for several worker processes).
 
-(Running it as a server needs redis.Server, which the server core provides.)
+(The example running as a server, with real clients: tests/test_redis_server.py.)
 """
 
 from __future__ import annotations
@@ -44,10 +45,15 @@ class ServerStandIn:
         return True
 
 
-@pytest.fixture
-def kv():
+@pytest.fixture(params=["dict", "table"])
+def kv(request):
     clock = Clock()
-    store = redis_kv.KeyValueStore(clock)
+    if request.param == "dict":
+        store = redis_kv.KeyValueStore(clock)
+    else:
+        data = redis_kv.SharedData(max_keys=256, max_value=64)
+        request.addfinalizer(data._table.destroy)
+        store = redis_kv.KeyValueStore(clock, data=data)
     table = CommandTable()
     redis_kv.register(table, store)
     server = ServerStandIn(table)
@@ -149,6 +155,21 @@ def test_threads_share_one_store() -> None:
     assert table.dispatch(None, 1, [b"GET", b"counter"]) == b"$4\r\n8000\r\n"
 
 
-def test_main_refuses_several_worker_processes() -> None:
-    with pytest.raises(SystemExit):
-        redis_kv.main(["--mode", "process", "--workers", "2"])
+def test_the_shared_store_answers_its_limits_with_errors() -> None:
+    data = redis_kv.SharedData(max_keys=64, max_value=8)
+    try:
+        store = redis_kv.KeyValueStore(data=data)
+        table = CommandTable()
+        redis_kv.register(table, store)
+        run = lambda *args: table.dispatch(None, 1, [*args])  # noqa: E731
+        assert run(b"SET", b"k" * 62, b"v") == b"+OK\r\n" and run(b"GET", b"k" * 62) == b"$1\r\nv\r\n"
+        assert run(b"SET", b"k" * 63, b"v") == b"-ERR key longer than this shared store's 62 bytes\r\n"
+        assert run(b"SET", b"k", b"v" * 9) == b"-ERR value longer than this shared store's 8 bytes (--max-value)\r\n"
+        assert run(b"SET", b"", b"empty") == b"+OK\r\n" and run(b"GET", b"") == b"$5\r\nempty\r\n"
+        assert run(b"SET", b"\xff\x00key", b"\r\n") == b"+OK\r\n"  # any bytes, both ways
+        assert sorted(data) == [b"", b"k" * 62, b"\xff\x00key"]
+        replies = [run(b"SET", b"key%d" % i, b"v") for i in range(200)]
+        assert b"-ERR the shared store is full (--max-keys)\r\n" in replies  # then nothing is overwritten
+        assert run(b"GET", b"k" * 62) == b"$1\r\nv\r\n"
+    finally:
+        data._table.destroy()

@@ -395,3 +395,68 @@ def test_mutated_streams_parse_the_same_however_cut() -> None:
             commands, err, codec = run(pieces)
             outcomes.add((repr(commands), err.response if err else None, codec.buffered if not err else -1))
         assert len(outcomes) == 1, (data, outcomes)
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        cmd(b"GET", b"key:1") * 8,  # one shape: the column-wise path (_uniform)
+        cmd(b"SET", b"k", b"v") * 5 + cmd(b"SET", b"k", b"a\r\nb"),  # one shape, a bulk holding CRLF
+        cmd(b"PING") * 6,
+        cmd(b"SET", b"key:1", b"value"),  # one command: feed's single-command path
+        b"PING\r\n" * 6,  # whole inline lines: split all at once (split_lines)
+        b"SET k v\r\nGET k\n\r\n  \r\nECHO a\r\n" + cmd(b"GET", b"k"),  # blank lines, bare \n, then multibulk
+    ],
+    ids=["get-x8", "set-x6-crlf", "ping-x6", "single", "inline-x6", "inline-mixed"],
+)
+def test_mutated_one_shape_streams_parse_the_same_however_cut(base: bytes) -> None:
+    # The same differential check for the paths that take whole inputs of one shape at once.
+    rng = random.Random(len(base))
+    alphabet = b"*$\r\n0123-'\" x"
+    for _ in range(300):
+        data = bytearray(base)
+        for _ in range(rng.randrange(1, 3)):
+            at = rng.randrange(len(data))
+            op = rng.randrange(3)
+            if op == 0:
+                data[at] = rng.choice(alphabet)
+            elif op == 1:
+                del data[at]
+            else:
+                data.insert(at, rng.choice(alphabet))
+        data = bytes(data)
+        outcomes = set()
+        for pieces in ([data], [data[i : i + 1] for i in range(len(data))], [data[:11], data[11:]]):
+            commands, err, codec = run(pieces)
+            outcomes.add((repr(commands), err.response if err else None, codec.buffered if not err else -1))
+        assert len(outcomes) == 1, (data, outcomes)
+
+
+def test_one_shape_pipelines_and_their_edges() -> None:
+    gets = [[b"GET", b"k%d" % i] for i in range(10)]
+    check(b"".join(cmd(*c) for c in gets), gets)
+    check(b"".join(cmd(*c) for c in gets) + b"*2\r\n$3\r\nGE", gets, buffered=2)  # a cut one after them: its bytes held
+    odd = b"".join(cmd(*c) for c in gets[:3]) + b"*2\r\n$03\r\nGET\r\n$2\r\nk3\r\n"  # a non-canonical length: Redis refuses it
+    check(odd, gets[:3], response=b"-ERR Protocol error: invalid bulk length\r\n")
+    spaced = b"".join(cmd(*c) for c in gets[:3]) + b"*2\r\n$3\r\nGET\r\n$2\r\nk3 \r\n"  # a bulk a byte longer than said:
+    check(spaced, gets[:4])  # Redis skips the two bytes after a bulk unread, and the lone "\n" is a blank inline line
+    big = [[b"SET", b"k", b"v" * 2000]] * 3  # arguments beyond the fast path's 1024 bytes
+    check(b"".join(cmd(*c) for c in big), big)
+    check(cmd(b"GET", b"k") * 3, [[b"GET", b"k"]] * 3, max_multibulk_length=2)
+    _, err, _ = run([cmd(b"GET", b"k") * 3], max_multibulk_length=1)
+    assert err is not None and err.reason == "invalid_multibulk_length"
+    _, err, _ = run([cmd(b"SET", b"key", b"value") * 3], max_query_length=5)  # limits still apply
+    assert err is not None and err.reason == "query_too_large"
+    batch = RespCodec(batch=True).feed(cmd(b"GET", b"a") + cmd(b"GET", b"b"))
+    assert batch == [RespBatch([[b"GET", b"a"], [b"GET", b"b"]])] and all(type(c) is list for c in batch[0].commands)
+
+
+def test_inline_lines_split_at_once_as_line_by_line() -> None:
+    lines = [[b"SET", b"k", b"v"], [b"GET", b"k"], [b"PING"]]
+    check(b"SET k v\r\nGET k\nPING\r\n\r\n \t \r\n", lines)  # blank lines are skipped
+    check(b"PING\r\nSET a\x00b c\r\n", [[b"PING"], [b"SET", b"a\x00b", b"c"]])  # NUL is a plain byte here
+    check(b"PING\r\nSET 'a b' c\r\n", [[b"PING"], [b"SET", b"a b", b"c"]])  # quotes: the exact splitter
+    check(b"PING\r\n" + cmd(b"GET", b"k") + b"PING\r\n", [[b"PING"], [b"GET", b"k"], [b"PING"]])
+    check(b"PING\r\nPI", [[b"PING"]], buffered=2)
+    check(b"PING\r\n" + b"x" * 20 + b"\r\n", [[b"PING"]], response=b"-ERR Protocol error: too big inline request\r\n", max_inline_length=10)
+    check(b"PING\r\nSET \"a\r\n", [[b"PING"]], response=b"-ERR Protocol error: unbalanced quotes in request\r\n")

@@ -13,8 +13,10 @@
 
 A complete example: examples/redis_kv.py.
 
-This package holds the parts that need no server: the reply type codes and `format`
-(threadswoole.protocol.resp), and the `CommandTable` that `redis.Server` dispatches through.
+`Server` is threadswoole.redis.server.Server; the rest of the package needs no server: the reply
+type codes and `format` (threadswoole.protocol.resp), the `CommandTable` that `redis.Server`
+dispatches through, and `RedisProtocol` (threadswoole.redis.protocol), the listener protocol
+that connects them to the server core. API and figures: docs/redis.md.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from threadswoole.protocol.resp import (
     format,
 )
 from threadswoole.redis.commands import CommandTable, Session, unknown_command
+from threadswoole.redis.server import Server
 
 __all__ = [
-    "ERROR", "NIL", "STATUS", "INT", "STRING", "SET", "MAP", "ARRAY", "DOUBLE", "BOOLEAN", "BIG_NUMBER",
+    "Server", "ERROR", "NIL", "STATUS", "INT", "STRING", "SET", "MAP", "ARRAY", "DOUBLE", "BOOLEAN", "BIG_NUMBER",
     "format", "encode", "StatusReply", "ErrorReply", "CommandTable", "Session", "unknown_command",
 ]  # fmt: skip

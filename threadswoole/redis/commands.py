@@ -16,18 +16,28 @@ without a reply unless a handler is set for that name.
 
 HELLO is built in (a handler set for it replaces it): ``HELLO 3`` switches the connection to
 RESP3 (`Session.resp3`), which the built-in reply and `CommandTable.format` honour.
+
+Threads (SWOOLE_THREAD shares one table between worker threads; free-threaded CPython too): a
+connection's commands run on one thread at a time, so a `Session` is only touched by that
+thread; the dict of sessions is shared, and creating or forgetting a session takes a lock. What
+a running handler is replying to is per thread (`capture` and `defer_close` only act for the
+connection whose handler runs on the calling thread), so a handler of another thread that
+sends to this connection is never mixed into its reply.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import threading
+from threading import get_ident
 from typing import Any, Callable, Literal
 
+from threadswoole._arguments import as_bytes
 from threadswoole.protocol.resp import encode
 from threadswoole.protocol.resp import format as format_reply
 
-__all__ = ["CommandTable", "Session", "unknown_command", "MAX_COMMAND_NAME"]
+__all__ = ["CommandTable", "Session", "unknown_command", "log_handler_error", "MAX_COMMAND_NAME"]
 
 Handler = Callable[[Any, int, list[bytes]], Any]
 
@@ -40,7 +50,7 @@ _CROSS_PROTOCOL = (b"host:", b"post")  # first words of HTTP request lines Redis
 class Session:
     """What the worker keeps about one RESP connection: its protocol and the reply being built."""
 
-    __slots__ = ("fd", "id", "resp3", "name", "pending", "closing")
+    __slots__ = ("fd", "id", "resp3", "name", "pending", "thread", "closing", "reset")
 
     def __init__(self, fd: int, client_id: int) -> None:
         self.fd = fd
@@ -48,7 +58,9 @@ class Session:
         self.resp3 = False  # True after HELLO 3
         self.name: bytes | None = None  # HELLO ... SETNAME
         self.pending: list[bytes] | None = None  # replies captured while a handler of this fd runs
+        self.thread = 0  # ...on this thread (threading.get_ident())
         self.closing = False  # a handler asked to close: close once the reply is written
+        self.reset = False  # ...with close(fd, reset=True): drop the reply, reset the connection
 
 
 def unknown_command(args: list[bytes]) -> bytes:
@@ -80,8 +92,9 @@ class CommandTable:
         self.sessions: dict[int, Session] = {}
         self.server_name = server_name
         self.server_version = server_version
-        self.error_hook = error_hook or _log_error
+        self.error_hook = error_hook or log_handler_error
         self._ids = itertools.count(1)
+        self._lock = threading.Lock()  # creating and forgetting sessions (THREAD mode: several threads)
 
     # -- the handlers -----------------------------------------------------------------------------------
     def set_handler(self, command: str, callback: Handler) -> bool:
@@ -102,27 +115,34 @@ class CommandTable:
         """The session of `fd`, created on first use."""
         session = self.sessions.get(fd)
         if session is None:
-            session = self.sessions[fd] = Session(fd, next(self._ids))
+            with self._lock:
+                session = self.sessions.get(fd)
+                if session is None:
+                    session = self.sessions[fd] = Session(fd, next(self._ids))
         return session
 
     def forget(self, fd: int) -> None:
         """Drop the session of a closed connection."""
-        self.sessions.pop(fd, None)
+        with self._lock:
+            self.sessions.pop(fd, None)
 
-    def capture(self, fd: int, data: bytes | bytearray | memoryview | str) -> bool:
-        """If a handler of `fd` is running, keep `data` for its reply (in order) and return True."""
+    def capture(self, fd: Any, data: Any) -> bool:
+        """If a handler of `fd` is running on this thread, keep `data` for its reply (in order) and
+        return True. `data` is checked as `Server.send` checks it (TypeError for other types)."""
         session = self.sessions.get(fd)
-        if session is None or session.pending is None:
+        if session is None or session.pending is None or session.thread != get_ident():
             return False
-        session.pending.append(data.encode("utf-8") if isinstance(data, str) else bytes(data))
+        session.pending.append(as_bytes(data))
         return True
 
-    def defer_close(self, fd: int) -> bool:
-        """If a handler of `fd` is running, mark it to be closed after its reply and return True."""
+    def defer_close(self, fd: Any, reset: bool = False) -> bool:
+        """If a handler of `fd` is running on this thread, mark it to be closed after its reply
+        (`reset`: reset at once instead, the reply dropped) and return True."""
         session = self.sessions.get(fd)
-        if session is None or session.pending is None:
+        if session is None or session.pending is None or session.thread != get_ident():
             return False
         session.closing = True
+        session.reset = session.reset or bool(reset)
         return True
 
     def closing(self, fd: int) -> bool:
@@ -150,6 +170,7 @@ class CommandTable:
         if session.closing:
             return None
         replies = session.pending = []
+        session.thread = get_ident()
         try:
             self._run(server, fd, args, session, replies)
         finally:
@@ -158,10 +179,14 @@ class CommandTable:
 
     def dispatch_batch(self, server: Any, fd: int, commands: list[list[bytes]]) -> bytes | None:
         """Run pipelined commands in order; return all their replies as one write (None: nothing)."""
-        session = self.session(fd)
+        return self.run_batch(server, self.session(fd), commands)
+
+    def run_batch(self, server: Any, session: Session, commands: list[list[bytes]]) -> bytes | None:
+        """`dispatch_batch` for a session in hand (redis.Server's event handler looks it up once)."""
+        fd = session.fd
         replies = session.pending = []
+        session.thread = get_ident()
         handlers = self._handlers
-        append = replies.append
         try:
             for args in commands:
                 if session.closing:
@@ -169,25 +194,24 @@ class CommandTable:
                 # The common case inline (a handler found under the name as sent, bytes returned);
                 # everything else goes through _run.
                 handler = handlers.get(args[0])
-                if handler is not None:
-                    try:
-                        result = handler(server, fd, args[1:])
-                    except Exception as exc:
-                        self._handler_failed(exc, args, replies)
-                        continue
-                    else:
-                        if type(result) is bytes:
-                            if result:
-                                append(result)
-                            continue
-                        if result is None:
-                            continue
-                        self._keep_result(result, replies)
-                        continue
-                self._run(server, fd, args, session, replies)
+                if handler is None:
+                    self._run(server, fd, args, session, replies)
+                    continue
+                try:
+                    result = handler(server, fd, args[1:])
+                except Exception as exc:
+                    self._handler_failed(exc, args, replies)
+                    continue
+                if type(result) is bytes:
+                    if result:
+                        replies.append(result)
+                elif result is not None:
+                    self._keep_result(result, replies)
         finally:
             session.pending = None
-        return b"".join(replies) if replies else None
+        if not replies:
+            return None
+        return replies[0] if len(replies) == 1 else b"".join(replies)
 
     def _run(self, server: Any, fd: int, args: list[bytes], session: Session, replies: list[bytes]) -> None:
         name = args[0]
@@ -289,5 +313,6 @@ def _printable(data: bytes) -> bytes:
     return data.replace(b"\r", b" ").replace(b"\n", b" ")
 
 
-def _log_error(exc: BaseException, args: list[bytes]) -> None:
+def log_handler_error(exc: BaseException, args: list[bytes]) -> None:
+    """The default error hook: log the handler's exception with its traceback."""
     _log.error("redis handler of %r raised", args[0][:64], exc_info=exc)

@@ -131,7 +131,7 @@ class Port:
         """Freeze settings and callbacks into attributes; called once by start()."""
         effective = self.effective_settings()
         if self.is_stream:
-            self.protocol = protocols.for_listener(effective)
+            self.protocol = protocols.for_listener(effective, self._server)
             self.tcp_nodelay = bool(effective["open_tcp_nodelay"])
             self.delay_receive = bool(effective["enable_delay_receive"])
             self.high_watermark = int(effective["buffer_high_watermark"])

@@ -32,8 +32,8 @@ def name_for(settings: Mapping[str, Any]) -> str:
     return "raw"
 
 
-def for_listener(settings: Mapping[str, Any]) -> ApplicationProtocol:
-    """The protocol of a stream listener whose effective settings are `settings`."""
+def for_listener(settings: Mapping[str, Any], server: Any = None) -> ApplicationProtocol:
+    """The protocol of a stream listener of `server` whose effective settings are `settings`."""
     factory = settings.get("application_protocol")
     if factory is not None:
         protocol = factory(settings)
@@ -51,5 +51,5 @@ def for_listener(settings: Mapping[str, Any]) -> ApplicationProtocol:
     if settings.get("open_redis_protocol"):
         from threadswoole.redis.protocol import RedisProtocol
 
-        return RedisProtocol(settings)
+        return RedisProtocol(settings, server)  # answered by the server's command table
     return ApplicationProtocol(settings)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["split_args"]
+__all__ = ["split_args", "split_lines"]
 
 # C isspace() in the "C" locale: what sdssplitargs skips between tokens.
 _BLANKS = frozenset(b" \t\n\v\f\r")
@@ -31,6 +31,21 @@ def split_args(line: bytes) -> list[bytes] | None:
     if _NEEDS_EXACT(line) is None:
         return line.split()
     return _split_exact(line)
+
+
+def split_lines(data: bytes, max_line: int) -> list[list[bytes]] | None:
+    """The commands of `data` when it is whole inline lines only (it ends with a line end, no
+    line starts with ``*``, none holds quotes, \v or \f or is longer than `max_line`): each line
+    split with one C call, blank ones skipped. None for anything else (the exact path decides).
+    (RespCodec uses it for the lines after a first one: 16 PINGs in about half the cost.)"""
+    if data[-1:] != b"\n" or data[:1] == b"*" or b"\n*" in data or _NEEDS_EXACT(data) is not None:
+        return None
+    lines = data.split(b"\n")
+    lines.pop()  # the empty piece after the last line end
+    if max(map(len, lines)) > max_line:
+        return None
+    # A line's "\r" before its "\n" is a blank to bytes.split() as it is to sdssplitargs.
+    return [args for args in map(bytes.split, lines) if args]
 
 
 def _split_exact(line: bytes) -> list[bytes] | None:
