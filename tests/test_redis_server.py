@@ -88,7 +88,12 @@ class Conn:
         return self.reply()
 
     def closed(self) -> bool:
-        return not self.buf and recv_closed(self.sock)
+        """The server closed (EOF, nothing unread); then this end closes too, as real clients do
+        (after an error answer the server's lingering close waits for that, up to 2 s)."""
+        eof = not self.buf and recv_closed(self.sock)
+        if eof:
+            self.sock.close()
+        return eof
 
     def close(self) -> None:
         self.sock.close()
