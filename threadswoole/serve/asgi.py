@@ -29,6 +29,7 @@ from threadswoole.serve.asgi_runtime import ASGI_VERSION
 from threadswoole.serve.asgi_websocket import WebSocketCycle, is_websocket_upgrade
 from threadswoole.serve.channel import Channel
 from threadswoole.serve.options import ServeOptions, connection_facts
+from threadswoole.serve.pauses import PauseReasons
 from threadswoole.websocket.protocol import WebSocketProtocol
 
 __all__ = ["AsgiProtocol", "AsgiHandler"]
@@ -77,7 +78,7 @@ class AsgiHandler:
         self.queued: dict[int, collections.deque] = {}  # session -> events waiting for that
         self.channels: dict[int, Channel] = {}
         self.skipping: dict[int, int] = {}
-        self.pauses: dict[int, set[str]] = {}
+        self.pauses = PauseReasons(self.router)
         self.peers: dict[int, tuple[Any, Any]] = {}  # session -> (client, server)
         self._heads: dict[bytes, tuple[dict[str, Any], tuple]] = {}
         self.stopping = False
@@ -161,7 +162,7 @@ class AsgiHandler:
             cycle.disconnect()
         self.queued.pop(session, None)
         self.skipping.pop(session, None)
-        self.pauses.pop(session, None)
+        self.pauses.forget(session)
         self.peers.pop(session, None)
         channel = self.channels.pop(session, None)
         if channel is not None:
@@ -285,18 +286,8 @@ class AsgiHandler:
         return channel
 
     def pause(self, session: int, reason: str, on: bool) -> None:
-        reasons = self.pauses.get(session)
-        if on:
-            if reasons is None:
-                self.pauses[session] = {reason}
-                self.router.pause(session, True)
-            else:
-                reasons.add(reason)
-        elif reasons is not None and reason in reasons:
-            reasons.discard(reason)
-            if not reasons:
-                del self.pauses[session]
-                self.router.pause(session, False)
+        """What the cycles call to pause or resume their connection's input (see PauseReasons)."""
+        self.pauses.set(session, reason, on)
 
     def stop(self) -> None:
         self.stopping = True

@@ -30,6 +30,7 @@ from threadswoole.serve.body import StreamInput
 from threadswoole.serve.channel import Channel
 from threadswoole.serve.environ import EnvironBuilder
 from threadswoole.serve.options import ServeOptions, connection_facts
+from threadswoole.serve.pauses import PauseReasons
 from threadswoole.serve.wsgi_response import WsgiExchange
 
 __all__ = ["WsgiProtocol", "WsgiHandler"]
@@ -76,7 +77,7 @@ class WsgiHandler:
         self.channels: dict[int, Channel] = {}
         self.active: WsgiExchange | None = None  # the call running in the application thread
         self.waiting: collections.deque[tuple[Any, int, Any]] = collections.deque()
-        self.pauses: dict[int, set[str]] = {}  # session -> why it is paused ("waiting", "input")
+        self.pauses = PauseReasons(self.router)  # why a connection is paused ("waiting", "input")
         self.skipping: dict[int, int] = {}  # session -> unread body bytes still allowed to drop
         self.app_thread = AppThread(f"wsgi-app-{self.runtime.worker_id}")
         self.recorder: Any = None  # this worker's metrics / access-log recorder (bound on first use)
@@ -90,7 +91,7 @@ class WsgiHandler:
             if type(event) is HttpBodyChunk and session not in self._waiting_sessions() and self._chunk(session, event):
                 return
             self.waiting.append((port, session, event))
-            self._pause(session, "waiting", True)
+            self.pauses.set(session, "waiting", True)
             return
         if type(event) is HttpRequest:
             self.request(session, event)
@@ -109,7 +110,7 @@ class WsgiHandler:
         # the body streams: the call runs in the application thread, fed from here
         self.runtime.count_request()
         reactor = self._reactor
-        stream = StreamInput(event.body, pause=lambda on: reactor.post(self._pause, session, "input", on),
+        stream = StreamInput(event.body, pause=lambda on: reactor.post(self.pauses.set, session, "input", on),
                              timeout=self.options.body_timeout)
         exchange.input = stream
         exchange.channel = self.open_channel(session)
@@ -146,7 +147,7 @@ class WsgiHandler:
     def closed(self, port: Any, session: int) -> None:
         self.connections.pop(session, None)
         self.skipping.pop(session, None)
-        self.pauses.pop(session, None)
+        self.pauses.forget(session)
         channel = self.channels.pop(session, None)
         if channel is not None:
             channel.disconnected()
@@ -182,7 +183,7 @@ class WsgiHandler:
         session = exchange.session
         if stream is not None and not stream.complete and not exchange.close and session in self.connections:
             self.skipping[session] = SKIP_LIMIT  # the application did not read all of its body
-        self._pause(session, "input", False)
+        self.pauses.set(session, "input", False)
         self._finished(exchange)
         self.runtime.check_max_request()
         self._drain()
@@ -207,8 +208,8 @@ class WsgiHandler:
             else:
                 self._chunk(session, event)
         queued = self._waiting_sessions()
-        for session in [s for s, why in self.pauses.items() if "waiting" in why and s not in queued]:
-            self._pause(session, "waiting", False)
+        for session in [s for s in self.pauses.paused_for("waiting") if s not in queued]:
+            self.pauses.set(session, "waiting", False)
 
     # -- helpers the exchanges use ----------------------------------------------------------------
     def send(self, session: int, data: bytes) -> bool:
@@ -264,20 +265,6 @@ class WsgiHandler:
 
     def _waiting_sessions(self) -> set[int]:
         return {item[1] for item in self.waiting}
-
-    def _pause(self, session: int, reason: str, on: bool) -> None:
-        reasons = self.pauses.get(session)
-        if on:
-            if reasons is None:
-                self.pauses[session] = {reason}
-                self.router.pause(session, True)
-            else:
-                reasons.add(reason)
-        elif reasons is not None and reason in reasons:
-            reasons.discard(reason)
-            if not reasons:
-                del self.pauses[session]
-                self.router.pause(session, False)
 
     def _connection(self, session: int) -> dict[str, Any]:
         if len(self.connections) >= MAX_KEPT_CONNECTIONS:
