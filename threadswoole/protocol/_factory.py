@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from threadswoole.protocol import Framer
+from threadswoole.protocol.framer import Framer
 from threadswoole.protocol.eof import EofCheckFramer, EofSplitFramer
 from threadswoole.protocol.length import LengthFramer, LengthFuncFramer
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from threadswoole.protocol import Framer
+from threadswoole.protocol.framer import Framer
 
 
 def _check_eof(eof: bytes) -> bytes:

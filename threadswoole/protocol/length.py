@@ -24,7 +24,7 @@ from __future__ import annotations
 import struct
 from typing import Callable
 
-from threadswoole.protocol import Framer
+from threadswoole.protocol.framer import Framer
 
 _ASK = object()  # LengthFuncFramer._cut: "func not asked yet about the buffer"
 
