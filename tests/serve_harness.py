@@ -37,6 +37,10 @@ class ServeProcess:
         command = [sys.executable, "-m", "threadswoole", "serve", "--app-dir", app_dir, *args]
         if bind and not any(a in ("--bind", "-b", "--fd") or a.startswith("--bind=") for a in args):
             command += ["--bind", "127.0.0.1:0"]
+        if not any(a.startswith("--graceful-timeout") for a in args):
+            # a request some test left in flight must not hold the stop past close()'s 10 s
+            # (the default is gunicorn's 30 s)
+            command += ["--graceful-timeout", "5"]
         command = [*(wrap or ()), *command]
         environment = dict(os.environ if env is None else env)
         environment["PYTHONPATH"] = ROOT + os.pathsep + environment.get("PYTHONPATH", "")
