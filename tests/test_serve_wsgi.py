@@ -240,20 +240,22 @@ def _read_to_close(process, request: bytes) -> bytes:
 
 
 def test_a_bad_request_behind_a_call_in_the_application_thread_is_answered_after_it(server):
-    """The head of a POST arrives alone (the client waits for 100 Continue), so its call runs in
-    the application thread, streamed; its body and a malformed request then come in one write:
-    the 400 comes after the call's answer, then the connection closes (the connection is paused
-    while the call runs, and WsgiHandler.failed queues an error that arrives meanwhile)."""
+    """A body over the codec's 64 KiB buffer streams, so its call runs in the application thread;
+    the client waits for 100 Continue (the head was read), then sends the body and a malformed
+    request in one write: the 400 waits for the call's answer (WsgiHandler.failed), then the
+    connection closes. Without that hook the 400 went first and the close dropped the 200."""
     host, port = server.host_port
     with socket.create_connection((host, port), timeout=10) as sock:
-        sock.sendall(b"POST /sleep?s=0.1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        sock.sendall(b"POST /echo?size=200000 HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+                     b"Expect: 100-continue\r\n\r\n")
         assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
-        sock.sendall(b"hello" + b"BAD LINE\r\n\r\n")
+        sock.sendall(b"e" * 100000 + b"BAD LINE\r\n\r\n")
         data = b""
         while chunk := sock.recv(65536):  # up to the server's close
             data += chunk
     statuses = [part.split(b"\r\n", 1)[0] for part in data.split(b"HTTP/1.1 ")[1:]]
-    assert statuses == [b"200 OK", b"400 Bad Request"] and b"slept" in data
+    assert statuses == [b"200 OK", b"400 Bad Request"] and b"e" * 100000 in data
+    assert b"X-Thread: MainThread" not in data  # (the streamed call ran in the application thread)
 
 
 def test_content_length_is_enforced(bad_server):
