@@ -70,6 +70,8 @@ class ServerHandle:
             for index, event in enumerate(self._backlog):
                 if event["event"] == name and all(event.get(k) == v for k, v in match.items()):
                     return self._backlog.pop(index)
+                if event["event"] == "__error__":  # absorbed while the server stopped
+                    raise AssertionError(f"server child failed:\n{event['traceback']}")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 seen = [e["event"] for e in self._backlog]
@@ -124,12 +126,31 @@ class ServerHandle:
             return self.exit_code
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self._absorb()  # a server emitting while it stops must never wait on a full queue
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
                 self.exit_code = os.waitstatus_to_exitcode(status)
+                self._absorb()
                 return self.exit_code
             time.sleep(0.01)
-        raise AssertionError(f"server pid {self.pid} did not exit within {timeout}s")
+        seen = [e["event"] for e in self._backlog]
+        raise AssertionError(f"server pid {self.pid} did not exit within {timeout}s; unconsumed events: {seen}; unraisable: {self.unraisable}")
+
+    def _absorb(self) -> None:
+        """Move the events already sent into the backlog, acting on none (an `__error__` stays
+        there for `wait` to raise). A Unix datagram queue holds max_dgram_qlen (10) unread
+        events; past that the server's emit() blocks, so a test that stops reading while the
+        server still reports (a shutdown, errors Python can only print) would hang its stop."""
+        self._events.setblocking(False)  # (`_read` sets its own timeout again)
+        while True:
+            try:
+                data = self._events.recv(1 << 20)
+            except OSError:
+                return
+            event = json.loads(data)
+            if event["event"] == "__unraisable__":
+                self.unraisable.append(event["message"])
+            self._backlog.append(event)
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM the master and wait; start() must have returned True (exit code 0)."""

@@ -15,6 +15,7 @@ import logging
 import os
 import select
 import socket
+import threading
 import time
 from typing import Any, Callable
 
@@ -42,7 +43,10 @@ class Reactor:
         self.timers = TimerHeap()
         self._deferred: collections.deque[Callable[[], Any]] = collections.deque()
         self._posted: collections.deque[tuple[Callable[..., Any], tuple]] = collections.deque()
-        self._wake_pending = False
+        # True while the loop is sure to look at the queue again before it next blocks; the loop
+        # sets it False, under the lock, only after finding the queue empty on its way to sleep.
+        self._awake = True
+        self._wake_lock = threading.RLock()  # reentrant: a signal handler on this thread may post
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._wake_reader.setblocking(False)
         self._wake_writer.setblocking(False)
@@ -108,12 +112,26 @@ class Reactor:
     # -- cross-thread -----------------------------------------------------------------------
     def post(self, callback: Callable[..., Any], *args: Any) -> None:
         """Run `callback(*args)` on the loop's thread soon; safe from any thread."""
-        self._posted.append((callback, args))
-        # The flag saves a syscall per post while the loop is already awake. The loop clears it
-        # *before* draining the queue, so a post that sees True is always drained afterwards.
-        if not self._wake_pending:
-            self._wake_pending = True
-            self._wake()
+        # The append and the flag are one step under the lock, and so is the loop's "queue
+        # empty, going to sleep" (`_may_sleep`): a post either lands before that check (and is
+        # seen) or finds the flag down and writes the wake-up byte. Only the first post after
+        # the loop went to sleep pays the syscall. (A flag the loop cleared while *draining*
+        # the queue could be raised again by a post the drain had already run, and the loop
+        # then slept for good with every later post trusting the stale flag.)
+        with self._wake_lock:
+            self._posted.append((callback, args))
+            if self._awake:
+                return
+            self._awake = True
+        self._wake()
+
+    def _may_sleep(self) -> bool:
+        """On the loop's thread, before a poll that may block: False when posts are waiting."""
+        with self._wake_lock:
+            if self._posted:
+                return False
+            self._awake = False
+            return True
 
     def _wake(self) -> None:
         try:
@@ -131,7 +149,6 @@ class Reactor:
             pass
 
     def _run_posted(self) -> None:
-        self._wake_pending = False
         posted = self._posted
         for _ in range(len(posted)):
             callback, args = posted.popleft()
@@ -161,6 +178,7 @@ class Reactor:
         posted = self._posted
         before_poll = self.before_poll
         periodic = self.periodic
+        may_sleep = self._may_sleep
         monotonic = time.monotonic
         wall = time.time
         clock = self.clock = wall()
@@ -187,6 +205,8 @@ class Reactor:
                     elif timeout < 0 or timeout > PERIODIC_INTERVAL:
                         # wake once more when the loop goes idle, to publish the last figures
                         timeout = PERIODIC_INTERVAL
+                if timeout != 0.0 and not may_sleep():
+                    timeout = 0.0
                 try:
                     events = poll(timeout)
                 except InterruptedError:
@@ -235,6 +255,8 @@ class Reactor:
         """One iteration with a bounded wait (used while draining at shutdown)."""
         for hook in self.before_poll:
             hook()
+        if timeout != 0.0 and not self._may_sleep():
+            timeout = 0.0
         try:
             events = self._epoll.poll(timeout)
         except InterruptedError:

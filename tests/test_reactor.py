@@ -1,0 +1,78 @@
+"""The event loop's cross-thread door: `Reactor.post` from many threads at once, each post run
+exactly once and soon, never left waiting in the queue while the loop sleeps in epoll."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import pytest
+
+from threadswoole.loop.reactor import Reactor
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def running_reactor():
+    reactor = Reactor("test-post")
+    thread = threading.Thread(target=reactor.run, name="test-post-loop", daemon=True)
+    thread.start()
+    yield reactor
+    reactor.stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    reactor.close()
+
+
+def test_every_post_from_racing_threads_runs_while_the_loop_would_otherwise_sleep(running_reactor):
+    """Each poster waits for its own call before posting the next, so the loop is often asleep
+    in epoll when a post arrives, and often just finishing another thread's call: the window in
+    which a stale wake-up flag once left a post in the queue with the loop blocked for good."""
+    posters, rounds = 4, 3000
+    ran = [0] * posters
+    stuck: list[str] = []
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # with the GIL: switch threads as often as it allows
+
+    def poster(index: int) -> None:
+        done = threading.Event()
+
+        def callback() -> None:
+            ran[index] += 1
+            done.set()
+
+        for round_ in range(rounds):
+            done.clear()
+            running_reactor.post(callback)
+            if not done.wait(5):
+                stuck.append(f"poster {index}, round {round_}: the post did not run within 5 s")
+                return
+
+    try:
+        threads = [threading.Thread(target=poster, args=(index,)) for index in range(posters)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(100)
+    finally:
+        sys.setswitchinterval(old_interval)
+    assert stuck == []
+    assert ran == [rounds] * posters
+
+
+def test_a_post_during_a_call_the_loop_is_running_is_run_in_the_next_iteration(running_reactor):
+    order: list[str] = []
+    finished = threading.Event()
+
+    def second() -> None:
+        order.append("second")
+        finished.set()
+
+    def first() -> None:
+        order.append("first")
+        threading.Thread(target=running_reactor.post, args=(second,)).start()
+
+    running_reactor.post(first)
+    assert finished.wait(5)
+    assert order == ["first", "second"]
