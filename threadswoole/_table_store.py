@@ -17,8 +17,9 @@ chain behind it; the next insert into that bucket reuses it.
 A process killed while holding a lock: the next locker gets EOWNERDEAD (see _sync_native.py),
 makes the mutex consistent, checks the stripe's chains (cuts a link that points nowhere or loops,
 recounts the rows) or the pool's free list, logs a warning and goes on. Writes are ordered so a
-chain is never broken by a death: a new row is written whole before the one 4-byte store that
-links it, and a row is unlinked before it is given back. What a death can cost: the row being
+chain is never broken by a death: a new row is written whole before the one store that publishes
+it (the 4-byte link to a pool row; the key-length byte of a bucket's head row), and a row is
+unlinked before it is given back. What a death can cost: the row being
 written may hold a mix of old and new column values, and a pool row may be lost.
 
 Every method that takes `view` runs with the bucket's stripe locked by the caller.
@@ -150,7 +151,11 @@ class RowStore:
         words = self.words
         counters = self.counters_at + (bucket & self.stripe_mask) * STRIPE_WORDS
         if not head_length:
-            self.new_row.pack_into(view, head, head_next, length, key, data)
+            # The key length is what makes a head row live, and pack_into writes field by field:
+            # the row goes in marked free, then the one byte that publishes it. (Written in one
+            # pack, a kill -9 between the length and the key left a live row with a zeroed key.)
+            self.new_row.pack_into(view, head, head_next, 0, key, data)
+            KEY_LENGTH.pack_into(view, head + 4, length)
             new = head
         else:
             row = self._allocate(view)
