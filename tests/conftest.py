@@ -10,6 +10,7 @@ its shared-memory segments must be gone.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import signal
@@ -134,7 +135,15 @@ class ServerHandle:
                 return self.exit_code
             time.sleep(0.01)
         seen = [e["event"] for e in self._backlog]
-        raise AssertionError(f"server pid {self.pid} did not exit within {timeout}s; unconsumed events: {seen}; unraisable: {self.unraisable}")
+        # Where it is stuck: SIGABRT makes the child's faulthandler print every thread's stack
+        # to its stderr (the test's captured output), then it dies.
+        os.kill(self.pid, signal.SIGABRT)
+        for _ in range(200):
+            if os.waitpid(self.pid, os.WNOHANG)[0]:
+                self.exit_code = -signal.SIGABRT
+                break
+            time.sleep(0.01)
+        raise AssertionError(f"server pid {self.pid} did not exit within {timeout}s (its stacks: captured stderr); unconsumed events: {seen}; unraisable: {self.unraisable}")
 
     def _absorb(self) -> None:
         """Move the events already sent into the backlog, acting on none (an `__error__` stays
@@ -211,6 +220,7 @@ def _child_main(events_path: str, setup: Callable[..., Any], host: str, port: in
     code = 4
     try:
         os.setpgid(0, 0)  # a process group of its own: cleanup finds every descendant, orphans too
+        faulthandler.enable(all_threads=True)  # a stop that hangs is answered with SIGABRT: stacks
         import threadswoole
 
         modes = {"base": threadswoole.SWOOLE_BASE, "process": threadswoole.SWOOLE_PROCESS, "thread": threadswoole.SWOOLE_THREAD}
