@@ -44,7 +44,7 @@ from threadswoole.http.options import HttpOptions
 from threadswoole.http.session import detached_request, remember_detached, transport_for
 from threadswoole.http.transport import Transport
 from threadswoole.protocol.http.writer import (
-    LAST_CHUNK, SERVER_NAME, chunk, date_value, encode_headers, is_known_status, plain_head, status_line,
+    LAST_CHUNK, SERVER_NAME, chunk, date_value, encode_headers, is_known_status, plain_response, status_line,
 )
 
 __all__ = ["Response", "Data"]
@@ -343,14 +343,14 @@ class Response:
         state = self._state
         if state == _OPEN and self._plain:
             # The commonest answer first: a plain 200 text/html (no header, cookie, status or
-            # gzip set) that needs no compression; its head is one cached format (plain_head).
+            # gzip set) that needs no compression; it is one cached format (plain_response).
             options = self._options
             size = len(data)
             if size <= options.buffer_output_size and (self._accept_encoding is None or size < options.compression_min_length or not options.http_compression):
                 self._state = _ENDED
-                head = plain_head(time.time(), self._keep_alive, size)
-                ok = self._transport.send(head if self._method == "HEAD" else head + data)
-                if not ok or not self._keep_alive:
+                keep_alive = self._keep_alive
+                ok = self._transport.send(plain_response(time.time(), keep_alive, size, b"" if self._method == "HEAD" else data))
+                if not ok or not keep_alive:
                     self._transport.close()  # a response that did not go out whole ends the connection
                 return ok
         if state == _ENDED or state == _DETACHED:

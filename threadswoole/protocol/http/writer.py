@@ -13,7 +13,7 @@ from typing import Iterable
 
 __all__ = [
     "SERVER_NAME", "CONTINUE", "LAST_CHUNK", "STATUS_LINES",
-    "is_known_status", "reason_phrase", "status_line", "http_date", "date_value", "date_bytes", "plain_head",
+    "is_known_status", "reason_phrase", "status_line", "http_date", "date_value", "date_bytes", "plain_response",
     "encode_headers", "response_head", "chunk", "error_response",
 ]
 
@@ -84,11 +84,13 @@ def date_bytes(now: float) -> bytes:
 _plain_cache: tuple[int, bytes, bytes] = (-1, b"", b"")
 
 
-def plain_head(now: float, keep_alive: bool, length: int) -> bytes:
-    """The head of the commonest answer: 200, Swoole's default headers, ``Content-Length``.
+def plain_response(now: float, keep_alive: bool, length: int, body: bytes = b"") -> bytes:
+    """The commonest answer: 200, Swoole's default headers, ``Content-Length: length``, then
+    `body` (b"" for the head alone: a HEAD request, whose `length` is the body it would get).
 
     Everything up to the length is built once per second (the Date changes), so the hot
-    path of ``Response.end()`` is one cached lookup and one format.
+    path of ``Response.end()`` is one cached lookup and one format, which copies the body
+    too (one bytes object per response, not a head and then head + body).
     """
     global _plain_cache
     cached = _plain_cache
@@ -99,7 +101,7 @@ def plain_head(now: float, keep_alive: bool, length: int) -> bytes:
         suffix = b"\r\nContent-Type: text/html\r\nContent-Length: "
         cached = _plain_cache = (second, prefix + b"\r\nConnection: keep-alive" + suffix,
                                  prefix + b"\r\nConnection: close" + suffix)
-    return b"%s%d\r\n\r\n" % (cached[1] if keep_alive else cached[2], length)
+    return b"%s%d\r\n\r\n%s" % (cached[1] if keep_alive else cached[2], length, body)
 
 
 def encode_headers(headers: Iterable[tuple[str, str]]) -> bytes:
