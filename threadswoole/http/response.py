@@ -463,10 +463,10 @@ class Response:
         ended or detached, and the request's upload files deleted unless the response was
         detached (the application still holds the request; its finaliser deletes them)."""
         state = self._state
-        if state == _OPEN or state == _WRITING:
-            self.end()
-        elif state == _DETACHED:
-            return
+        if state != _ENDED:  # (the common case first: the handler ended it)
+            if state == _DETACHED:
+                return
+            self.end()  # open or writing
         request.cleanup()
 
     def fail_if_open(self) -> None:
