@@ -113,7 +113,7 @@ class HeadParser:
                     self._heads.clear()
                 self._heads[head] = fields
         # HttpRequest(...) without the call: a class call with 14 arguments packs them into a
-        # tuple for its __init__ frame; filling the slots here is about 900 instructions less
+        # tuple for its __init__ frame; filling the slots here is about 1,100 instructions less
         # per request (callgrind, cghttp.sh). The same fields as HttpRequest.__init__ sets.
         request = _new_request(HttpRequest)
         (request.method, request.target, request.path, request.query, request.version, headers,
