@@ -92,6 +92,10 @@ class HttpEventHandler:
         self.whole_body_limit = self.options.upload_max_filesize  # a longer one may need a 413 first
         # a whole request within this is answered by event() itself (-1: static files are looked up first)
         self.direct_body_limit = self.whole_body_limit if self.static is None else -1
+        # Request.of_connection and Response.of_event bound once: a classmethod looked up on its
+        # class builds a new bound method each time (about 370 instructions per request for both)
+        self._request_of = Request.of_connection
+        self._response_of = Response.of_event
         self._on_request: Any = None
         self._reactor: Any = None  # the worker's reactor (its clock stamps the requests)
         self._resolved = False
@@ -113,8 +117,8 @@ class HttpEventHandler:
         if not self._resolved:
             self._bind_to_worker(port)
         options = self.options
-        request = Request.of_connection(event, session, connection, self._reactor.clock, options)
-        response = Response.of_event(connection.transport, session, event, options)
+        request = self._request_of(event, session, connection, self._reactor.clock, options)
+        response = self._response_of(connection.transport, session, event, options)
         runtime = self.runtime
         runtime.requests += 1  # (EventDispatcher.run_request, inlined on the request path)
         try:

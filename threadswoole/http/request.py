@@ -38,6 +38,7 @@ __all__ = ["Request", "FORM_METHODS"]
 FORM_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _DEFAULT_OPTIONS = HttpOptions()
 _UNSET: Any = object()
+_new_object = object.__new__  # (cls.__new__ looks the name up on the class each time)
 
 
 class Peer:
@@ -99,7 +100,7 @@ class Request:
         Request(event, fd, ...), for the per-request path. `peer` is any object with
         `remote_addr`, `remote_port` and `server_port` (the server's per-connection facts,
         kept as they are: 3 stores and 3 arguments less per request than copying them)."""
-        self = cls.__new__(cls)
+        self = _new_object(cls)
         self.fd = fd
         self.header = event.headers
         self.event = event

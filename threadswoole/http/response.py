@@ -56,6 +56,7 @@ _TOKEN_CHARS = frozenset("!#$%&'*+-.^`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcd
 _MANAGED = frozenset({"content-length", "transfer-encoding"})  # framing is ours
 _NO_HEADERS: dict = {}  # shared, never written: a Response without headers allocates nothing
 _NO_COOKIES: list = []
+_new_object = object.__new__  # (cls.__new__ looks the name up on the class each time)
 
 
 def _as_bytes(data: Data) -> bytes:
@@ -132,7 +133,7 @@ class Response:
     def of_event(cls, transport: Transport, fd: int, event: Any, options: HttpOptions) -> "Response":
         """The server's constructor: Response(transport, fd, method=..., ...) with the facts
         read from the request's event, for the per-request path."""
-        self = cls.__new__(cls)
+        self = _new_object(cls)
         self.fd = fd
         self._transport = transport
         self._method = event.method
