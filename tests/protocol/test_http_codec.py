@@ -63,6 +63,35 @@ def test_head_caches_are_bounded_and_cleared() -> None:
         parser.parse(b"GET / HTTP/1.1\r\n\r\n")  # the cached pieces do not excuse a missing Host
 
 
+def test_known_heads_are_whole_valid_heads_only() -> None:
+    """HeadParser.known answers only for a head parsed before: the codec's fast path relies on
+    a hit meaning "exactly one whole, valid head"."""
+    parser = HeadParser(100, 1000, True)
+    assert parser.known(GET) is None
+    parsed = parser.parse(GET)
+    again = parser.known(GET)
+    assert again == parsed and again is not parsed and again.headers is not parsed.headers
+    assert again.head is GET and again.body == b"" and again.complete and again.trailers is None
+    for near in (GET + GET, b"\r\n" + GET, GET[:-2], GET + b"x"):
+        assert parser.known(near) is None
+    with pytest.raises(MessageError):
+        parser.parse(b"GET / HTTP/1.1\r\n\r\n")
+    assert parser.known(b"GET / HTTP/1.1\r\n\r\n") is None  # a failed head is not remembered
+
+
+def test_known_head_on_the_fast_path_keeps_the_codecs_limits() -> None:
+    HttpCodec().feed(GET)  # now known to the shared parser
+    with pytest.raises(ProtocolError) as caught:
+        HttpCodec(max_head_size=len(GET) - 1).feed(GET)  # same parser limits, a smaller head limit
+    assert caught.value.reason == "head_too_large"
+    head = b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n"
+    for _ in range(2):  # parsed, then known: the body that follows is read the same way
+        codec = HttpCodec()
+        assert codec.feed(head) == []
+        [event] = codec.feed(b"abc")
+        assert event.body == b"abc" and event.complete and event.content_length == 3
+
+
 def test_pack_unpack_round_trip() -> None:
     codec = HttpCodec(max_buffered_body=4)
     events = codec.feed(post(b"0123456789")[:-3])

@@ -29,6 +29,24 @@ def test_date_is_imf_fixdate_and_cached_per_second() -> None:
     assert writer.http_date(0) == "Thu, 01 Jan 1970 00:00:00 GMT"
 
 
+def test_plain_response_is_the_default_head_then_the_body() -> None:
+    now = 1_700_000_000.25
+
+    def expected(connection: str, length: int) -> bytes:
+        return (f"HTTP/1.1 200 OK\r\nServer: {writer.SERVER_NAME}\r\nDate: {writer.http_date(now)}\r\n"
+                f"Connection: {connection}\r\nContent-Type: text/html\r\nContent-Length: {length}\r\n\r\n").encode()
+
+    assert writer.plain_response(now, True, 13, b"Hello, World!") == expected("keep-alive", 13) + b"Hello, World!"
+    assert writer.plain_response(now + 0.5, True, 13, b"Hello, World!") == expected("keep-alive", 13) + b"Hello, World!"
+    assert writer.plain_response(now, False, 13, b"Hello, World!") == expected("close", 13) + b"Hello, World!"
+    assert writer.plain_response(now, True, 5) == expected("keep-alive", 5)  # HEAD: the length, no body
+    # more lengths than are kept in one second: still right (the kept heads are dropped, rebuilt)
+    for length in range(writer.PLAIN_LENGTHS_KEPT * 2):
+        assert writer.plain_response(now, True, length, b"x" * length) == expected("keep-alive", length) + b"x" * length
+    later = writer.plain_response(now + 1, True, 13, b"Hello, World!")
+    assert writer.http_date(now + 1).encode() in later and writer.http_date(now).encode() not in later
+
+
 def test_encode_headers_latin1_with_utf8_fallback() -> None:
     assert writer.encode_headers([("A", "b"), ("C", "é")]) == b"A: b\r\nC: \xe9\r\n"
     assert writer.encode_headers([("A", "€")]) == "A: €\r\n".encode("utf-8")

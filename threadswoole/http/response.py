@@ -44,7 +44,7 @@ from threadswoole.http.options import HttpOptions
 from threadswoole.http.session import detached_request, remember_detached, transport_for
 from threadswoole.http.transport import Transport
 from threadswoole.protocol.http.writer import (
-    LAST_CHUNK, SERVER_NAME, chunk, date_value, encode_headers, is_known_status, plain_head, status_line,
+    LAST_CHUNK, SERVER_NAME, chunk, date_value, encode_headers, is_known_status, plain_response, status_line,
 )
 
 __all__ = ["Response", "Data"]
@@ -56,6 +56,7 @@ _TOKEN_CHARS = frozenset("!#$%&'*+-.^`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcd
 _MANAGED = frozenset({"content-length", "transfer-encoding"})  # framing is ours
 _NO_HEADERS: dict = {}  # shared, never written: a Response without headers allocates nothing
 _NO_COOKIES: list = []
+_new_object = object.__new__  # (cls.__new__ looks the name up on the class each time)
 
 
 def _as_bytes(data: Data) -> bytes:
@@ -132,7 +133,7 @@ class Response:
     def of_event(cls, transport: Transport, fd: int, event: Any, options: HttpOptions) -> "Response":
         """The server's constructor: Response(transport, fd, method=..., ...) with the facts
         read from the request's event, for the per-request path."""
-        self = cls.__new__(cls)
+        self = _new_object(cls)
         self.fd = fd
         self._transport = transport
         self._method = event.method
@@ -343,14 +344,14 @@ class Response:
         state = self._state
         if state == _OPEN and self._plain:
             # The commonest answer first: a plain 200 text/html (no header, cookie, status or
-            # gzip set) that needs no compression; its head is one cached format (plain_head).
+            # gzip set) that needs no compression; it is one cached format (plain_response).
             options = self._options
             size = len(data)
             if size <= options.buffer_output_size and (self._accept_encoding is None or size < options.compression_min_length or not options.http_compression):
                 self._state = _ENDED
-                head = plain_head(time.time(), self._keep_alive, size)
-                ok = self._transport.send(head if self._method == "HEAD" else head + data)
-                if not ok or not self._keep_alive:
+                keep_alive = self._keep_alive
+                ok = self._transport.send(plain_response(time.time(), keep_alive, size, b"" if self._method == "HEAD" else data))
+                if not ok or not keep_alive:
                     self._transport.close()  # a response that did not go out whole ends the connection
                 return ok
         if state == _ENDED or state == _DETACHED:
@@ -463,10 +464,10 @@ class Response:
         ended or detached, and the request's upload files deleted unless the response was
         detached (the application still holds the request; its finaliser deletes them)."""
         state = self._state
-        if state == _OPEN or state == _WRITING:
-            self.end()
-        elif state == _DETACHED:
-            return
+        if state != _ENDED:  # (the common case first: the handler ended it)
+            if state == _DETACHED:
+                return
+            self.end()  # open or writing
         request.cleanup()
 
     def fail_if_open(self) -> None:

@@ -8,6 +8,7 @@ one for any live HTTP connection, from any worker (task workers included).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from threadswoole._context import current, set_error
@@ -19,17 +20,19 @@ HTTP_PROTOCOLS = frozenset({"http", "websocket"})
 
 class SessionTransport:
     """`threadswoole.http.Transport` over a worker's router, for one session; `send_function`
-    is the worker's Server.send fast path (one frame to the socket for a connection of ours)."""
+    is the worker's Server.send fast path (one frame to the socket for a connection of ours).
 
-    __slots__ = ("router", "session", "send_function")
+    `send(data)` is that function with the session bound (a `functools.partial`, built once
+    per connection): no Python frame of its own between Response.end and the socket, about
+    300 instructions less per response than a method (callgrind, cghttp.sh)."""
+
+    __slots__ = ("router", "session", "send_function", "send")
 
     def __init__(self, router: Any, session: int, send_function: Any = None) -> None:
         self.router = router
         self.session = session
         self.send_function = send_function or current().send_function or _router_send(router)
-
-    def send(self, data: bytes) -> bool:
-        return self.send_function(self.session, data)
+        self.send = partial(self.send_function, session)  # send(data: bytes) -> bool
 
     def sendfile(self, path: str, offset: int, length: int) -> bool:
         return self.router.sendfile(self.session, path, offset, length)

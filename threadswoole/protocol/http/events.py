@@ -41,6 +41,8 @@ class HttpRequest(Event):
     )
     wire_id = 1
 
+    # (HeadParser.parse fills the slots of a new instance itself, without this __init__: a
+    # field added here must be set there too.)
     def __init__(
         self,
         method: str,

@@ -105,16 +105,40 @@ class HeadParser:
         (n bytes, -1 chunked). Raises MessageError for anything invalid, including a
         Content-Length above `max_body_size` (checked before any body is read).
         """
-        fields = self._heads.get(head)  # the same request again (benchmarks, polling, health checks)
-        if fields is None:
-            fields = self._parse(head)
-            if len(head) <= self.CACHE_MAX_BLOCK:
-                if len(self._heads) >= self.CACHE_ENTRIES:
-                    self._heads.clear()
-                self._heads[head] = fields
+        request = self.known(head)  # the same request again (benchmarks, polling, health checks)
+        if request is not None:
+            return request
+        fields = self._parse(head)
+        if len(head) <= self.CACHE_MAX_BLOCK:
+            if len(self._heads) >= self.CACHE_ENTRIES:
+                self._heads.clear()
+            self._heads[head] = fields
         method, target, path, query, version, headers, keep_alive, expect_continue, upgrade, length = fields
         return HttpRequest(method, target, path, query, version, headers.copy(), head, b"", keep_alive, True,
                            expect_continue, upgrade, length, None)
+
+    def known(self, data: bytes) -> HttpRequest | None:
+        """`parse(data)` when `data` is a head parsed before with these limits, else None.
+
+        Only valid heads are remembered, so a hit also proves that `data` is exactly one whole
+        request head (one CRLF CRLF, at its end, no leading CRLF): the codec tries this first
+        and skips its own scan of the bytes.
+        """
+        fields = self._heads.get(data)
+        if fields is None:
+            return None
+        # HttpRequest(...) without the call: a class call with 14 arguments packs them into a
+        # tuple for its __init__ frame; filling the slots here is about 1,100 instructions less
+        # per request (callgrind, cghttp.sh). The same fields as HttpRequest.__init__ sets.
+        request = _new_request(HttpRequest)
+        (request.method, request.target, request.path, request.query, request.version, headers,
+         request.keep_alive, request.expect_continue, request.upgrade, request.content_length) = fields
+        request.headers = headers.copy()
+        request.head = data
+        request.body = b""
+        request.complete = True
+        request.trailers = None
+        return request
 
     def _parse(self, head: bytes) -> tuple:
         """The HttpRequest fields of `head`, with the cached (never handed out) headers dict."""
@@ -208,6 +232,7 @@ class HeadParser:
                 expect is not None and expect.lower() == "100-continue")
 
 
+_new_request = HttpRequest.__new__
 _NO_FIELDS: tuple = ({}, 0, None, False, False, False, False, False)
 
 
