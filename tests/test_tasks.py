@@ -190,15 +190,15 @@ def test_task_wait_multi_and_task_co(run_server, mode):
 
     def behaviour(srv, task_id, data):
         if data == "b":
-            time.sleep(0.6)
+            time.sleep(2.5)  # far past the 1 s wait; a and c have all of it (a loaded CI box once missed 0.3 s)
         return data.upper()
 
     def setup(server, emit):
         def multi(srv, fd):
-            return {"result": {str(k): v for k, v in srv.task_wait_multi(["a", "b", "c"], 0.3).items()}}
+            return {"result": {str(k): v for k, v in srv.task_wait_multi(["a", "b", "c"], 1.0).items()}}
 
         def co(srv, fd):
-            return {"result": srv.task_co(["a", "b", "c"], 0.3)}
+            return {"result": srv.task_co(["a", "b", "c"], 1.0)}
 
         def too_many(srv, fd):
             before = srv.stats()["tasking_num"]
@@ -221,10 +221,10 @@ def test_task_wait_multi_and_task_co(run_server, mode):
     starts(handle, 4)
     command(handle, "multi")
     assert handle.wait("multi")["result"] == {"0": "A", "2": "C"}
-    handle.wait("warning", timeout=5)  # b's late result: every task worker is idle again
+    handle.wait("warning", timeout=10)  # b's late result: every task worker is idle again
     command(handle, "co")
     assert handle.wait("co")["result"] == ["A", False, "C"]
-    handle.wait("warning", timeout=5)
+    handle.wait("warning", timeout=10)
     command(handle, "too_many")
     too_many = handle.wait("too_many")
     assert (too_many["multi"], too_many["co"], too_many["sent"], too_many["ok"]) == ("ValueError", "ValueError", 0, 8)
