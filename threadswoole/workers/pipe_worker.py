@@ -101,7 +101,7 @@ class PipeWorker:
         state = self.state
         state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_BUSY)
         try:
-            self.inbox.on_readable()
+            self.inbox.read_one()  # one datagram per wake-up (see Inbox.read_one)
         finally:
             if not self._stopping:
                 state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_IDLE)
