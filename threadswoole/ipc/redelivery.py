@@ -141,7 +141,17 @@ class Receiver:
         if waiting is not None and src in waiting:
             waiting[src].append((seq, type_, flags, port, reactor, session, payload))
             return
-        self._one(src, seq, type_, flags, port, reactor, session, payload)
+        # _one, inlined for the event of every request (a frame less: about 1,500 instructions)
+        last = self.done.get(src)
+        if last is not None and not 0 < ((seq - last) & MASK) < HALF:  # (not after(seq, last))
+            return  # handled already (it was replayed and is still queued too)
+        self.q[self.current_word] = (-src << 32) | seq
+        try:
+            self.deliver(type_, flags, port, reactor, session, payload)
+        except SystemExit:
+            self.done[src] = seq
+            raise
+        self.done[src] = seq
 
     def _one(self, src: int, seq: int, type_: int, flags: int, port: int, reactor: int, session: int, payload: bytes) -> None:
         last = self.done.get(src)
