@@ -33,6 +33,7 @@ log = logging.getLogger("threadswoole")
 # A connection's protocol events sent to a worker and not finished there, past which the next
 # wait (a pipelining client is slowed by TCP instead of queueing answers without bound).
 MAX_EVENTS_IN_FLIGHT = 64
+T_SEND = messages.T_SEND
 
 
 class PipeSink:
@@ -238,6 +239,11 @@ class ReactorThread:
     # -- from the workers -------------------------------------------------------------------
     def on_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
         host = self.host
+        if type_ == T_SEND:  # a response: apply_operation's SEND, without its frame
+            conn = host.conns.get(session)
+            if conn is not None and not conn.closing:
+                host.write(conn, payload)  # admitted by the worker (see apply_operation)
+            return
         if type_ == messages.T_ACK:
             sink = self.sink
             sink.sender.acknowledged(src, session)
