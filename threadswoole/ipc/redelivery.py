@@ -113,6 +113,7 @@ class Receiver:
         self.deliver = deliver
         self.done: dict[int, int] = {}  # reactor mailbox -> last finished seq
         self.acked: dict[int, int] = {}
+        self.boxes: dict[int, Any] = {}  # reactor mailbox -> its outbox (put_acks, per iteration)
         self.waiting: dict[int, list] | None = {mailbox: [] for mailbox in reactors}
         self.q = state.q
         self.current_word = state.worker_base(worker_id) + layout.W_CURRENT
@@ -175,5 +176,8 @@ class Receiver:
     def put_acks(self) -> None:
         for src, seq in self.done.items():
             if self.acked.get(src) != seq:
-                self.link.outbox(src).put(messages.T_ACK, seq)
+                box = self.boxes.get(src)
+                if box is None:
+                    box = self.boxes[src] = self.link.outbox(src)
+                box.put(messages.T_ACK, seq)
                 self.acked[src] = seq
