@@ -159,6 +159,18 @@ class Outbox:
 
     def flush(self) -> bool:
         """Write what is queued; True when everything went out (False: wait for writability)."""
+        batch = self.batch
+        if batch and not self.pending:
+            # The common case, one datagram and none before it: sent from the batch itself,
+            # without the copy and the queue (about 2,000 instructions less per flush).
+            try:
+                self.sock.send(batch)
+            except OSError:
+                pass  # the general path below retries it and handles the error
+            else:
+                batch.clear()
+                self.blocked = False
+                return True
         self._seal()
         pending = self.pending
         send = self.sock.send
@@ -216,6 +228,28 @@ class Inbox:
         self.orphans = 0
         self.paused = False
         self.msg_id = 0  # msg_id of the message being handed to the handler right now
+
+    def read_one(self, _mask: int = 0) -> None:
+        """Read one datagram (the rest of a chunked message too), leaving any other to the
+        next poll (level-triggered: it reports the mailbox again). For the busy mailboxes of
+        PROCESS mode, which mostly hold one datagram per wake-up: the read that would find the
+        mailbox empty costs a syscall and a BlockingIOError, about 5,000 instructions in each
+        process per request served one at a time (callgrind, cgprocess.sh)."""
+        recv_into = self.sock.recv_into
+        view = self._view
+        for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
+            if self.paused:
+                return
+            try:
+                size = recv_into(view)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("mailbox fd %d: read failed: %s", self.fd, exc)
+                return
+            self.parse(bytes(view[:size]))
+            if not self._partial:
+                return
 
     def on_readable(self, _mask: int = 0) -> None:
         """Read up to MAX_DATAGRAMS_PER_WAKEUP datagrams (bounded, so one busy pipe cannot starve the loop)."""

@@ -113,6 +113,7 @@ class Receiver:
         self.deliver = deliver
         self.done: dict[int, int] = {}  # reactor mailbox -> last finished seq
         self.acked: dict[int, int] = {}
+        self.boxes: dict[int, Any] = {}  # reactor mailbox -> its outbox (put_acks, per iteration)
         self.waiting: dict[int, list] | None = {mailbox: [] for mailbox in reactors}
         self.q = state.q
         self.current_word = state.worker_base(worker_id) + layout.W_CURRENT
@@ -141,7 +142,17 @@ class Receiver:
         if waiting is not None and src in waiting:
             waiting[src].append((seq, type_, flags, port, reactor, session, payload))
             return
-        self._one(src, seq, type_, flags, port, reactor, session, payload)
+        # _one, inlined for the event of every request (a frame less: about 1,500 instructions)
+        last = self.done.get(src)
+        if last is not None and not 0 < ((seq - last) & MASK) < HALF:  # (not after(seq, last))
+            return  # handled already (it was replayed and is still queued too)
+        self.q[self.current_word] = (-src << 32) | seq
+        try:
+            self.deliver(type_, flags, port, reactor, session, payload)
+        except SystemExit:
+            self.done[src] = seq
+            raise
+        self.done[src] = seq
 
     def _one(self, src: int, seq: int, type_: int, flags: int, port: int, reactor: int, session: int, payload: bytes) -> None:
         last = self.done.get(src)
@@ -165,5 +176,8 @@ class Receiver:
     def put_acks(self) -> None:
         for src, seq in self.done.items():
             if self.acked.get(src) != seq:
-                self.link.outbox(src).put(messages.T_ACK, seq)
+                box = self.boxes.get(src)
+                if box is None:
+                    box = self.boxes[src] = self.link.outbox(src)
+                box.put(messages.T_ACK, seq)
                 self.acked[src] = seq

@@ -226,7 +226,10 @@ class Reactor:
                     dirty = True
                     self._run_posted()
                 if heap:
-                    due = timers.pop_due(monotonic())
+                    first, now = heap[0], monotonic()
+                    # pop_due only when it finds something: its frame per iteration cost
+                    # about 1,500 instructions per request in a PROCESS worker (cgprocess.sh)
+                    due = timers.pop_due(now) if first.cancelled or first.when <= now else None
                     if due:
                         dirty = True
                         for timer in due:

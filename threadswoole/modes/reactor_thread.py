@@ -33,6 +33,7 @@ log = logging.getLogger("threadswoole")
 # A connection's protocol events sent to a worker and not finished there, past which the next
 # wait (a pipelining client is slowed by TCP instead of queueing answers without bound).
 MAX_EVENTS_IN_FLIGHT = 64
+T_SEND = messages.T_SEND
 
 
 class PipeSink:
@@ -199,7 +200,7 @@ class ReactorThread:
         # Sessions of other reactor threads are never operated on from here: no forwarding.
         self.host = Host(settings=config.settings, state=self.state, reactor=self.reactor, reactor_id=reactor_id, counters=self.counters, sink=self.sink, forwarder=_NoForwarding(), publish_written=True)
         self.inbox = messages.Inbox(driver.inboxes[messages.reactor_mailbox(reactor_id)], self.on_message)
-        self.reactor.add(self.inbox.fd, EPOLLIN, self.inbox.on_readable)
+        self.reactor.add(self.inbox.fd, EPOLLIN, self.inbox.read_one)  # (see Inbox.read_one)
         self.readers = [DatagramReader(self.reactor, port, self.on_packet, self.counters) for port in driver.datagram_ports(reactor_id)]
         self.thread = threading.Thread(target=self._run, name=f"reactor-{reactor_id}", daemon=True)
 
@@ -238,6 +239,11 @@ class ReactorThread:
     # -- from the workers -------------------------------------------------------------------
     def on_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
         host = self.host
+        if type_ == T_SEND:  # a response: apply_operation's SEND, without its frame
+            conn = host.conns.get(session)
+            if conn is not None and not conn.closing:
+                host.write(conn, payload)  # admitted by the worker (see apply_operation)
+            return
         if type_ == messages.T_ACK:
             sink = self.sink
             sink.sender.acknowledged(src, session)

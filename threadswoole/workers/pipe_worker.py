@@ -39,6 +39,8 @@ from threadswoole.workers.runtime import Runtime
 
 log = logging.getLogger("threadswoole")
 DRAIN_CHECK_MS = 50
+T_EVENT_BASE, T_EVENT_LAST = messages.T_EVENT_BASE, messages.T_EVENT_LAST
+LAST_REACTOR_MAILBOX = messages.reactor_mailbox(0)  # (messages.is_reactor_mailbox, inlined)
 
 
 class PipeWorker:
@@ -69,6 +71,7 @@ class PipeWorker:
         self.discard_late = bool(settings.get("discard_timeout_request", True)) and stateless_dispatch(settings)
         self.exit_code = 0
         self._stopping = False
+        self._status_word = state.worker_base(worker_id) + layout.W_STATUS
 
     def run(self) -> int:
         _context.bind_worker(self, _context.ROLE_WORKER, False, self.router.send_function)
@@ -98,34 +101,35 @@ class PipeWorker:
 
     # -- events from the reactor threads ----------------------------------------------------
     def _on_inbox(self, _mask: int) -> None:
-        state = self.state
-        state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_BUSY)
+        q, word = self.state.q, self._status_word  # (state.set_worker_field, without its frames)
+        q[word] = SWOOLE_WORKER_BUSY
         try:
-            self.inbox.on_readable()
+            self.inbox.read_one()  # one datagram per wake-up (see Inbox.read_one)
         finally:
             if not self._stopping:
-                state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_IDLE)
+                q[word] = SWOOLE_WORKER_IDLE
 
     def on_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
-        if messages.is_reactor_mailbox(src):  # numbered, possibly redelivered (ipc/redelivery.py)
+        if src <= LAST_REACTOR_MAILBOX:  # numbered, possibly redelivered (ipc/redelivery.py)
             self.receiver.handle(src, self.inbox.msg_id, type_, flags, port, reactor, session, payload)
             return
         self._event(type_, flags, port, reactor, session, payload, src)
 
     def _event(self, type_: int, flags: int, port: int, reactor: int, session: int, payload: bytes, src: int = -1) -> None:
         dispatcher = self.dispatcher
-        if type_ == messages.T_DATA:
+        if T_EVENT_BASE < type_ <= T_EVENT_LAST:  # the commonest first
+            # parsed once in the reactor thread; rebuilt here from its packed form
+            self.runtime.dispatches += 1
+            state = self.state
+            state.d[state.conns_base + (session - 1) % state.capacity * layout.CONN_WORDS + layout.C_LAST_DISPATCH] = time.time()  # (state.record_base)
+            event = EVENT_TYPES[type_ - T_EVENT_BASE].unpack(payload)
+            dispatcher.event(self.ports[port], session, reactor, event)
+        elif type_ == messages.T_DATA:
             if self.discard_late and not self.state.alive(session):
                 return  # discard_timeout_request: data of a connection that already closed
             self.runtime.dispatches += 1
             self.state.d[self.state.record_base(session) + layout.C_LAST_DISPATCH] = time.time()
             dispatcher.receive(self.ports[port], session, reactor, payload)
-        elif messages.T_EVENT_BASE < type_ <= messages.T_EVENT_LAST:
-            # parsed once in the reactor thread; rebuilt here from its packed form
-            self.runtime.dispatches += 1
-            self.state.d[self.state.record_base(session) + layout.C_LAST_DISPATCH] = time.time()
-            event = EVENT_TYPES[type_ - messages.T_EVENT_BASE].unpack(payload)
-            dispatcher.event(self.ports[port], session, reactor, event)
         elif type_ == messages.T_PROTOCOL_FAILURE:
             dispatcher.protocol_failure(self.ports[port], session, payload)
         elif type_ == messages.T_CONNECT:

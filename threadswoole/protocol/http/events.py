@@ -13,6 +13,12 @@ from threadswoole.protocol.codec import Event, register_event
 
 __all__ = ["HttpRequest", "HttpBodyChunk"]
 
+# marshal format 2: no back-references, so neither side builds a reference table per event
+# (dumps 690 -> 557 ns, loads 559 -> 468 ns for a small GET: python3 -m timeit); the values
+# of an event (str, bytes, int, bool, None, dict) round-trip the same in every format.
+WIRE_FORMAT = 2
+_new_object = object.__new__
+
 
 @register_event
 class HttpRequest(Event):
@@ -41,8 +47,8 @@ class HttpRequest(Event):
     )
     wire_id = 1
 
-    # (HeadParser.parse fills the slots of a new instance itself, without this __init__: a
-    # field added here must be set there too.)
+    # (HeadParser.parse and `unpack` fill the slots of a new instance themselves, without this
+    # __init__: a field added here must be set there too.)
     def __init__(
         self,
         method: str,
@@ -85,11 +91,17 @@ class HttpRequest(Event):
             self.method, self.target, self.path, self.query, self.version, self.headers, self.head,
             self.body, self.keep_alive, self.complete, self.expect_continue, self.upgrade,
             self.content_length, self.trailers,
-        ))
+        ), WIRE_FORMAT)
 
     @classmethod
     def unpack(cls, data: bytes) -> "HttpRequest":
-        return cls(*marshal.loads(data))
+        # the slots filled straight from the tuple, without a call of __init__ (about 1,000
+        # instructions less per request in a PROCESS worker: callgrind, cgprocess.sh)
+        self = _new_object(cls)
+        (self.method, self.target, self.path, self.query, self.version, self.headers, self.head,
+         self.body, self.keep_alive, self.complete, self.expect_continue, self.upgrade,
+         self.content_length, self.trailers) = marshal.loads(data)
+        return self
 
     def __eq__(self, other: Any) -> bool:
         if type(other) is not HttpRequest:
@@ -121,7 +133,7 @@ class HttpBodyChunk(Event):
         self.trailers = trailers
 
     def pack(self) -> bytes:
-        return marshal.dumps((self.data, self.final, self.trailers))
+        return marshal.dumps((self.data, self.final, self.trailers), WIRE_FORMAT)
 
     @classmethod
     def unpack(cls, data: bytes) -> "HttpBodyChunk":
