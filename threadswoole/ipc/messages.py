@@ -218,10 +218,11 @@ class Outbox:
 class Inbox:
     """Reader of one mailbox: parses batched messages, reassembles chunks, calls a handler."""
 
-    def __init__(self, sock: socket.socket, handler: Handler) -> None:
+    def __init__(self, sock: socket.socket, handler: Handler, one_per_wakeup: bool = False) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.handler = handler
+        self.one_per_wakeup = one_per_wakeup  # see on_readable
         self._buffer = bytearray(BATCH_LIMIT + HEADER_SIZE)
         self._view = memoryview(self._buffer)
         self._partial: dict[int, tuple[int, bytearray, tuple]] = {}  # src -> (msg_id, data, header)
@@ -229,32 +230,17 @@ class Inbox:
         self.paused = False
         self.msg_id = 0  # msg_id of the message being handed to the handler right now
 
-    def read_one(self, _mask: int = 0) -> None:
-        """Read one datagram (the rest of a chunked message too), leaving any other to the
-        next poll (level-triggered: it reports the mailbox again). For the busy mailboxes of
-        PROCESS mode, which mostly hold one datagram per wake-up: the read that would find the
-        mailbox empty costs a syscall and a BlockingIOError, about 5,000 instructions in each
-        process per request served one at a time (callgrind, cgprocess.sh)."""
-        recv_into = self.sock.recv_into
-        view = self._view
-        for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
-            if self.paused:
-                return
-            try:
-                size = recv_into(view)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.warning("mailbox fd %d: read failed: %s", self.fd, exc)
-                return
-            self.parse(bytes(view[:size]))
-            if not self._partial:
-                return
-
     def on_readable(self, _mask: int = 0) -> None:
-        """Read up to MAX_DATAGRAMS_PER_WAKEUP datagrams (bounded, so one busy pipe cannot starve the loop)."""
+        """Read up to MAX_DATAGRAMS_PER_WAKEUP datagrams (bounded, so one busy pipe cannot starve
+        the loop). With `one_per_wakeup`, stop after the first whole message (a chunked one's
+        datagrams all) and leave the rest to the next poll, which reports the mailbox again
+        (level-triggered): for the busy mailboxes of PROCESS mode, which mostly hold one datagram
+        per wake-up, the read that would find the mailbox empty cost a syscall and a
+        BlockingIOError, about 5,000 instructions in each process per request served one at a
+        time (callgrind, stress/callgrind/process_http.sh)."""
         recv_into = self.sock.recv_into
         view = self._view
+        one = self.one_per_wakeup
         for _ in range(MAX_DATAGRAMS_PER_WAKEUP):
             if self.paused:
                 return
@@ -266,6 +252,8 @@ class Inbox:
                 log.warning("mailbox fd %d: read failed: %s", self.fd, exc)
                 return
             self.parse(bytes(view[:size]))
+            if one and not self._partial:
+                return
 
     def parse(self, datagram: bytes) -> None:
         offset = 0

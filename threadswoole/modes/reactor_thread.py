@@ -199,8 +199,8 @@ class ReactorThread:
         self.sink = PipeSink(self)
         # Sessions of other reactor threads are never operated on from here: no forwarding.
         self.host = Host(settings=config.settings, state=self.state, reactor=self.reactor, reactor_id=reactor_id, counters=self.counters, sink=self.sink, forwarder=_NoForwarding(), publish_written=True)
-        self.inbox = messages.Inbox(driver.inboxes[messages.reactor_mailbox(reactor_id)], self.on_message)
-        self.reactor.add(self.inbox.fd, EPOLLIN, self.inbox.read_one)  # (see Inbox.read_one)
+        self.inbox = messages.Inbox(driver.inboxes[messages.reactor_mailbox(reactor_id)], self.on_message, one_per_wakeup=True)
+        self.reactor.add(self.inbox.fd, EPOLLIN, self.inbox.on_readable)
         self.readers = [DatagramReader(self.reactor, port, self.on_packet, self.counters) for port in driver.datagram_ports(reactor_id)]
         self.thread = threading.Thread(target=self._run, name=f"reactor-{reactor_id}", daemon=True)
 

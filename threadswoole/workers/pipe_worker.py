@@ -59,7 +59,7 @@ class PipeWorker:
         self.runtime = Runtime(worker_id, self.counters, max_request=settings["max_request"], grace=settings.get("max_request_grace", 0), request_stop=self.request_stop)
         self.reactor.periodic.append(self.runtime.flush)
         self.link = MailboxLink(self.reactor, worker_id, posts)
-        self.inbox = messages.Inbox(inbox, self.on_message)
+        self.inbox = messages.Inbox(inbox, self.on_message, one_per_wakeup=True)
         self.router = PipeRouter(self)
         self.transport = driver.worker_transport(worker_id)  # tasks, results, commands
         self.tasks = driver.task_client(worker_id, self.counters, self.transport)
@@ -104,7 +104,7 @@ class PipeWorker:
         q, word = self.state.q, self._status_word  # (state.set_worker_field, without its frames)
         q[word] = SWOOLE_WORKER_BUSY
         try:
-            self.inbox.read_one()  # one datagram per wake-up (see Inbox.read_one)
+            self.inbox.on_readable()  # one message per wake-up (see Inbox.on_readable)
         finally:
             if not self._stopping:
                 q[word] = SWOOLE_WORKER_IDLE
