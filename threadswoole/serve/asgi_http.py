@@ -28,7 +28,7 @@ from typing import Any
 
 from threadswoole.protocol.http.writer import LAST_CHUNK
 from threadswoole.serve.head import NO_BODY_STATUS, HeaderError, asgi_headers, assemble, error_page
-from threadswoole.serve.wsgi_response import _CHUNKED, _CLOSE, _KEEP_ALIVE_10
+from threadswoole.serve.wsgi_response import CHUNKED, CONNECTION_CLOSE, KEEP_ALIVE_10
 
 log = logging.getLogger("threadswoole.serve")
 
@@ -61,14 +61,38 @@ def _status_line(status: Any) -> bytes:
     return line
 
 
-class HttpCycle:
+class InputWaiter:
+    """What the HTTP and the WebSocket cycle share: `receive()` parks on one future until the
+    loop thread delivers input (`_wake`) or the connection goes (`disconnect`)."""
+
+    waiter: asyncio.Future | None = None
+    disconnected = False
+    handler: Any
+
+    async def _wait_for_input(self) -> None:
+        self.waiter = self.handler.loop.create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+
+    def disconnect(self) -> None:
+        """The connection is gone (closed by either side, or dropped)."""
+        self.disconnected = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class HttpCycle(InputWaiter):
     """One HTTP request of an ASGI application (see the module docstring)."""
 
     # Defaults as class attributes: a request sets only what differs (it is the hot path).
     chunks: collections.deque | None = None  # body chunks not received yet (a streamed body)
     buffered = 0
-    waiter: asyncio.Future | None = None
-    disconnected = False
     started = False  # http.response.start received
     head_sent = False
     complete = False  # the last body byte was handed over
@@ -155,11 +179,7 @@ class HttpCycle:
                 return {"type": "http.request", "body": data, "more_body": not final}
             if self.disconnected or (self.complete and not self.more_body):
                 return {"type": "http.disconnect"}
-            self.waiter = self.handler.loop.create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
+            await self._wait_for_input()
 
     def feed(self, data: bytes, final: bool) -> None:
         """A body chunk from the codec (the loop thread)."""
@@ -174,15 +194,6 @@ class HttpCycle:
             self.paused = True
             self.handler.pause(self.session, "input", True)
         self._wake()
-
-    def disconnect(self) -> None:
-        self.disconnected = True
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     # -- send ---------------------------------------------------------------------------------
     async def send(self, message: dict[str, Any]) -> None:
@@ -219,8 +230,8 @@ class HttpCycle:
     def _connection(self) -> bytes:
         if not self.keep_alive or self.block.close or self.close or self.handler.stopping:
             self.close = True
-            return _CLOSE
-        return _KEEP_ALIVE_10 if self.event.version == "1.0" else b""
+            return CONNECTION_CLOSE
+        return KEEP_ALIVE_10 if self.event.version == "1.0" else b""
 
     def _single(self, body: bytes) -> None:
         block = self.block
@@ -256,7 +267,7 @@ class HttpCycle:
             elif self.block.content_length is not None:
                 self.expected = self.block.content_length
             elif self.event.version == "1.1":
-                framing = _CHUNKED
+                framing = CHUNKED
                 self.chunked = True
             else:
                 self.close = True

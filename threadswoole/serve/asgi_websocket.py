@@ -23,7 +23,7 @@ from typing import Any
 
 from threadswoole.protocol.websocket import Close, Message, close_frame, encode_frame
 from threadswoole.protocol.websocket.handshake import HandshakeError, check_request, response_101
-from threadswoole.serve.asgi_http import ClientDisconnected
+from threadswoole.serve.asgi_http import ClientDisconnected, InputWaiter
 from threadswoole.serve.head import error_page
 from threadswoole.state import shared as layout
 from threadswoole.websocket.status import PENDING, STATUS_ESTABLISHED, STATUS_HANDSHAKE, accepted_by, pack_deflate
@@ -41,7 +41,7 @@ def is_websocket_upgrade(event: Any) -> bool:
     return bool(event.upgrade) and "websocket" in event.headers.get("upgrade", "").lower()
 
 
-class WebSocketCycle:
+class WebSocketCycle(InputWaiter):
     """One WebSocket connection of an ASGI application (see the module docstring)."""
 
     def __init__(self, handler: Any, session: int, event: Any, scope: dict) -> None:
@@ -52,9 +52,7 @@ class WebSocketCycle:
         self.state = _CONNECTING
         self.key = ""
         self.incoming: collections.deque[dict[str, Any]] = collections.deque()
-        self.waiter: asyncio.Future | None = None
         self.connect_sent = False
-        self.disconnected = False
         self.close_code = 1006
         self.close_reason = ""
         self.paused = False
@@ -117,11 +115,7 @@ class WebSocketCycle:
                 return message
             if self.disconnected:
                 return {"type": "websocket.disconnect", "code": self.close_code, "reason": self.close_reason}
-            self.waiter = self.handler.loop.create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
+            await self._wait_for_input()
 
     def deliver(self, event: Any) -> None:
         """A codec event of this connection (the loop thread)."""
@@ -141,16 +135,6 @@ class WebSocketCycle:
             self.disconnected = True  # the codec answered the close frame and closes the connection
             self.state = _CLOSED
         self._wake()
-
-    def disconnect(self) -> None:
-        """The connection is gone (closed by either side, or dropped)."""
-        self.disconnected = True
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     # -- send ---------------------------------------------------------------------------------
     async def send(self, message: dict[str, Any]) -> None:

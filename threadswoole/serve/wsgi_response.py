@@ -36,9 +36,9 @@ log = logging.getLogger("threadswoole.serve")
 
 __all__ = ["WsgiExchange"]
 
-_KEEP_ALIVE_10 = b"Connection: keep-alive\r\n"
-_CLOSE = b"Connection: close\r\n"
-_CHUNKED = b"Transfer-Encoding: chunked\r\n"
+KEEP_ALIVE_10 = b"Connection: keep-alive\r\n"  # these three: also the ASGI cycle's head lines
+CONNECTION_CLOSE = b"Connection: close\r\n"
+CHUNKED = b"Transfer-Encoding: chunked\r\n"
 
 
 class WsgiExchange:
@@ -189,8 +189,8 @@ class WsgiExchange:
         """The Connection header this response needs; decides whether the connection closes."""
         if not self.keep_alive or self.block.close or self.close or self.handler.stopping:
             self.close = True
-            return _CLOSE
-        return _KEEP_ALIVE_10 if self.version == "1.0" else b""
+            return CONNECTION_CLOSE
+        return KEEP_ALIVE_10 if self.version == "1.0" else b""
 
     def _single(self, body: bytes) -> None:
         block = self.block
@@ -230,7 +230,7 @@ class WsgiExchange:
         elif block.content_length is not None:
             self.expected = block.content_length
         elif self.version == "1.1":
-            framing = _CHUNKED
+            framing = CHUNKED
             self.chunked = True
         else:
             self.close = True  # HTTP/1.0 without a length: the body ends with the connection
