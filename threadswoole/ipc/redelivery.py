@@ -41,6 +41,8 @@ def after(seq: int, last: int) -> bool:
     return 0 < ((seq - last) & MASK) < HALF
 
 
+HEADER_PACK, HEADER_SIZE = messages.HEADER.pack, messages.HEADER_SIZE
+CHUNK_SIZE, BATCH_LIMIT = messages.CHUNK_SIZE, messages.BATCH_LIMIT
 HELLO = struct.Struct(">BI")  # how the predecessor ended, the seq of its suspect event (0: none)
 
 
@@ -56,7 +58,8 @@ class Sender:
         self.boxes: list[Any] = [None] * worker_num
         self.redelivered: set[tuple[int, int]] = set()  # (worker, seq) suspects given a second chance
 
-    def send(self, worker: int, type_: int, session: int, payload: bytes, port: int, flags: int = 0) -> None:
+    def send(self, worker: int, type_: int, session: int, payload: bytes, port: int, flags: int = 0) -> int:
+        """Number the event, keep it, queue it for `worker`; returns its sequence number."""
         seq = self.next_seq[worker] + 1
         if seq > MASK:
             seq = 1
@@ -65,7 +68,16 @@ class Sender:
         box = self.boxes[worker]
         if box is None:
             box = self.boxes[worker] = self.link.outbox(worker)
-        box.put(type_, session, payload, port=port, reactor=self.reactor_id, flags=flags, msg_id=seq)
+        size = len(payload)
+        batch = box.batch
+        if size <= CHUNK_SIZE and len(batch) + HEADER_SIZE + size <= BATCH_LIMIT:
+            # Outbox.put's common case, without its frame and its keyword arguments (every
+            # event of every request passes here: see Outbox.put for the rest)
+            batch += HEADER_PACK(type_, flags, port, self.reactor_id, box.src, session, seq, size)
+            batch += payload
+        else:
+            box.put(type_, session, payload, port=port, reactor=self.reactor_id, flags=flags, msg_id=seq)
+        return seq
 
     def in_flight(self, worker: int, seq: int) -> bool:
         """True while event `seq` sent to `worker` is not acknowledged (not finished there)."""
@@ -102,15 +114,22 @@ class Sender:
 
 
 Deliver = Callable[[int, int, int, int, int, bytes], Any]  # type, flags, port, reactor, session, payload
+Other = Callable[[int, int, int, int, int, bytes, int], Any]  # the same and the source mailbox
+LAST_REACTOR_MAILBOX = messages.reactor_mailbox(0)
 
 
 class Receiver:
     """Worker side: hold each reactor's events until its replay arrived, drop duplicates,
     remember the last finished event of each reactor and acknowledge it."""
 
-    def __init__(self, reactors: list[int], link: Any, reactor: Any, deliver: Deliver, state: layout.SharedState, worker_id: int) -> None:
+    def __init__(self, reactors: list[int], link: Any, reactor: Any, deliver: Deliver, state: layout.SharedState, worker_id: int,
+                 *, inbox: Any, other: Other) -> None:
+        """`inbox` is the worker's mailbox socket: the receiver reads it (its `inbox` attribute,
+        one message per wake-up) and hands what does not come from a reactor thread to `other`."""
         self.link = link
         self.deliver = deliver
+        self.other = other
+        self.inbox = messages.Inbox(inbox, self.on_message, one_per_wakeup=True)
         self.done: dict[int, int] = {}  # reactor mailbox -> last finished seq
         self.acked: dict[int, int] = {}
         self.boxes: dict[int, Any] = {}  # reactor mailbox -> its outbox (put_acks, per iteration)
@@ -130,7 +149,12 @@ class Receiver:
         link.flush_now(1.0)
         reactor.after(REPLAY_WAIT_MS, self._stop_waiting)
 
-    def handle(self, src: int, seq: int, type_: int, flags: int, port: int, reactor: int, session: int, payload: bytes) -> None:
+    def on_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
+        """The inbox's handler: a reactor thread's events are numbered (the header's msg_id)."""
+        if src > LAST_REACTOR_MAILBOX:  # (not messages.is_reactor_mailbox(src), inlined)
+            self.other(type_, flags, port, reactor, session, payload, src)
+            return
+        seq = self.inbox.msg_id
         waiting = self.waiting
         if type_ == messages.T_REPLAY:
             held = waiting.pop(src, []) if waiting is not None else []

@@ -34,6 +34,7 @@ log = logging.getLogger("threadswoole")
 # wait (a pipelining client is slowed by TCP instead of queueing answers without bound).
 MAX_EVENTS_IN_FLIGHT = 64
 T_SEND = messages.T_SEND
+T_EVENT_BASE = messages.T_EVENT_BASE
 
 
 class PipeSink:
@@ -94,8 +95,7 @@ class PipeSink:
         session = conn.session_id
         sender = self.sender
         worker = session % self.worker_num if self.by_session else self._event_worker(conn, event.continues_message)
-        sender.send(worker, messages.T_EVENT_BASE + event.wire_id, session, event.pack(), conn.listener.index)
-        seq = conn.event_seq = sender.next_seq[worker]
+        seq = conn.event_seq = sender.send(worker, T_EVENT_BASE + event.wire_id, session, event.pack(), conn.listener.index)
         conn.event_worker = worker
         unacked = conn.unacked = conn.unacked + 1
         if unacked == 1:

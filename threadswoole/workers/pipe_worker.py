@@ -40,7 +40,6 @@ from threadswoole.workers.runtime import Runtime
 log = logging.getLogger("threadswoole")
 DRAIN_CHECK_MS = 50
 T_EVENT_BASE, T_EVENT_LAST = messages.T_EVENT_BASE, messages.T_EVENT_LAST
-LAST_REACTOR_MAILBOX = messages.reactor_mailbox(0)  # (messages.is_reactor_mailbox, inlined)
 
 
 class PipeWorker:
@@ -59,13 +58,15 @@ class PipeWorker:
         self.runtime = Runtime(worker_id, self.counters, max_request=settings["max_request"], grace=settings.get("max_request_grace", 0), request_stop=self.request_stop)
         self.reactor.periodic.append(self.runtime.flush)
         self.link = MailboxLink(self.reactor, worker_id, posts)
-        self.inbox = messages.Inbox(inbox, self.on_message, one_per_wakeup=True)
+        self._inbox_socket = inbox  # read by the Receiver made in run() (self.inbox from then on)
+        self.inbox: messages.Inbox | None = None
         self.router = PipeRouter(self)
         self.transport = driver.worker_transport(worker_id)  # tasks, results, commands
         self.tasks = driver.task_client(worker_id, self.counters, self.transport)
         self.router.tasks = self.tasks
         self.dispatcher = EventDispatcher(self.server, self.runtime, self.router, config.ports, config.callbacks)
         self.ports = config.ports
+        self.protocol_handlers = self.dispatcher.handlers  # port index -> its protocol's EventHandler
         # discard_timeout_request: with a stateless dispatch (1, 3) data can reach a worker
         # after its connection closed; Swoole drops it then.
         self.discard_late = bool(settings.get("discard_timeout_request", True)) and stateless_dispatch(settings)
@@ -78,11 +79,13 @@ class PipeWorker:
         state = self.state
         state.set_worker_field(self.worker_id, layout.W_PID, os.getpid())
         state.set_worker_field(self.worker_id, layout.W_STATUS, SWOOLE_WORKER_IDLE)
+        reactors = [messages.reactor_mailbox(r) for r in range(self.config.roster.reactor_num)]
+        self.receiver = Receiver(reactors, self.link, self.reactor, self._event, self.state, self.worker_id,
+                                 inbox=self._inbox_socket, other=self._event)
+        self.inbox = self.receiver.inbox
         self.reactor.add(self.inbox.fd, EPOLLIN, self._on_inbox)
         if self.tasks is not None and self.tasks.reply_fd is not None:
             self.reactor.add(self.tasks.reply_fd, EPOLLIN, self.tasks.drain_expired)  # late task_wait results
-        reactors = [messages.reactor_mailbox(r) for r in range(self.config.roster.reactor_num)]
-        self.receiver = Receiver(reactors, self.link, self.reactor, self._event, self.state, self.worker_id)
         watch_parent(self.reactor, lambda: self.request_stop("orphaned"))
         self.dispatcher.worker_start(self.worker_id)
         self._notify(messages.T_WORKER_STARTED)
@@ -109,26 +112,28 @@ class PipeWorker:
             if not self._stopping:
                 q[word] = SWOOLE_WORKER_IDLE
 
-    def on_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
-        if src <= LAST_REACTOR_MAILBOX:  # numbered, possibly redelivered (ipc/redelivery.py)
-            self.receiver.handle(src, self.inbox.msg_id, type_, flags, port, reactor, session, payload)
-            return
-        self._event(type_, flags, port, reactor, session, payload, src)
-
     def _event(self, type_: int, flags: int, port: int, reactor: int, session: int, payload: bytes, src: int = -1) -> None:
         dispatcher = self.dispatcher
         if T_EVENT_BASE < type_ <= T_EVENT_LAST:  # the commonest first
             # parsed once in the reactor thread; rebuilt here from its packed form
+            # the dispatch time is the loop's clock (read right after the poll that saw it)
             self.runtime.dispatches += 1
             state = self.state
-            state.d[state.conns_base + (session - 1) % state.capacity * layout.CONN_WORDS + layout.C_LAST_DISPATCH] = time.time()  # (state.record_base)
+            state.d[state.conns_base + (session - 1) % state.capacity * layout.CONN_WORDS + layout.C_LAST_DISPATCH] = self.reactor.clock  # (state.record_base)
             event = EVENT_TYPES[type_ - T_EVENT_BASE].unpack(payload)
-            dispatcher.event(self.ports[port], session, reactor, event)
+            handler = self.protocol_handlers.get(port)
+            if handler is None:
+                dispatcher.event(self.ports[port], session, reactor, event)  # (logs the drop)
+                return
+            try:  # (EventDispatcher.event without its frame)
+                handler.event(self.ports[port], session, reactor, event)
+            except Exception:
+                self.runtime.failed(type(event).__name__)
         elif type_ == messages.T_DATA:
             if self.discard_late and not self.state.alive(session):
                 return  # discard_timeout_request: data of a connection that already closed
             self.runtime.dispatches += 1
-            self.state.d[self.state.record_base(session) + layout.C_LAST_DISPATCH] = time.time()
+            self.state.d[self.state.record_base(session) + layout.C_LAST_DISPATCH] = self.reactor.clock
             dispatcher.receive(self.ports[port], session, reactor, payload)
         elif type_ == messages.T_PROTOCOL_FAILURE:
             dispatcher.protocol_failure(self.ports[port], session, payload)
