@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 
 import pytest
@@ -107,5 +108,58 @@ def test_a_full_pipe_reports_blocked_and_keeps_the_data():
         reader.on_readable()
         assert len(received) > before
     assert [m[5] for m in received] == list(range(1, 401))
+    inbox.close()
+    post.close()
+
+
+class _Link:
+    """The part of a MailboxLink a redelivery Sender uses: one outbox per worker."""
+
+    def __init__(self, post) -> None:
+        self.post = post
+        self.boxes: dict[int, messages.Outbox] = {}
+
+    def outbox(self, worker: int) -> messages.Outbox:
+        return self.boxes.setdefault(worker, messages.Outbox(self.post, src=messages.reactor_mailbox(0)))
+
+
+def test_a_sender_numbers_events_and_an_ack_releases_exactly_those_finished():
+    from threadswoole.ipc import redelivery
+
+    inbox, post, reader, received = _pair()
+    sender = redelivery.Sender(_Link(post), reactor_id=0, worker_num=2)
+    seqs = [sender.send(0, messages.T_DATA, 7, b"event-%d" % i, port=1) for i in range(10)]
+    assert seqs == list(range(1, 11))
+    assert sender.send(1, messages.T_DATA, 8, b"other", port=1) == 1  # numbered per worker
+    sender.acknowledged(0, 4)
+    assert [entry[0] for entry in sender.pending[0]] == [5, 6, 7, 8, 9, 10]
+    assert sender.in_flight(0, 5) and not sender.in_flight(0, 4)
+    sender.acknowledged(0, 2)  # an older ack again: nothing more is released
+    assert len(sender.pending[0]) == 6
+    # a replay that dropped a suspect leaves a gap: the ack still releases up to its seq only
+    sender.pending[0] = collections.deque(e for e in sender.pending[0] if e[0] != 7)
+    sender.acknowledged(0, 8)
+    assert [entry[0] for entry in sender.pending[0]] == [9, 10]
+    sender.acknowledged(0, 10)
+    assert not sender.pending[0] and [entry[0] for entry in sender.pending[1]] == [1]
+    # what went out carries the numbers, in order, each with its payload
+    sender.link.outbox(0).flush()
+    sender.link.outbox(1).flush()
+    reader.on_readable()
+    assert [(message[5], message[6]) for message in received] == [(7, b"event-%d" % i) for i in range(10)] + [(8, b"other")]
+    inbox.close()
+    post.close()
+
+
+def test_sequence_numbers_wrap_and_acks_still_release_across_the_wrap():
+    from threadswoole.ipc import redelivery
+
+    inbox, post, _reader, _received = _pair()
+    sender = redelivery.Sender(_Link(post), reactor_id=0, worker_num=1)
+    sender.next_seq[0] = redelivery.MASK - 2
+    seqs = [sender.send(0, messages.T_DATA, 1, b"x", port=0) for _ in range(5)]
+    assert seqs == [redelivery.MASK - 1, redelivery.MASK, 1, 2, 3]
+    sender.acknowledged(0, 1)
+    assert [entry[0] for entry in sender.pending[0]] == [2, 3]
     inbox.close()
     post.close()

@@ -23,6 +23,7 @@ serial-number arithmetic (RFC 1982), so they may wrap on a long-running server.
 from __future__ import annotations
 
 import collections
+from itertools import repeat
 import logging
 import pickle
 import struct
@@ -87,6 +88,15 @@ class Sender:
     def acknowledged(self, worker: int, seq: int) -> None:
         pending = self.pending[worker]
         popleft = pending.popleft
+        if pending and not self.redelivered:
+            # Events are numbered one by one, so the acknowledged ones are the first `count`
+            # entries when the seq found there proves it (a replay may leave gaps): popped
+            # without the comparison per entry.
+            count = ((seq - pending[0][0]) & MASK) + 1
+            if count <= len(pending) and pending[count - 1][0] == seq:
+                for _ in repeat(None, count):
+                    popleft()
+                return
         # pop every entry not later than seq (serial arithmetic, inlined)
         while pending and not 0 < ((pending[0][0] - seq) & MASK) < HALF:
             entry = popleft()
