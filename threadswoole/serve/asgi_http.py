@@ -218,7 +218,7 @@ class HttpCycle(InputWaiter):
                 raise RuntimeError("http.response.start sent twice")
             self.code = message["status"]
             self.status_line = _status_line(self.code)
-            self.block = asgi_headers(message.get("headers", ()))
+            self.block = asgi_headers(message.get("headers", ()), self.handler.head_caches.asgi)
             self.started = True
             if self.disconnected:
                 raise ClientDisconnected("the client closed the connection")

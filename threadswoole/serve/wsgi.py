@@ -29,6 +29,7 @@ from threadswoole.serve.app_thread import AppThread
 from threadswoole.serve.body import StreamInput
 from threadswoole.serve.channel import Channel
 from threadswoole.serve.environ import EnvironBuilder
+from threadswoole.serve.head import HeadCaches
 from threadswoole.serve.options import ServeOptions, connection_facts
 from threadswoole.serve.pauses import PauseReasons
 from threadswoole.serve.wsgi_response import WsgiExchange
@@ -73,6 +74,7 @@ class WsgiHandler:
         self.environ = EnvironBuilder(scheme="https" if protocol.tls else "http", server_name=options.server_name,
                                       server_port=0, root_path=options.root_path,
                                       multithread=options.multithread, multiprocess=options.multiprocess)
+        self.head_caches = HeadCaches()  # this worker's checked statuses and header lists
         self.connections: dict[int, dict[str, Any]] = {}  # session -> its environ base
         self.channels: dict[int, Channel] = {}
         self.active: WsgiExchange | None = None  # the call running in the application thread

@@ -83,8 +83,9 @@ class WsgiExchange:
                 exc_info = None
         elif self.block is not None:
             raise AssertionError("start_response() was already called (pass exc_info to replace the response)")
-        self.code, self.status_line = wsgi_status(status)
-        self.block = wsgi_headers(headers)
+        caches = self.handler.head_caches  # this worker's (serve/head.py: why not shared)
+        self.code, self.status_line = wsgi_status(status, caches.status)
+        self.block = wsgi_headers(headers, caches.wsgi)
         return self.write
 
     def write(self, data: bytes) -> None:
