@@ -84,8 +84,8 @@ class WsgiHandler:
         self.app_thread = AppThread(f"wsgi-app-{self.runtime.worker_id}")
         self.recorder: Any = None  # this worker's metrics / access-log recorder (bound on first use)
         self.stopping = False
-        self._send: Any = None  # Server.send's fast path of this worker (bound on first use)
-        self._reactor: Any = None
+        self.send_now: Any = None  # Server.send's fast path of this worker (bound on first use)
+        self.reactor: Any = None  # this worker's loop (bound on first use)
 
     # -- events from the dispatcher ---------------------------------------------------------
     def event(self, port: Any, session: int, reactor_id: int, event: Any) -> None:
@@ -101,17 +101,28 @@ class WsgiHandler:
             self._chunk(session, event)
 
     def request(self, session: int, event: HttpRequest) -> None:
-        if self._send is None:
+        if self.send_now is None:
             self._bind()
         base = self.connections.get(session) or self._connection(session)
         exchange = WsgiExchange(self, session, event, time.perf_counter())
         if event.complete:
             environ = self.environ.build(base, event, io.BytesIO(event.body))
-            self.dispatcher.run_request("request", self._run_inline, exchange, environ)
+            # EventDispatcher.run_request inlined (count, call, max_request), as
+            # connections/hot_path.py does for `receive`: in THREAD mode every instruction
+            # here is held under the GIL that 32 workers share (docs/serve.md, Performance)
+            runtime = self.runtime
+            runtime.requests += 1
+            try:
+                if exchange.call(self.app, environ) and (self.channels or self.recorder is not None):
+                    self._finished(exchange)
+            except Exception:
+                runtime.failed("request")
+            if runtime.requests == runtime.max_request:
+                runtime.reached_max_request()
             return
         # the body streams: the call runs in the application thread, fed from here
         self.runtime.count_request()
-        reactor = self._reactor
+        reactor = self.reactor
         stream = StreamInput(event.body, pause=lambda on: reactor.post(self.pauses.set, session, "input", on),
                              timeout=self.options.body_timeout)
         exchange.input = stream
@@ -120,10 +131,6 @@ class WsgiHandler:
         self.active = exchange
         environ = self.environ.build(base, event, stream)
         self.app_thread.submit(lambda: exchange.call_in_thread(self.app, environ))
-
-    def _run_inline(self, exchange: WsgiExchange, environ: dict) -> None:
-        if exchange.call(self.app, environ):
-            self._finished(exchange)
 
     def _chunk(self, session: int, chunk: HttpBodyChunk) -> bool:
         """Body of the running call (to its input) or of one whose rest is dropped; False:
@@ -177,7 +184,7 @@ class WsgiHandler:
 
     def exchange_done(self, exchange: WsgiExchange) -> None:
         """From the application thread: the call is over; the rest happens in the loop."""
-        self._reactor.post(self._thread_finished, exchange)
+        self.reactor.post(self._thread_finished, exchange)
 
     def _thread_finished(self, exchange: WsgiExchange) -> None:
         self.active = None
@@ -215,23 +222,23 @@ class WsgiHandler:
 
     # -- helpers the exchanges use ----------------------------------------------------------------
     def send(self, session: int, data: bytes) -> bool:
-        return self._send(session, data)
+        return self.send_now(session, data)
 
     def clock(self) -> float:
-        return self._reactor.clock
+        return self.reactor.clock
 
     def open_channel(self, session: int) -> Channel:
         channel = self.channels.get(session)
         if channel is None or channel.broken:
             settings = self.dispatcher.server.setting
-            channel = Channel(self.router, self._reactor, session, max_send=settings["buffer_output_size"],
+            channel = Channel(self.router, self.reactor, session, max_send=settings["buffer_output_size"],
                               stall_timeout=self.options.send_timeout)
             self.channels[session] = channel
         return channel
 
     def count_error(self, threaded: bool) -> None:
         if threaded:
-            self._reactor.post(self._count_error)
+            self.reactor.post(self._count_error)
         else:
             self._count_error()
 
@@ -248,7 +255,7 @@ class WsgiHandler:
             if recorder.access_log is not None:
                 event = exchange.event
                 remote = self.connections.get(exchange.session, {}).get("REMOTE_ADDR", "")
-                recorder.access_log.write(self._reactor.clock, remote, f"{event.method} {event.target} HTTP/{event.version}",
+                recorder.access_log.write(self.reactor.clock, remote, f"{event.method} {event.target} HTTP/{event.version}",
                                           exchange.code, exchange.body_sent, event.headers)
 
     def stop(self) -> None:
@@ -260,7 +267,7 @@ class WsgiHandler:
     def _bind(self) -> None:
         """On the first request, in the worker's thread: its send path, loop and side."""
         ctx = current()
-        self._send, self._reactor = ctx.send_function, ctx.loop
+        self.send_now, self.reactor = ctx.send_function, ctx.loop
         side = self.options.side()
         self.recorder = side.recorder
         side.stoppers.append(self.stop)
