@@ -59,10 +59,11 @@ class HeaderBlock:
 class HeadCaches:
     """One worker's caches of checked statuses and header lists (see the module docstring)."""
 
-    __slots__ = ("status", "wsgi", "asgi")
+    __slots__ = ("status", "wsgi", "asgi", "asgi_status")
 
     def __init__(self) -> None:
         self.status: dict[str, tuple[int, bytes]] = {}
+        self.asgi_status: dict[int, bytes] = {}  # ASGI status code -> its status line
         self.wsgi: dict[Any, HeaderBlock] = {}
         self.asgi: dict[Any, HeaderBlock] = {}
 
