@@ -104,7 +104,8 @@ class WsgiHandler:
         if self.send_now is None:
             self._bind()
         base = self.connections.get(session) or self._connection(session)
-        exchange = WsgiExchange(self, session, event, time.perf_counter())
+        # (the start time is for the metrics/access-log recorder only)
+        exchange = WsgiExchange(self, session, event, time.perf_counter() if self.recorder is not None else 0.0)
         if event.complete:
             environ = self.environ.build(base, event, io.BytesIO(event.body))
             # EventDispatcher.run_request inlined (count, call, max_request), as
