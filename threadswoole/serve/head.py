@@ -6,8 +6,9 @@ Both are cached per distinct header list, because applications answer with the s
 again and again (a hello world sends one list forever; a framework a handful). Each worker
 passes caches of its own (`HeadCaches`): on free-threaded CPython a cache that two worker
 threads read at once serialises them (the dict's lock, taken for values another thread made,
-and spun on with sched_yield), which cost THREAD mode a sixth of its two-worker throughput. The head is then
-status line + block + the server's own headers (Server, Date, Connection, framing) + CRLF.
+and spun on with sched_yield: about 40 calls per request with two THREAD workers, see
+docs/serve.md). The head is then status line + block + the server's own headers (Server,
+Date, Connection, framing) + CRLF.
 
 Hop-by-hop headers (RFC 9110 §7.6.1) are the server's business: ``Connection`` from the
 application is not repeated (``close`` is honoured: the connection closes after the response;
