@@ -76,6 +76,8 @@ class WsgiHandler:
                                       multithread=options.multithread, multiprocess=options.multiprocess)
         self.head_caches = HeadCaches()  # this worker's checked statuses and header lists
         self.connections: dict[int, dict[str, Any]] = {}  # session -> its environ base
+        # session -> (its last head's bytes, the environ template they gave): see request()
+        self.last_environ: dict[int, tuple[bytes, dict[str, Any]]] = {}
         self.channels: dict[int, Channel] = {}
         self.active: WsgiExchange | None = None  # the call running in the application thread
         self.waiting: collections.deque[tuple[Any, int, Any]] = collections.deque()
@@ -103,11 +105,17 @@ class WsgiHandler:
     def request(self, session: int, event: HttpRequest) -> None:
         if self.send_now is None:
             self._bind()
-        base = self.connections.get(session) or self._connection(session)
         # (the start time is for the metrics/access-log recorder only)
         exchange = WsgiExchange(self, session, event, time.perf_counter() if self.recorder is not None else 0.0)
         if event.complete:
-            environ = self.environ.build(base, event, io.BytesIO(event.body))
+            # the connection repeating its last head (keep-alive clients do) gets a copy of the
+            # environ that head gave, without the connection base + head part merge
+            last = self.last_environ.get(session)
+            if last is None or last[0] != event.head:
+                base = self.connections.get(session) or self._connection(session)
+                last = self.last_environ[session] = (event.head, self.environ.template(base, event))
+            environ = last[1].copy()
+            environ["wsgi.input"] = io.BytesIO(event.body)
             # EventDispatcher.run_request inlined (count, call, max_request), as
             # connections/hot_path.py does for `receive`: in THREAD mode every instruction
             # here is held under the GIL that 32 workers share (docs/serve.md, Performance)
@@ -122,6 +130,7 @@ class WsgiHandler:
                 runtime.reached_max_request()
             return
         # the body streams: the call runs in the application thread, fed from here
+        base = self.connections.get(session) or self._connection(session)
         self.runtime.count_request()
         reactor = self.reactor
         stream = StreamInput(event.body, pause=lambda on: reactor.post(self.pauses.set, session, "input", on),
@@ -156,6 +165,7 @@ class WsgiHandler:
 
     def closed(self, port: Any, session: int) -> None:
         self.connections.pop(session, None)
+        self.last_environ.pop(session, None)
         self.skipping.pop(session, None)
         self.pauses.forget(session)
         channel = self.channels.pop(session, None)
@@ -279,6 +289,7 @@ class WsgiHandler:
     def _connection(self, session: int) -> dict[str, Any]:
         if len(self.connections) >= MAX_KEPT_CONNECTIONS:
             self.connections.clear()
+            self.last_environ.clear()  # (its keys are always in connections)
         remote_addr, remote_port, server_port = connection_facts(self.state, session)
         base = self.connections[session] = self.environ.for_connection(remote_addr, remote_port, server_port)
         return base
