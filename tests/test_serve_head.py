@@ -74,3 +74,23 @@ def test_error_page():
     head, _, body = page.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 500 Internal Server Error\r\n") and b"Connection: close" in head
     assert body == b"500 Internal Server Error\n" and b"Content-Length: 26" in head
+
+
+def test_each_worker_has_its_own_head_caches():
+    """A worker passes its own HeadCaches (free-threaded builds: no cache two threads read)."""
+    from threadswoole.serve.head import HeadCaches
+
+    mine, theirs = HeadCaches(), HeadCaches()
+    headers = [("Content-Type", "text/plain"), ("Content-Length", "2")]
+    block = wsgi_headers(headers, mine.wsgi)
+    assert wsgi_headers(list(headers), mine.wsgi) is block and list(mine.wsgi.values()) == [block]
+    other = wsgi_headers(headers, theirs.wsgi)
+    assert other is not block and (other.data, other.content_length) == (block.data, 2)
+    assert wsgi_status("200 OK", mine.status) == (200, b"HTTP/1.1 200 OK\r\n") and list(mine.status) == ["200 OK"]
+    assert not theirs.status
+    raw = [(b"content-type", b"text/plain")]
+    assert asgi_headers(raw, mine.asgi) is asgi_headers(raw, mine.asgi) and not theirs.asgi
+    with pytest.raises(HeaderError):
+        wsgi_headers([("Bad Name", "x")], mine.wsgi)
+    with pytest.raises(HeaderError):
+        wsgi_headers([["Content-Type", "text/plain"]], mine.wsgi)  # a list item: unhashable, refused

@@ -78,6 +78,28 @@ def test_environ(server):
     assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == (host, str(port))
 
 
+def test_environ_follows_each_head_on_one_connection(server):
+    """A connection repeating its last head reuses that head's environ (WsgiHandler.request):
+    a changed path, header or body on the same keep-alive connection must still show."""
+    connection = server.connection()
+    try:
+        seen = []
+        for path, headers, body in [("/environ/a?x=1", {}, None), ("/environ/a?x=1", {}, None),
+                                    ("/environ/b", {"X-Custom": "two"}, None), ("/environ/a?x=1", {}, None),
+                                    ("/echo", {}, b"first"), ("/echo", {}, b"other")]:
+            connection.request("POST" if body else "GET", path, body=body, headers=headers)
+            response = connection.getresponse()
+            assert response.status == 200
+            seen.append(response.read())
+        first, again, other, back = (json.loads(item) for item in seen[:4])
+        assert first == again == back and first["PATH_INFO"] == "/environ/a" and first["QUERY_STRING"] == "x=1"
+        assert "HTTP_X_CUSTOM" not in first
+        assert other["PATH_INFO"] == "/environ/b" and other["QUERY_STRING"] == "" and other["HTTP_X_CUSTOM"] == "two"
+        assert seen[4:] == [b"first", b"other"]  # same head bytes, each request its own wsgi.input
+    finally:
+        connection.close()
+
+
 @pytest.mark.parametrize("size", [0, 10, 70_000, 3 * 1024 * 1024])
 def test_request_body_whole_and_streamed(server, size):
     """Bodies up to 64 KiB arrive whole; larger ones stream through wsgi.input."""

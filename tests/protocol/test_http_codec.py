@@ -63,6 +63,20 @@ def test_head_caches_are_bounded_and_cleared() -> None:
         parser.parse(b"GET / HTTP/1.1\r\n\r\n")  # the cached pieces do not excuse a missing Host
 
 
+def test_shared_head_parser_is_per_thread() -> None:
+    """HeadParser.shared: one parser per limits within a thread, another in another thread (on
+    free-threaded builds a cache two threads read serialises them on its lock)."""
+    import threading
+
+    here = HeadParser.shared(100, 1000, True)
+    assert HeadParser.shared(100, 1000, True) is here and HeadParser.shared(50, 1000, True) is not here
+    there: list[HeadParser] = []
+    worker = threading.Thread(target=lambda: there.extend([HeadParser.shared(100, 1000, True), HeadParser.shared(100, 1000, True)]))
+    worker.start()
+    worker.join(10)
+    assert len(there) == 2 and there[0] is there[1] and there[0] is not here
+
+
 def test_known_heads_are_whole_valid_heads_only() -> None:
     """HeadParser.known answers only for a head parsed before: the codec's fast path relies on
     a hit meaning "exactly one whole, valid head"."""

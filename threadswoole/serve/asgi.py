@@ -28,6 +28,7 @@ from threadswoole.serve.asgi_http import HttpCycle
 from threadswoole.serve.asgi_runtime import ASGI_VERSION
 from threadswoole.serve.asgi_websocket import WebSocketCycle, is_websocket_upgrade
 from threadswoole.serve.channel import Channel
+from threadswoole.serve.head import HeadCaches
 from threadswoole.serve.options import ServeOptions, connection_facts
 from threadswoole.serve.pauses import PauseReasons
 from threadswoole.websocket.protocol import WebSocketProtocol
@@ -74,6 +75,7 @@ class AsgiHandler:
         self.worker_id = dispatcher.runtime.worker_id
         self.scheme = "https" if protocol.tls else "http"
         self.root_path = self.options.root_path.rstrip("/")
+        self.head_caches = HeadCaches()  # this worker's checked header lists (serve/head.py)
         self.cycles: dict[int, Any] = {}  # session -> the cycle whose response is not complete
         self.queued: dict[int, collections.deque] = {}  # session -> events waiting for that
         self.channels: dict[int, Channel] = {}

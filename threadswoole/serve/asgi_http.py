@@ -50,14 +50,14 @@ class ClientDisconnected(OSError):
     """``send()`` on a connection the client closed (ASGI 2.4: a server-specific OSError)."""
 
 
-def _status_line(status: Any) -> bytes:
-    line = _STATUS_LINES.get(status)
+def _status_line(status: Any, cache: dict[int, bytes] = _STATUS_LINES) -> bytes:
+    line = cache.get(status)
     if line is None:
         if type(status) is not int or not 100 <= status <= 999:
             raise HeaderError(f"status must be an int from 100 to 999, not {status!r}")
         from threadswoole.protocol.http.writer import status_line
 
-        line = _STATUS_LINES[status] = status_line(status)
+        line = cache[status] = status_line(status)
     return line
 
 
@@ -217,8 +217,9 @@ class HttpCycle(InputWaiter):
             if self.started:
                 raise RuntimeError("http.response.start sent twice")
             self.code = message["status"]
-            self.status_line = _status_line(self.code)
-            self.block = asgi_headers(message.get("headers", ()))
+            caches = self.handler.head_caches  # this worker's (serve/head.py: why not shared)
+            self.status_line = _status_line(self.code, caches.asgi_status)
+            self.block = asgi_headers(message.get("headers", ()), caches.asgi)
             self.started = True
             if self.disconnected:
                 raise ClientDisconnected("the client closed the connection")

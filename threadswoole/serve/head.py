@@ -3,8 +3,12 @@
 The application's headers are checked once and encoded into a `HeaderBlock` (the bytes, plus
 the facts the server needs: Content-Length, whether Server/Date were given, Connection: close).
 Both are cached per distinct header list, because applications answer with the same headers
-again and again (a hello world sends one list forever; a framework a handful). The head is then
-status line + block + the server's own headers (Server, Date, Connection, framing) + CRLF.
+again and again (a hello world sends one list forever; a framework a handful). Each worker
+passes caches of its own (`HeadCaches`): on free-threaded CPython a cache that two worker
+threads read at once serialises them (the dict's lock, taken for values another thread made,
+and spun on with sched_yield: about 40 calls per request with two THREAD workers, see
+docs/serve.md). The head is then status line + block + the server's own headers (Server,
+Date, Connection, framing) + CRLF.
 
 Hop-by-hop headers (RFC 9110 §7.6.1) are the server's business: ``Connection`` from the
 application is not repeated (``close`` is honoured: the connection closes after the response;
@@ -19,7 +23,7 @@ from typing import Any, Iterable
 
 from threadswoole.protocol.http.writer import SERVER_NAME, date_bytes, reason_phrase
 
-__all__ = ["HeaderError", "HeaderBlock", "wsgi_status", "wsgi_headers", "asgi_headers", "assemble", "error_page"]
+__all__ = ["HeaderError", "HeaderBlock", "HeadCaches", "wsgi_status", "wsgi_headers", "asgi_headers", "assemble", "error_page"]
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer", "trailers",
                         "transfer-encoding", "upgrade"})
@@ -53,9 +57,21 @@ class HeaderBlock:
         self.prefix: tuple[int, bytes, bytes] = (-1, b"", b"")
 
 
-def wsgi_status(status: Any) -> tuple[int, bytes]:
+class HeadCaches:
+    """One worker's caches of checked statuses and header lists (see the module docstring)."""
+
+    __slots__ = ("status", "wsgi", "asgi", "asgi_status")
+
+    def __init__(self) -> None:
+        self.status: dict[str, tuple[int, bytes]] = {}
+        self.asgi_status: dict[int, bytes] = {}  # ASGI status code -> its status line
+        self.wsgi: dict[Any, HeaderBlock] = {}
+        self.asgi: dict[Any, HeaderBlock] = {}
+
+
+def wsgi_status(status: Any, cache: dict[str, tuple[int, bytes]] = _status_cache) -> tuple[int, bytes]:
     """PEP 3333 status (``"200 OK"``) -> (200, b"HTTP/1.1 200 OK\\r\\n"); HeaderError if malformed."""
-    known = _status_cache.get(status)
+    known = cache.get(status)
     if known is not None:
         return known
     if type(status) is not str:
@@ -69,9 +85,9 @@ def wsgi_status(status: Any) -> tuple[int, bytes]:
         line = f"HTTP/1.1 {code_text} {reason or reason_phrase(int(code_text))}\r\n".encode("latin-1")
     except UnicodeEncodeError:
         raise HeaderError("status is not latin-1 text (PEP 3333)") from None
-    if len(_status_cache) >= _CACHE_LIMIT:
-        _status_cache.clear()
-    known = _status_cache[status] = (int(code_text), line)
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    known = cache[status] = (int(code_text), line)
     return known
 
 
@@ -98,13 +114,13 @@ def _block(pairs: Iterable[tuple[str, str]], encoded: bytes, close: bool) -> Hea
     return HeaderBlock(encoded, content_length, has_server, has_date, close)
 
 
-def wsgi_headers(headers: Any) -> HeaderBlock:
+def wsgi_headers(headers: Any, cache: dict[Any, HeaderBlock] = _wsgi_cache) -> HeaderBlock:
     """Check and encode PEP 3333 ``response_headers`` (a list of (str, str) tuples)."""
     if type(headers) is not list:
         raise HeaderError(f"response_headers must be a list, not {type(headers).__name__}")
     try:
         key = tuple(headers)
-        known = _wsgi_cache.get(key)
+        known = cache.get(key)
     except TypeError:  # an unhashable item: let the checks below say what is wrong
         key, known = None, None
     if known is not None:
@@ -136,21 +152,21 @@ def wsgi_headers(headers: Any) -> HeaderBlock:
         raise HeaderError("header values must be latin-1 text (PEP 3333)") from None
     block = _block(pairs, encoded, close)
     if key is not None:
-        if len(_wsgi_cache) >= _CACHE_LIMIT:
-            _wsgi_cache.clear()
-        _wsgi_cache[key] = block
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[key] = block
     return block
 
 
-def asgi_headers(headers: Any) -> HeaderBlock:
+def asgi_headers(headers: Any, cache: dict[Any, HeaderBlock] = _asgi_cache) -> HeaderBlock:
     """Check and encode ASGI response headers (an iterable of [bytes, bytes] pairs)."""
     try:
         key = tuple(headers)
-        known = _asgi_cache.get(key)  # (TypeError: [name, value] lists, not tuples)
+        known = cache.get(key)  # (TypeError: [name, value] lists, not tuples)
     except TypeError:
         try:
             key = tuple(map(tuple, headers))
-            known = _asgi_cache.get(key)
+            known = cache.get(key)
         except TypeError:
             raise HeaderError("headers must be an iterable of [name, value] byte-string pairs") from None
     if known is not None:
@@ -177,9 +193,9 @@ def asgi_headers(headers: Any) -> HeaderBlock:
         pairs.append((lower, value.decode("latin-1")))
         lines.append(b"%s: %s\r\n" % (name, value))
     block = _block(pairs, b"".join(lines), close)
-    if len(_asgi_cache) >= _CACHE_LIMIT:
-        _asgi_cache.clear()
-    _asgi_cache[key] = block
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = block
     return block
 
 

@@ -29,6 +29,7 @@ from threadswoole.serve.app_thread import AppThread
 from threadswoole.serve.body import StreamInput
 from threadswoole.serve.channel import Channel
 from threadswoole.serve.environ import EnvironBuilder
+from threadswoole.serve.head import HeadCaches
 from threadswoole.serve.options import ServeOptions, connection_facts
 from threadswoole.serve.pauses import PauseReasons
 from threadswoole.serve.wsgi_response import WsgiExchange
@@ -73,7 +74,10 @@ class WsgiHandler:
         self.environ = EnvironBuilder(scheme="https" if protocol.tls else "http", server_name=options.server_name,
                                       server_port=0, root_path=options.root_path,
                                       multithread=options.multithread, multiprocess=options.multiprocess)
+        self.head_caches = HeadCaches()  # this worker's checked statuses and header lists
         self.connections: dict[int, dict[str, Any]] = {}  # session -> its environ base
+        # session -> (its last head's bytes, the environ template they gave): see request()
+        self.last_environ: dict[int, tuple[bytes, dict[str, Any]]] = {}
         self.channels: dict[int, Channel] = {}
         self.active: WsgiExchange | None = None  # the call running in the application thread
         self.waiting: collections.deque[tuple[Any, int, Any]] = collections.deque()
@@ -82,8 +86,8 @@ class WsgiHandler:
         self.app_thread = AppThread(f"wsgi-app-{self.runtime.worker_id}")
         self.recorder: Any = None  # this worker's metrics / access-log recorder (bound on first use)
         self.stopping = False
-        self._send: Any = None  # Server.send's fast path of this worker (bound on first use)
-        self._reactor: Any = None
+        self.send_now: Any = None  # Server.send's fast path of this worker (bound on first use)
+        self.reactor: Any = None  # this worker's loop (bound on first use)
 
     # -- events from the dispatcher ---------------------------------------------------------
     def event(self, port: Any, session: int, reactor_id: int, event: Any) -> None:
@@ -99,17 +103,36 @@ class WsgiHandler:
             self._chunk(session, event)
 
     def request(self, session: int, event: HttpRequest) -> None:
-        if self._send is None:
+        if self.send_now is None:
             self._bind()
-        base = self.connections.get(session) or self._connection(session)
-        exchange = WsgiExchange(self, session, event, time.perf_counter())
+        # (the start time is for the metrics/access-log recorder only)
+        exchange = WsgiExchange(self, session, event, time.perf_counter() if self.recorder is not None else 0.0)
         if event.complete:
-            environ = self.environ.build(base, event, io.BytesIO(event.body))
-            self.dispatcher.run_request("request", self._run_inline, exchange, environ)
+            # the connection repeating its last head (keep-alive clients do) gets a copy of the
+            # environ that head gave, without the connection base + head part merge
+            last = self.last_environ.get(session)
+            if last is None or last[0] != event.head:
+                base = self.connections.get(session) or self._connection(session)
+                last = self.last_environ[session] = (event.head, self.environ.template(base, event))
+            environ = last[1].copy()
+            environ["wsgi.input"] = io.BytesIO(event.body)
+            # EventDispatcher.run_request inlined (count, call, max_request), as
+            # connections/hot_path.py does for `receive`: in THREAD mode every instruction
+            # here is held under the GIL that 32 workers share (docs/serve.md, Performance)
+            runtime = self.runtime
+            runtime.requests += 1
+            try:
+                if exchange.call(self.app, environ) and (self.channels or self.recorder is not None):
+                    self._finished(exchange)
+            except Exception:
+                runtime.failed("request")
+            if runtime.requests == runtime.max_request:
+                runtime.reached_max_request()
             return
         # the body streams: the call runs in the application thread, fed from here
+        base = self.connections.get(session) or self._connection(session)
         self.runtime.count_request()
-        reactor = self._reactor
+        reactor = self.reactor
         stream = StreamInput(event.body, pause=lambda on: reactor.post(self.pauses.set, session, "input", on),
                              timeout=self.options.body_timeout)
         exchange.input = stream
@@ -118,10 +141,6 @@ class WsgiHandler:
         self.active = exchange
         environ = self.environ.build(base, event, stream)
         self.app_thread.submit(lambda: exchange.call_in_thread(self.app, environ))
-
-    def _run_inline(self, exchange: WsgiExchange, environ: dict) -> None:
-        if exchange.call(self.app, environ):
-            self._finished(exchange)
 
     def _chunk(self, session: int, chunk: HttpBodyChunk) -> bool:
         """Body of the running call (to its input) or of one whose rest is dropped; False:
@@ -146,6 +165,7 @@ class WsgiHandler:
 
     def closed(self, port: Any, session: int) -> None:
         self.connections.pop(session, None)
+        self.last_environ.pop(session, None)
         self.skipping.pop(session, None)
         self.pauses.forget(session)
         channel = self.channels.pop(session, None)
@@ -175,7 +195,7 @@ class WsgiHandler:
 
     def exchange_done(self, exchange: WsgiExchange) -> None:
         """From the application thread: the call is over; the rest happens in the loop."""
-        self._reactor.post(self._thread_finished, exchange)
+        self.reactor.post(self._thread_finished, exchange)
 
     def _thread_finished(self, exchange: WsgiExchange) -> None:
         self.active = None
@@ -213,23 +233,23 @@ class WsgiHandler:
 
     # -- helpers the exchanges use ----------------------------------------------------------------
     def send(self, session: int, data: bytes) -> bool:
-        return self._send(session, data)
+        return self.send_now(session, data)
 
     def clock(self) -> float:
-        return self._reactor.clock
+        return self.reactor.clock
 
     def open_channel(self, session: int) -> Channel:
         channel = self.channels.get(session)
         if channel is None or channel.broken:
             settings = self.dispatcher.server.setting
-            channel = Channel(self.router, self._reactor, session, max_send=settings["buffer_output_size"],
+            channel = Channel(self.router, self.reactor, session, max_send=settings["buffer_output_size"],
                               stall_timeout=self.options.send_timeout)
             self.channels[session] = channel
         return channel
 
     def count_error(self, threaded: bool) -> None:
         if threaded:
-            self._reactor.post(self._count_error)
+            self.reactor.post(self._count_error)
         else:
             self._count_error()
 
@@ -246,7 +266,7 @@ class WsgiHandler:
             if recorder.access_log is not None:
                 event = exchange.event
                 remote = self.connections.get(exchange.session, {}).get("REMOTE_ADDR", "")
-                recorder.access_log.write(self._reactor.clock, remote, f"{event.method} {event.target} HTTP/{event.version}",
+                recorder.access_log.write(self.reactor.clock, remote, f"{event.method} {event.target} HTTP/{event.version}",
                                           exchange.code, exchange.body_sent, event.headers)
 
     def stop(self) -> None:
@@ -258,7 +278,7 @@ class WsgiHandler:
     def _bind(self) -> None:
         """On the first request, in the worker's thread: its send path, loop and side."""
         ctx = current()
-        self._send, self._reactor = ctx.send_function, ctx.loop
+        self.send_now, self.reactor = ctx.send_function, ctx.loop
         side = self.options.side()
         self.recorder = side.recorder
         side.stoppers.append(self.stop)
@@ -269,6 +289,7 @@ class WsgiHandler:
     def _connection(self, session: int) -> dict[str, Any]:
         if len(self.connections) >= MAX_KEPT_CONNECTIONS:
             self.connections.clear()
+            self.last_environ.clear()  # (its keys are always in connections)
         remote_addr, remote_port, server_port = connection_facts(self.state, session)
         base = self.connections[session] = self.environ.for_connection(remote_addr, remote_port, server_port)
         return base

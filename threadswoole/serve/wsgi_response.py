@@ -44,16 +44,13 @@ CHUNKED = b"Transfer-Encoding: chunked\r\n"
 class WsgiExchange:
     """A request's application call and its response (see the module docstring)."""
 
-    __slots__ = ("handler", "session", "method", "version", "keep_alive", "started", "code", "status_line",
+    __slots__ = ("handler", "session", "started", "code", "status_line",
                  "block", "head_sent", "expected", "body_sent", "chunked", "no_body", "close", "channel",
                  "threaded", "input", "iterator", "result", "bytes_in", "environ", "event")
 
     def __init__(self, handler: Any, session: int, event: Any, started: float) -> None:
         self.handler = handler
         self.session = session
-        self.method = event.method
-        self.version = event.version
-        self.keep_alive = event.keep_alive
         self.started = started
         self.code = 0
         self.status_line = b""
@@ -83,8 +80,14 @@ class WsgiExchange:
                 exc_info = None
         elif self.block is not None:
             raise AssertionError("start_response() was already called (pass exc_info to replace the response)")
-        self.code, self.status_line = wsgi_status(status)
-        self.block = wsgi_headers(headers)
+        caches = self.handler.head_caches  # this worker's (serve/head.py: why not shared)
+        known = caches.status.get(status)  # the cache hits of wsgi_status / wsgi_headers, inlined
+        self.code, self.status_line = known if known is not None else wsgi_status(status, caches.status)
+        try:
+            block = caches.wsgi.get(tuple(headers)) if type(headers) is list else None
+        except TypeError:  # an unhashable item: wsgi_headers says what is wrong
+            block = None
+        self.block = block if block is not None else wsgi_headers(headers, caches.wsgi)
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -187,10 +190,10 @@ class WsgiExchange:
     # -- the response's bytes ---------------------------------------------------------------
     def _connection(self) -> bytes:
         """The Connection header this response needs; decides whether the connection closes."""
-        if not self.keep_alive or self.block.close or self.close or self.handler.stopping:
+        if not self.event.keep_alive or self.block.close or self.close or self.handler.stopping:
             self.close = True
             return CONNECTION_CLOSE
-        return KEEP_ALIVE_10 if self.version == "1.0" else b""
+        return KEEP_ALIVE_10 if self.event.version == "1.0" else b""
 
     def _single(self, body: bytes) -> None:
         block = self.block
@@ -204,13 +207,29 @@ class WsgiExchange:
                 framing = b"Content-Length: %d\r\n" % len(body)
             elif len(body) != expected:
                 body = self._mismatch(body, expected)
-            if self.method == "HEAD":
+            if self.event.method == "HEAD":
                 body = b""
-        head = assemble(self.status_line, block, self.handler.clock(), framing + self._connection())
+        handler = self.handler
+        event = self.event
+        if not event.keep_alive or block.close or self.close or handler.stopping:  # (_connection, inlined)
+            self.close = True
+            framing += CONNECTION_CLOSE
+        elif event.version == "1.0":
+            framing += KEEP_ALIVE_10
+        now = handler.reactor.clock
+        prefix = block.prefix  # assemble's cache hit, inlined: this second's head start
+        if prefix[1] is self.status_line and prefix[0] == int(now):
+            head = prefix[2] + framing + b"\r\n"
+        else:
+            head = assemble(self.status_line, block, now, framing)
         self.head_sent = True
         self.body_sent = len(body)
-        self._send(head + body if body else head)
-        self._finish_connection()
+        data = head + body if body else head
+        # _send's common case inlined: nothing waits for this session (no channel), the socket takes it
+        if self.threaded or self.channel is not None or handler.channels or not handler.send_now(self.session, data):
+            self._send_queued(data)
+        if self.close:
+            self._finish_connection()
 
     def _mismatch(self, body: bytes, expected: int) -> bytes:
         self.close = True
@@ -225,11 +244,11 @@ class WsgiExchange:
     def _stream_head(self) -> bytes:
         block = self.block
         framing = b""
-        if self.code < 200 or self.code in NO_BODY_STATUS or self.method == "HEAD":
+        if self.code < 200 or self.code in NO_BODY_STATUS or self.event.method == "HEAD":
             self.no_body = True
         elif block.content_length is not None:
             self.expected = block.content_length
-        elif self.version == "1.1":
+        elif self.event.version == "1.1":
             framing = CHUNKED
             self.chunked = True
         else:
@@ -299,6 +318,18 @@ class WsgiExchange:
             else:
                 self.handler.router.close(self.session, False)
 
+    def _send_queued(self, data: bytes) -> None:
+        """`_single`'s send when its direct write could not be the whole story: a channel holds
+        output for the session, or the socket did not take it (then the error decides)."""
+        if not self.threaded and self.channel is None and not self.handler.channels:
+            code = current().last_error
+            if code != ErrorCode.OUTPUT_BUFFER_OVERFLOW and code != ErrorCode.DATA_LENGTH_TOO_LARGE:
+                return  # the peer is gone
+            self.channel = self.handler.open_channel(self.session)
+            self.channel.send(data)
+            return
+        self._send(data)
+
     def _send(self, data: bytes) -> bool:
         if self.threaded:
             return self.channel.send_from_thread(data)
@@ -340,7 +371,7 @@ class WsgiExchange:
         elif expected != length:
             length = min(length, expected)
             self.close = self.close or expected > length
-        send_body = not (self.code < 200 or self.code in NO_BODY_STATUS or self.method == "HEAD")
+        send_body = not (self.code < 200 or self.code in NO_BODY_STATUS or self.event.method == "HEAD")
         head = assemble(self.status_line, self.block, self.handler.clock(), framing + self._connection())
         self.head_sent = True
         if self._send(head) and send_body and length:
@@ -353,7 +384,7 @@ class WsgiExchange:
     # -- failures -----------------------------------------------------------------------------
     def _where(self) -> str:
         environ = self.environ or {}
-        return f"{environ.get('REQUEST_METHOD', self.method)} {environ.get('RAW_URI', '?')}"
+        return f"{environ.get('REQUEST_METHOD', self.event.method)} {environ.get('RAW_URI', '?')}"
 
     def _failed(self, what: str) -> None:
         """Called inside an `except` block: log the traceback, answer 500 or cut the response."""

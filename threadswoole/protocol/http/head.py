@@ -38,6 +38,7 @@ Choices (each one is a corpus entry in tests/corpus/http/invalid):
 from __future__ import annotations
 
 import re
+import threading
 
 from threadswoole.protocol.http.errors import MessageError
 from threadswoole.protocol.http.events import HttpRequest
@@ -73,8 +74,12 @@ class HeadParser:
     blocks, everything after the request line (browsers and API clients on keep-alive
     connections send the same header bytes again and again while the path varies). Every
     event gets its own copy of the headers dict, so no caller can change what the next request
-    sees. Both caches are bounded (entries, size) and simply cleared when full. One parser is shared by every codec with the same limits
-    (`shared`); the dict operations it does are atomic, also on free-threaded builds.
+    sees. Both caches are bounded (entries, size) and simply cleared when full. One parser is
+    shared by every codec with the same limits *in one thread* (`shared`). Not across threads:
+    on free-threaded CPython a dict that two threads read at once, holding values another thread
+    made, takes its lock on every lookup and the readers spin (sched_yield) on it; THREAD mode
+    with two workers lost 75 sched_yield calls per request to this cache and `serve`'s header
+    cache (docs/serve.md). Each thread has its own, so a worker only ever reads what it cached.
     """
 
     __slots__ = ("max_headers", "max_body_size", "require_host", "_blocks", "_heads")
@@ -91,11 +96,14 @@ class HeadParser:
 
     @classmethod
     def shared(cls, max_headers: int, max_body_size: int, require_host: bool) -> "HeadParser":
-        """The process-wide parser for these limits (so codecs share one cache)."""
+        """This thread's parser for these limits (so the codecs a thread runs share one cache)."""
         key = (max_headers, max_body_size, require_host)
-        parser = _SHARED.get(key)
+        parsers = getattr(_PER_THREAD, "parsers", None)
+        if parsers is None:
+            parsers = _PER_THREAD.parsers = {}
+        parser = parsers.get(key)
         if parser is None:
-            parser = _SHARED.setdefault(key, cls(max_headers, max_body_size, require_host))
+            parser = parsers[key] = cls(max_headers, max_body_size, require_host)
         return parser
 
     def parse(self, head: bytes) -> HttpRequest:
@@ -236,7 +244,7 @@ _new_request = HttpRequest.__new__
 _NO_FIELDS: tuple = ({}, 0, None, False, False, False, False, False)
 
 
-_SHARED: dict[tuple[int, int, bool], HeadParser] = {}
+_PER_THREAD = threading.local()  # .parsers: (limits) -> the HeadParser of that thread
 
 
 def parse_head(head: bytes, max_headers: int = 100, max_body_size: int = 2 * 1024 * 1024,
