@@ -18,7 +18,7 @@ case $server in
   uvloop) cmd="$(cd "$here/../.." && $PY -m stress.peers path)/bin/python -m stress.servers.asyncio_echo --loop uvloop" ;;
   *) echo "unknown server $server" >&2; exit 2 ;;
 esac
-work=$(mktemp -d /tmp/base-echo.XXXXXX); trap 'rm -rf "$work"' EXIT
+work=$(mktemp -d /tmp/base-echo.XXXXXX); [ -n "$KEEP" ] && echo "keeping $work" >&2 || trap 'rm -rf "$work"' EXIT
 loadgen=$work/loadgen
 gcc -O2 -pthread -o "$loadgen" "${THREADSWOOLE_LOADGEN_C:-$here/../../../shared/tools/loadgen.c}" || exit 1
 cd "$tree" || exit 1

@@ -25,6 +25,7 @@ from threadswoole.loop.reactor import EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT
 from threadswoole.protocol import ProtocolError, Reply
 from threadswoole.state import shared as layout
 
+_EPOLLIN = EPOLLIN
 _EPOLLOUT = EPOLLOUT
 _READABLE = EPOLLIN | EPOLLERR | EPOLLHUP
 # The first read of a raw connection asks for this much: a bytes object that small comes from
@@ -68,7 +69,7 @@ def _raw_inline_handler(host: Any, conn: Connection, runtime: Any) -> Callable[[
 
     def on_event(mask: int) -> None:
         nonlocal size, check
-        if mask & _EPOLLOUT:
+        if mask != _EPOLLIN and mask & _EPOLLOUT:  # (an int compare is specialized, `&` is not)
             host.on_writable(conn)
             if conn.closed or not mask & _READABLE:
                 return
@@ -139,7 +140,7 @@ def _codec_handler(host: Any, conn: Connection, runtime: Any) -> Callable[[int],
     on_receive = conn.listener.on_receive
 
     def on_event(mask: int) -> None:
-        if mask & _EPOLLOUT:
+        if mask != _EPOLLIN and mask & _EPOLLOUT:  # (an int compare is specialized, `&` is not)
             host.on_writable(conn)
             if conn.closed or not mask & _READABLE:
                 return
