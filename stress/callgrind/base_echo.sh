@@ -4,7 +4,7 @@
 # 64-byte echo, request/response), counting only while the measured load runs.
 #
 # usage: bash stress/callgrind/base_echo.sh [server] [tree] [N] [conns] [what]
-#   server: threadswoole-base (default) | asyncio | uvloop (the peer virtualenv's, stress.peers)
+#   server: threadswoole-base (default) | asyncio | epoll (bare loop) | uvloop (the peer virtualenv's, stress.peers)
 #   tree:   the checkout whose stress/servers/ and threadswoole/ run (default: this one)
 #   what:   instructions (default) | syscalls
 # Under callgrind the server is ~50x slower, so each epoll wake-up sees more ready connections
@@ -15,6 +15,7 @@ PY=${PYTHON:-$(pyenv which python3 2>/dev/null || command -v python3)}  # the in
 case $server in
   threadswoole-base) cmd="$PY -m stress.servers.threadswoole_echo" ;;
   asyncio) cmd="$PY -m stress.servers.asyncio_echo" ;;
+  epoll) cmd="$PY -m stress.servers.epoll_echo" ;;  # the bare select.epoll loop: the floor
   uvloop) cmd="$(cd "$here/../.." && $PY -m stress.peers path)/bin/python -m stress.servers.asyncio_echo --loop uvloop" ;;
   *) echo "unknown server $server" >&2; exit 2 ;;
 esac
