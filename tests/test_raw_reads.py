@@ -1,7 +1,8 @@
-"""Reads of a raw (unframed) stream: the inline handler's first read is small (SMALL_READ bytes,
-cheap to allocate), and a read that fills it takes what else is waiting at once, so what the
-peer sent in one write still reaches `receive` in one piece, and an error the socket reports
-on that second read is not lost."""
+"""Reads of a plain connection (connections/hot_path.py): the first read is small (SMALL_READ
+bytes, cheap to allocate), and a read that fills it takes what else is waiting at once, so what
+the peer sent in one write still reaches `receive` in one piece (and a codec sees the same
+bytes), and an error the socket reports on that second read is not lost. BASE and THREAD run
+the raw inline handler, PROCESS reactor threads the codec handler."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def test_a_write_of_any_size_reaches_receive_in_one_piece_and_reads_adapt_back_t
         client.close()
 
 
-@pytest.mark.parametrize("mode", ["base", "thread"])
+@pytest.mark.parametrize("mode", ["base", "thread", "process"])
 def test_a_burst_larger_than_one_read_arrives_complete_and_in_order(run_server, mode):
     def setup(server, emit):
         received = bytearray()
@@ -63,7 +64,7 @@ def test_a_burst_larger_than_one_read_arrives_complete_and_in_order(run_server, 
         client.close()
 
 
-@pytest.mark.parametrize("mode", ["base", "thread"])
+@pytest.mark.parametrize("mode", ["base", "thread", "process"])
 def test_a_reset_seen_by_the_read_after_a_full_small_read_is_reported_after_the_data(run_server, tmp_path, mode):
     """A Unix stream peer that closes with unread input resets the connection: our reads get
     its data first, then ECONNRESET. With exactly SMALL_READ bytes waiting (the connection is
@@ -112,3 +113,22 @@ def test_a_reset_seen_by_the_read_after_a_full_small_read_is_reported_after_the_
     finally:
         client.close()
         control.close()
+
+
+@pytest.mark.parametrize("mode", ["base", "process"])
+def test_length_framed_packets_around_the_small_read_size_arrive_whole(run_server, mode):
+    """The codec handler reads the same way: packets whose wire size is below, exactly, or
+    above SMALL_READ, and large ones, each reach `receive` whole and in order."""
+    import struct
+
+    settings = {"worker_num": 1, "open_length_check": True, "package_length_type": "N", "package_length_offset": 0, "package_body_offset": 4}
+    handle = run_server(_recording, mode=mode, settings=settings)
+    client = connect(handle.port)
+    try:
+        for wire in (64, SMALL_READ, SMALL_READ + 1, 4000, 60000, 64, SMALL_READ - 1, 64):
+            client.sendall(struct.pack(">I", wire - 4) + os.urandom(wire - 4))
+            answer = b"%d;" % wire
+            assert recv_exact(client, len(answer)) == answer, wire
+            assert handle.wait("receive")["size"] == wire
+    finally:
+        client.close()

@@ -123,7 +123,8 @@ def read_rest(host: Any, conn: Connection, data: bytes) -> bytes:
 
 
 def _codec_handler(host: Any, conn: Connection, runtime: Any) -> Callable[[int], None]:
-    """Any other plain connection: through its codec (or raw to a PROCESS worker)."""
+    """Any other plain connection: through its codec (or raw to a PROCESS worker). Reads adapt
+    their size as in the raw handler."""
     read = os.read
     fd = conn.fd
     counters = host.counters
@@ -138,8 +139,11 @@ def _codec_handler(host: Any, conn: Connection, runtime: Any) -> Callable[[int],
     reactor_id = host.reactor_id
     session = conn.session_id
     on_receive = conn.listener.on_receive
+    size = SMALL_READ  # as in the raw handler above
+    check = SMALL_READ
 
     def on_event(mask: int) -> None:
+        nonlocal size, check
         if mask != _EPOLLIN and mask & _EPOLLOUT:  # (an int compare is specialized, `&` is not)
             host.on_writable(conn)
             if conn.closed or not mask & _READABLE:
@@ -147,7 +151,7 @@ def _codec_handler(host: Any, conn: Connection, runtime: Any) -> Callable[[int],
         if conn.closing:
             return
         try:
-            data = read(fd, RECV_SIZE)
+            data = read(fd, size)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -156,7 +160,15 @@ def _codec_handler(host: Any, conn: Connection, runtime: Any) -> Callable[[int],
         if not data:
             host.close(conn, reason=ErrorCode.SESSION_CLOSED_BY_CLIENT)
             return
-        counters.recv_bytes += len(data)
+        received = len(data)
+        if received >= check:
+            if size == SMALL_READ:
+                size, check = RECV_SIZE, 0
+                data = read_rest(host, conn, data)
+                received = len(data)
+            elif received < SMALL_READ:
+                size = check = SMALL_READ
+        counters.recv_bytes += received
         codec = conn.codec  # read each time: an upgrade may replace it
         if codec is None:
             shared[last_recv_word] = reactor.clock
