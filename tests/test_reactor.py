@@ -3,12 +3,14 @@ exactly once and soon, never left waiting in the queue while the loop sleeps in 
 
 from __future__ import annotations
 
+import logging
+import socket
 import sys
 import threading
 
 import pytest
 
-from threadswoole.loop.reactor import Reactor
+from threadswoole.loop.reactor import EPOLLIN, Reactor
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -76,3 +78,58 @@ def test_a_post_during_a_call_the_loop_is_running_is_run_in_the_next_iteration(r
     running_reactor.post(first)
     assert finished.wait(5)
     assert order == ["first", "second"]
+
+
+def test_a_handler_that_raises_key_error_is_logged_and_the_loop_goes_on(caplog):
+    """The loop looks handlers up with `handlers[fd]`: a KeyError from inside a handler is a
+    failure to log like any other, not taken for an fd unregistered during the batch."""
+    reactor = Reactor("test-keyerror")
+    ours, peer = socket.socketpair()
+    calls: list[int] = []
+
+    def failing(_mask: int) -> None:
+        calls.append(1)
+        ours.recv(16)
+        raise KeyError("inside the handler")
+
+    try:
+        reactor.add(ours.fileno(), EPOLLIN, failing)
+        peer.send(b"x")
+        reactor.after(0, reactor.stop)
+        with caplog.at_level(logging.ERROR, logger="threadswoole"):
+            reactor.run()
+        assert calls == [1]
+        assert any(f"handler for fd {ours.fileno()} failed" in r.getMessage() for r in caplog.records)
+    finally:
+        reactor.close()
+        ours.close()
+        peer.close()
+
+
+def test_an_fd_unregistered_by_an_earlier_handler_of_the_same_batch_is_skipped_quietly(caplog):
+    reactor = Reactor("test-unregistered")
+    pairs = [socket.socketpair() for _ in range(2)]
+    ran: list[int] = []
+
+    def handler_for(index: int):
+        def handler(_mask: int) -> None:
+            ran.append(index)
+            pairs[index][0].recv(16)
+            other = pairs[1 - index][0].fileno()
+            reactor.remove(other)  # whichever runs first unregisters the other, ready as well
+        return handler
+
+    try:
+        for index, (ours, peer) in enumerate(pairs):
+            reactor.add(ours.fileno(), EPOLLIN, handler_for(index))
+            peer.send(b"x")
+        reactor.after(0, reactor.stop)
+        with caplog.at_level(logging.ERROR, logger="threadswoole"):
+            reactor.run()
+        assert len(ran) == 1
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    finally:
+        reactor.close()
+        for ours, peer in pairs:
+            ours.close()
+            peer.close()

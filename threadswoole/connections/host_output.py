@@ -60,7 +60,7 @@ class HostOutput:
 
         def send_function(session: Any, data: Any, server_socket: int = -1) -> bool:
             conn = conns_get(session)
-            if conn is None or conn.out or conn.closing or conn.tls is not None or len(data) > limit or type(session) is not int:
+            if conn is None or conn.out or conn.closing or conn.tls is not None or (size := len(data)) > limit or type(session) is not int:
                 return slow(session, data, server_socket)  # (TLS writes go through OpenSSL)
             try:
                 sent = write(conn.fd, data)  # bytes-like only: a str raises TypeError
@@ -69,7 +69,7 @@ class HostOutput:
             counters.response += 1
             counters.send_bytes += sent
             words[conn.send_word] = reactor.clock
-            if sent < len(data):
+            if sent < size:
                 self.queue_rest(conn, data, sent)
             return True
 

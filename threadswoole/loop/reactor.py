@@ -216,12 +216,16 @@ class Reactor:
                 if events:
                     dirty = True
                     for fd, mask in events:
-                        handler = handlers.get(fd)
-                        if handler is not None:
-                            try:
-                                handler(mask)
-                            except Exception:
+                        # handlers[fd], not .get(fd) and a None test: a call and three opcodes
+                        # less per event (about 300 instructions per echo request, base_echo.sh)
+                        try:
+                            handlers[fd](mask)
+                        except KeyError as exc:
+                            if exc.__traceback__.tb_next is not None or fd in handlers:
                                 log.exception("%s: handler for fd %d failed", self.name, fd)
+                            # else: an earlier handler of this batch unregistered fd
+                        except Exception:
+                            log.exception("%s: handler for fd %d failed", self.name, fd)
                 if posted:
                     dirty = True
                     self._run_posted()
