@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import os
 
 import pytest
@@ -137,16 +136,21 @@ def test_a_sender_numbers_events_and_an_ack_releases_exactly_those_finished():
     sender.acknowledged(0, 2)  # an older ack again: nothing more is released
     assert len(sender.pending[0]) == 6
     # a replay that dropped a suspect leaves a gap: the ack still releases up to its seq only
-    sender.pending[0] = collections.deque(e for e in sender.pending[0] if e[0] != 7)
+    from threadswoole.state import shared as layout
+
+    sender.replay(0, redelivery.HELLO.pack(layout.DEATH_STUCK, 7))  # event 7 is not redelivered
     sender.acknowledged(0, 8)
     assert [entry[0] for entry in sender.pending[0]] == [9, 10]
     sender.acknowledged(0, 10)
     assert not sender.pending[0] and [entry[0] for entry in sender.pending[1]] == [1]
+    # the bytes kept until acknowledged (what the reactor thread throttles clients on)
+    assert sender.unacked_bytes == [0, len(b"other")]
     # what went out carries the numbers, in order, each with its payload
     sender.link.outbox(0).flush()
     sender.link.outbox(1).flush()
     reader.on_readable()
-    assert [(message[5], message[6]) for message in received] == [(7, b"event-%d" % i) for i in range(10)] + [(8, b"other")]
+    events = [(message[5], message[6]) for message in received if message[0] == messages.T_DATA]
+    assert events == [(7, b"event-%d" % i) for i in range(10)] + [(8, b"other")]
     inbox.close()
     post.close()
 
@@ -161,5 +165,25 @@ def test_sequence_numbers_wrap_and_acks_still_release_across_the_wrap():
     assert seqs == [redelivery.MASK - 1, redelivery.MASK, 1, 2, 3]
     sender.acknowledged(0, 1)
     assert [entry[0] for entry in sender.pending[0]] == [2, 3]
+    inbox.close()
+    post.close()
+
+
+def test_unacknowledged_bytes_follow_sends_acks_and_a_replay():
+    from threadswoole.ipc import redelivery
+    from threadswoole.state import shared as layout
+
+    inbox, post, _reader, _received = _pair()
+    sender = redelivery.Sender(_Link(post), reactor_id=0, worker_num=1)
+    for size in (100, 200, 300, 400):
+        sender.send(0, messages.T_DATA, 1, b"x" * size, port=0)
+    assert sender.unacked_bytes == [1000]
+    sender.acknowledged(0, 2)
+    assert sender.unacked_bytes == [700]
+    # a replay to a worker that crashed on event 3 gives it a second chance: kept, counted
+    sender.replay(0, redelivery.HELLO.pack(layout.DEATH_STUCK, 3))  # stuck: event 3 is dropped
+    assert [entry[0] for entry in sender.pending[0]] == [4] and sender.unacked_bytes == [400]
+    sender.acknowledged(0, 4)
+    assert sender.unacked_bytes == [0] and not sender.pending[0]
     inbox.close()
     post.close()

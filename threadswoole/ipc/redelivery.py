@@ -57,6 +57,9 @@ class Sender:
         self.next_seq = [0] * worker_num
         self.pending: list[collections.deque] = [collections.deque() for _ in range(worker_num)]
         self.boxes: list[Any] = [None] * worker_num
+        # payload bytes sent to each worker and not acknowledged yet: kept here until then, so
+        # the reactor thread stops reading the clients of a worker over UNACKED_LIMIT
+        self.unacked_bytes = [0] * worker_num
         self.redelivered: set[tuple[int, int]] = set()  # (worker, seq) suspects given a second chance
 
     def send(self, worker: int, type_: int, session: int, payload: bytes, port: int, flags: int = 0) -> int:
@@ -70,6 +73,7 @@ class Sender:
         if box is None:
             box = self.boxes[worker] = self.link.outbox(worker)
         size = len(payload)
+        self.unacked_bytes[worker] += size
         batch = box.batch
         if size <= CHUNK_SIZE and len(batch) + HEADER_SIZE + size <= BATCH_LIMIT:
             # Outbox.put's common case, without its frame and its keyword arguments (every
@@ -94,12 +98,15 @@ class Sender:
             # without the comparison per entry.
             count = ((seq - pending[0][0]) & MASK) + 1
             if count <= len(pending) and pending[count - 1][0] == seq:
+                released = 0
                 for _ in repeat(None, count):
-                    popleft()
+                    released += len(popleft()[3])
+                self.unacked_bytes[worker] -= released
                 return
         # pop every entry not later than seq (serial arithmetic, inlined)
         while pending and not 0 < ((pending[0][0] - seq) & MASK) < HALF:
             entry = popleft()
+            self.unacked_bytes[worker] -= len(entry[3])
             if self.redelivered:
                 self.redelivered.discard((worker, entry[0]))
 
@@ -118,6 +125,7 @@ class Sender:
             entries.append(entry)
         if len(entries) != len(pending):
             self.pending[worker] = collections.deque(entries)
+            self.unacked_bytes[worker] = sum(len(entry[3]) for entry in entries)
         self.link.outbox(worker).put(messages.T_REPLAY, 0, pickle.dumps(entries), reactor=self.reactor_id)
         if entries and death != layout.DEATH_PLANNED:
             log.info("reactor %d: redelivering %d unacknowledged events to worker %d", self.reactor_id, len(entries), worker)

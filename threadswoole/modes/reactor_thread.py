@@ -33,6 +33,10 @@ log = logging.getLogger("threadswoole")
 # A connection's protocol events sent to a worker and not finished there, past which the next
 # wait (a pipelining client is slowed by TCP instead of queueing answers without bound).
 MAX_EVENTS_IN_FLIGHT = 64
+# Event bytes sent to one worker and not acknowledged (finished) yet, past which the reactor
+# thread stops reading that worker's clients, and the mark under which it reads them again.
+UNACKED_LIMIT = 2 * BACKLOG_LIMIT
+UNACKED_RESUME = BACKLOG_LIMIT
 T_SEND = messages.T_SEND
 T_EVENT_BASE = messages.T_EVENT_BASE
 
@@ -82,7 +86,7 @@ class PipeSink:
         sender = self.sender
         sender.send(worker, messages.T_DATA, session, data, conn.listener.index)
         self.counters.dispatch += 1
-        if sender.boxes[worker].pending_bytes > BACKLOG_LIMIT:
+        if sender.boxes[worker].pending_bytes > BACKLOG_LIMIT or sender.unacked_bytes[worker] > UNACKED_LIMIT:
             self._throttle(conn, worker)
 
     def on_event(self, conn: Connection, event: Any) -> None:
@@ -103,7 +107,7 @@ class PipeSink:
         elif unacked >= MAX_EVENTS_IN_FLIGHT or conn.out:
             self._backlogged(conn, worker)
         self.counters.dispatch += 1
-        if sender.boxes[worker].pending_bytes > BACKLOG_LIMIT:
+        if sender.boxes[worker].pending_bytes > BACKLOG_LIMIT or sender.unacked_bytes[worker] > UNACKED_LIMIT:
             self._throttle(conn, worker)
 
     def _backlogged(self, conn: Connection, worker: int) -> None:
@@ -155,13 +159,21 @@ class PipeSink:
         self._put(worker, messages.T_PROTOCOL_FAILURE, conn, response)
 
     def _throttle(self, conn: Connection, worker: int) -> None:
-        # Back-pressure: that worker is behind, so stop reading this client until its pipe
-        # drains, instead of queueing without bound in the master.
+        # Back-pressure: that worker is behind (its pipe is full, or the events it has not
+        # acknowledged are over UNACKED_LIMIT: they are kept here until it does), so stop
+        # reading this client until it catches up, instead of queueing without bound in the master.
         conn.throttled = True
         self.owner.host.want_write(conn)
         self.throttled.setdefault(worker, set()).add(conn)
 
     def resume_throttled(self, worker: int) -> None:
+        """The worker's pipe drained or its acknowledgements came: read its clients again once
+        both the pipe and its unacknowledged events are back under their marks."""
+        if 0 <= worker < self.worker_num:
+            sender = self.sender
+            box = sender.boxes[worker]
+            if sender.unacked_bytes[worker] > UNACKED_RESUME or box is not None and box.pending_bytes > BACKLOG_LIMIT:
+                return
         for conn in self.throttled.pop(worker, ()):
             if not conn.closed:
                 conn.throttled = False
@@ -199,7 +211,11 @@ class ReactorThread:
         self.sink = PipeSink(self)
         # Sessions of other reactor threads are never operated on from here: no forwarding.
         self.host = Host(settings=config.settings, state=self.state, reactor=self.reactor, reactor_id=reactor_id, counters=self.counters, sink=self.sink, forwarder=_NoForwarding(), publish_written=True)
-        self.inbox = messages.Inbox(driver.inboxes[messages.reactor_mailbox(reactor_id)], self.on_message, one_per_wakeup=True)
+        # The workers' answers and acknowledgements are read as they come (up to
+        # MAX_DATAGRAMS_PER_WAKEUP): one datagram per wake-up let acknowledgements queue behind
+        # a reactor busy reading clients, and the unacknowledged events kept here grew without
+        # bound (stress faults stalled_reader: 650 MiB).
+        self.inbox = messages.Inbox(driver.inboxes[messages.reactor_mailbox(reactor_id)], self.on_message)
         self.reactor.add(self.inbox.fd, EPOLLIN, self.inbox.on_readable)
         self.readers = [DatagramReader(self.reactor, port, self.on_packet, self.counters) for port in driver.datagram_ports(reactor_id)]
         self.thread = threading.Thread(target=self._run, name=f"reactor-{reactor_id}", daemon=True)
@@ -249,6 +265,8 @@ class ReactorThread:
             sink.sender.acknowledged(src, session)
             if sink.waiting:
                 sink.acknowledged(src)
+            if sink.throttled:
+                sink.resume_throttled(src)
             return
         if type_ == messages.T_HELLO:
             self.sink.sender.replay(src, payload)
