@@ -99,6 +99,20 @@ mutex_trylock = _function("pthread_mutex_trylock", _non_blocking)
 mutex_unlock = _function("pthread_mutex_unlock", _non_blocking)
 mutex_consistent = _function("pthread_mutex_consistent", _non_blocking)
 
+# The Table's hot paths call through a *handle* instead: a ctypes array laid over the mutex
+# (`mutex_handle`), made once per stripe, and prototypes with no argtypes. ctypes passes an array
+# as its address with no conversion (an int through a c_void_p argtype goes through from_param and
+# a format lookup each call), and an unlock with no result skips building one: per
+# trylock+unlock pair, 5119 -> 4463 instructions on 3.11 and 7660 -> 5838 on 3.13t (callgrind).
+handle_trylock = _function("pthread_mutex_trylock", ctypes.PYFUNCTYPE(ctypes.c_int))
+handle_unlock = _function("pthread_mutex_unlock", ctypes.PYFUNCTYPE(None))
+
+
+def mutex_handle(address: int) -> ctypes.Array:  # type: ignore[type-arg]
+    """The mutex at `address` as an argument for handle_trylock/handle_unlock (valid while the
+    segment is mapped; `ctypes.addressof(handle)` gives the address back)."""
+    return (ctypes.c_char * MUTEX_BYTES).from_address(address)
+
 _timed_by_clock = getattr(_libc, "pthread_mutex_clocklock", None)  # glibc >= 2.30: monotonic deadlines
 if _timed_by_clock is not None:
     _timed_by_clock.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(_Timespec)]

@@ -91,10 +91,12 @@ class Schema:
         self.columns: dict[str, Column] = {}
         self.order: list[Column] = []
         self.data_size = 0
+        self.data_format = ""
         self._format = ""  # struct format of the data: a string column is two fields (length, bytes)
         self.row_codec = struct.Struct("<")
         self.encode_full: Any = None
         self.decode_row: Any = None
+        self.decode_read: Any = None
 
     def add(self, name: Any, type_: Any, size: Any) -> None:
         if not isinstance(name, str):
@@ -133,10 +135,14 @@ class Schema:
         straight-line function each (as dataclasses and namedtuple do): a loop over the columns
         costs about twice as much per row, and these run on every set and get."""
         self.row_codec = struct.Struct("<" + self._format)
+        self.data_format = self._format
         names = [column.name for column in self.order]
         values = [f"v{index}" for index in range(len(names))]
         encode = [f"    {', '.join(values)}, = _pick(row)" if len(names) > 1 else f"    v0 = row[{names[0]!r}]"]
-        fields, unpack, decoded, index = [], [], [], 0
+        fields = []
+        decoders = ""
+        for start, name in ((0, "decode_row"), (2, "decode_read")):
+            decoders += self._decoder_source(name, start)
         for position, column in enumerate(self.order):
             if column.type == TYPE_STRING:
                 encode += [
@@ -150,15 +156,9 @@ class Schema:
                     f"        _order[{position}].check(v{position})",  # raises the ValueError
                 ]
                 fields += [f"h{position}", f"d{position}"]
-                unpack += [f"    h{position} = f[{index}]; r{position} = f[{index + 1}][:h{position} & {_LENGTH_MASK}]"]
-                decoded.append(f"{column.name!r}: r{position} if h{position} & {_BYTES_FLAG} else r{position}.decode('utf-8', 'replace')")
-                index += 2
             else:
                 fields.append(f"v{position}")
-                decoded.append(f"{column.name!r}: f[{index}]")
-                index += 1
-        source = "def encode_full(row):\n" + "\n".join(encode) + f"\n    return _pack({', '.join(fields)})\n"
-        source += "def decode_row(f):\n" + "".join(line + "\n" for line in unpack) + "    return {" + ", ".join(decoded) + "}\n"
+        source = "def encode_full(row):\n" + "\n".join(encode) + f"\n    return _pack({', '.join(fields)})\n" + decoders
         namespace: dict[str, Any] = {
             "_pick": operator.itemgetter(*names),
             "_pack": self.row_codec.pack,
@@ -167,6 +167,21 @@ class Schema:
         }
         exec(compile(source, "<threadswoole.Table row codec>", "exec"), namespace)  # noqa: S102 - names are repr()'d
         self.encode_full, self.decode_row = namespace["encode_full"], namespace["decode_row"]
+        self.decode_read = namespace["decode_read"]
+
+    def _decoder_source(self, name: str, index: int) -> str:
+        """`def name(f)`: the row dict from the unpacked fields `f`, the data's first at `f[index]`
+        (decode_row: the data alone; decode_read: after a row's link and key, see _table_paths)."""
+        unpack, decoded = [], []
+        for position, column in enumerate(self.order):
+            if column.type == TYPE_STRING:
+                unpack += [f"    h{position} = f[{index}]; r{position} = f[{index + 1}][:h{position} & {_LENGTH_MASK}]"]
+                decoded.append(f"{column.name!r}: r{position} if h{position} & {_BYTES_FLAG} else r{position}.decode('utf-8', 'replace')")
+                index += 2
+            else:
+                decoded.append(f"{column.name!r}: f[{index}]")
+                index += 1
+        return f"def {name}(f):\n" + "".join(line + "\n" for line in unpack) + "    return {" + ", ".join(decoded) + "}\n"
 
     def column(self, name: Any) -> Column:
         try:
