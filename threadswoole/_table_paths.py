@@ -18,11 +18,12 @@ operation costs and why it is shaped so (figures: docs/table.md, "What it costs"
   partial rows and every error go to the `*_locked` functions, which are the general code.
 - Readers of a head row (get, exists) take no lock where the CPU keeps loads in order and
   stores in order (x86: `LOCK_FREE_READS`): a seqlock. Every write to a stripe's rows runs under
-  its mutex between two increments of the stripe's sequence word (odd: a write is under way);
-  a reader reads the word, copies the row, reads the word again, and keeps the copy only if the
-  word was even and unchanged, so it never sees a half-written row. Otherwise (a write under
+  its mutex between two stores to the stripe's sequence word: `~n` (negative: a write is under
+  way), then `n + 1`; a reader reads the word, copies the row, reads the word again, and keeps
+  the copy only if the word was not negative and is unchanged, so it never sees a half-written
+  row. Otherwise (a write under
   way, a key not in its head row, a missing key) it takes the lock like any writer, which also
-  repairs the stripe of a dead writer (EOWNERDEAD) and makes its word even again: a reader
+  repairs the stripe of a dead writer (EOWNERDEAD) and makes its word positive again: a reader
   never spins. An `incr` of an aligned 8-byte column changes one word with one store and leaves
   the sequence alone; the reader's copy of that word is one load, old or new, never torn.
 """
@@ -38,7 +39,7 @@ from typing import Any, Callable, Literal, NamedTuple
 
 from threadswoole import _context
 from threadswoole._sync_native import handle_trylock, handle_unlock
-from threadswoole._table_schema import TYPE_FLOAT, TYPE_INT, TYPE_STRING, Column, Schema, _text
+from threadswoole._table_schema import TYPE_FLOAT, TYPE_INT, TYPE_STRING, Column, Schema, read_text
 from threadswoole._table_store import DATA_AT, KEY_MAX, S_SEQ, S_UPDATE, RowStore
 
 KEY_CACHE = 4096  # cached key places per table and process: about 1 MB at most
@@ -88,13 +89,13 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
     mask, stripe_mask, rows_base, row_size = store.mask, store.stripe_mask, store.rows_base, store.row_size
     data_size, width, columns = schema.data_size, len(schema.order), schema.columns
     encode_full, encode_row, decode_read, decode_row = schema.encode_full, schema.encode_row, schema.decode_read, schema.decode_row
-    unpack_row = struct.Struct("<i64s4x" + schema.data_format).unpack  # a head row: link, key block, data
+    unpack_row = struct.Struct("<i64s4x" + schema.read_format).unpack  # a head row: link, key block, data
     row_codec, find, find_or_insert, view_of, lock_slow = schema.row_codec, store.find, store.find_or_insert, store.view, store.lock_slow
     trylock, unlock, crc32, lock_free = handle_trylock, handle_unlock, zlib.crc32, LOCK_FREE_READS
     update_from_seq = S_UPDATE - S_SEQ
     # get(key, field): the key block and that one column, unpacked from a copy of the head row
     readers = {
-        column.name: (struct.Struct(f"<{_KEY_AT}x64s{DATA_AT - _KEY_AT - 64 + column.offset}x{column.codec.format[1:]}").unpack_from, column.type == TYPE_STRING)
+        column.name: (struct.Struct(f"<{_KEY_AT}x64s{DATA_AT - _KEY_AT - 64 + column.offset}x{column.read_format}").unpack_from, column.type == TYPE_STRING)
         for column in schema.order
     }
     # incr's fast path: aligned int64 and float64 columns, one word each: (word offset, cells, float?)
@@ -153,9 +154,10 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
             lock_slow(addressof(handle), result)
         try:
             if data is not None and mapping[key_slice] == keyblock:  # the bucket's own row: most keys
-                words[seq] += 1
+                written = words[seq]
+                words[seq] = ~written  # negative: a write is under way
                 mapping[data_slice] = data
-                words[seq] += 1
+                words[seq] = written + 1
                 words[seq + update_from_seq] += 1
                 return True
             return set_locked(entry, data, parts)
@@ -164,7 +166,8 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
 
     def set_locked(entry: tuple, data: bytes | None, parts: Any) -> bool:
         seq, view = entry[5], view_of()
-        words[seq] += 1
+        written = words[seq]
+        words[seq] = ~written
         try:
             offset, created = find_or_insert(view, entry[7], entry[8], data or b"")
             if offset < 0:
@@ -177,7 +180,7 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
                 column.raw.pack_into(view, offset + DATA_AT + column.offset, raw)
             return True
         finally:
-            words[seq] += 1
+            words[seq] = written + 1
 
     def incr(key: Any, column: Any, step: Any) -> Any:
         try:
@@ -224,7 +227,8 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
 
     def incr_locked(entry: tuple, target: Column, step: Any) -> Any:
         seq, view = entry[5], view_of()
-        words[seq] += 1
+        written = words[seq]
+        words[seq] = ~written
         try:
             offset, _ = find_or_insert(view, entry[7], entry[8], b"")
             if offset < 0:
@@ -243,7 +247,7 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
             target.codec.pack_into(view, at, value)
             return value
         finally:
-            words[seq] += 1
+            words[seq] = written + 1
 
     def delete(key: Any) -> bool:
         try:
@@ -257,11 +261,12 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
         if result:
             lock_slow(addressof(handle), result)
         try:
-            words[seq] += 1
+            written = words[seq]
+            words[seq] = ~written
             try:
                 removed = store.remove(view_of(), entry[7], entry[8])
             finally:
-                words[seq] += 1
+                words[seq] = written + 1
         finally:
             unlock(handle)
         return removed or _false(errno.ENOENT)
@@ -279,7 +284,7 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
                 seq = entry[5]
                 start = words[seq]
                 fields = unpack_row(mapping[entry[3]])
-                if fields[1] == entry[0] and words[seq] == start and not start & 1:
+                if fields[1] == entry[0] and words[seq] == start and start >= 0:
                     return decode_read(fields)
             return get_locked(entry, None)
         try:
@@ -292,8 +297,8 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
             seq = entry[5]
             start = words[seq]
             fields = reader[0](mapping[entry[3]])
-            if fields[0] == entry[0] and words[seq] == start and not start & 1:
-                return _text(fields[1], fields[2]) if reader[1] else fields[1]
+            if fields[0] == entry[0] and words[seq] == start and start >= 0:
+                return read_text(fields[1], fields[2]) if reader[1] else fields[1]
         return get_locked(entry, columns[field])
 
     def get_locked(entry: tuple, column: Column | None) -> Any:
@@ -326,7 +331,7 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
         if lock_free:
             seq = entry[5]
             start = words[seq]
-            if mapping[entry[1]] == entry[0] and words[seq] == start and not start & 1:
+            if mapping[entry[1]] == entry[0] and words[seq] == start and start >= 0:
                 return True
         handle = entry[4]
         result = trylock(handle)

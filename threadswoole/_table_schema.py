@@ -26,7 +26,7 @@ MAX_STRING_SIZE = 1 << 24  # 16 MiB per value: far beyond a sensible row, and th
 class Column:
     """One declared column and where its bytes are in a row's data."""
 
-    __slots__ = ("name", "type", "size", "offset", "codec", "raw", "low", "high", "word")
+    __slots__ = ("name", "type", "size", "offset", "codec", "raw", "low", "high", "word", "read_format")
 
     def __init__(self, name: str, type_: int, size: int, offset: int) -> None:
         self.name = name
@@ -44,6 +44,7 @@ class Column:
             self.codec = struct.Struct(f"<I{size}s")
             self.low = self.high = 0
         self.raw = struct.Struct(f"{self.codec.size}s")  # writes encode()'s bytes in one call
+        self.read_format = f"i{size}s" if type_ == TYPE_STRING else self.codec.format[1:]
         self.word = self.codec.size == 8 and offset % 8 == 0 and type_ != TYPE_STRING  # an aligned int64/double
 
     @property
@@ -92,6 +93,7 @@ class Schema:
         self.order: list[Column] = []
         self.data_size = 0
         self.data_format = ""
+        self.read_format = ""  # the same layout, a string's length word signed (see _decoder_source)
         self._format = ""  # struct format of the data: a string column is two fields (length, bytes)
         self.row_codec = struct.Struct("<")
         self.encode_full: Any = None
@@ -126,6 +128,8 @@ class Schema:
         self.data_size += padding
         column = Column(name, type_, size, self.data_size)
         self._format += column.codec.format[1:]
+        self.read_format += f"{padding}x" if padding else ""
+        self.read_format += column.read_format
         self.columns[name] = column
         self.order.append(column)
         self.data_size += column.width
@@ -142,12 +146,12 @@ class Schema:
         fields = []
         decoders = ""
         for start, name in ((0, "decode_row"), (2, "decode_read")):
-            decoders += self._decoder_source(name, start)
+            decoders += self._decoder_source(name, start, signed=bool(start))
         for position, column in enumerate(self.order):
             if column.type == TYPE_STRING:
                 encode += [
                     f"    if type(v{position}) is str:",
-                    f"        d{position} = v{position}.encode('utf-8'); h{position} = len(d{position})",
+                    f"        d{position} = v{position}.encode(); h{position} = len(d{position})",
                     f"    elif isinstance(v{position}, _BINARY):",
                     f"        d{position} = bytes(v{position}); h{position} = len(d{position}) | {_BYTES_FLAG}",
                     "    else:",
@@ -169,12 +173,27 @@ class Schema:
         self.encode_full, self.decode_row = namespace["encode_full"], namespace["decode_row"]
         self.decode_read = namespace["decode_read"]
 
-    def _decoder_source(self, name: str, index: int) -> str:
+    def _decoder_source(self, name: str, index: int, signed: bool) -> str:
         """`def name(f)`: the row dict from the unpacked fields `f`, the data's first at `f[index]`
-        (decode_row: the data alone; decode_read: after a row's link and key, see _table_paths)."""
+        (decode_row: the data alone; decode_read: after a row's link and key, see _table_paths,
+        unpacked with `read_format`: a string's length word signed, negative for bytes, so that
+        telling the two apart is a comparison of small ints, not a bitwise and of a 2-digit one)."""
         unpack, decoded = [], []
         for position, column in enumerate(self.order):
-            if column.type == TYPE_STRING:
+            if column.type == TYPE_STRING and signed:
+                unpack += [
+                    f"    h{position} = f[{index}]",
+                    f"    if h{position} >= 0:",
+                    f"        try:",
+                    f"            r{position} = f[{index + 1}][:h{position}].decode()",
+                    "        except UnicodeDecodeError:",
+                    f"            r{position} = f[{index + 1}][:h{position}].decode('utf-8', 'replace')",
+                    "    else:",
+                    f"        r{position} = f[{index + 1}][:h{position} + {_BYTES_FLAG}]",
+                ]
+                decoded.append(f"{column.name!r}: r{position}")
+                index += 2
+            elif column.type == TYPE_STRING:
                 unpack += [f"    h{position} = f[{index}]; r{position} = f[{index + 1}][:h{position} & {_LENGTH_MASK}]"]
                 decoded.append(f"{column.name!r}: r{position} if h{position} & {_BYTES_FLAG} else r{position}.decode('utf-8', 'replace')")
                 index += 2
@@ -208,6 +227,16 @@ class Schema:
             column = self.column(name)
             parts.append((column, column.encode(value)))
         return None, parts
+
+
+def read_text(length: int, data: bytes) -> str | bytes:
+    """A string column's value from its two fields as `read_format` unpacks them."""
+    if length >= 0:
+        try:
+            return data[:length].decode()
+        except UnicodeDecodeError:
+            return data[:length].decode("utf-8", "replace")
+    return data[: length + _BYTES_FLAG]
 
 
 def _text(length: int, data: bytes) -> str | bytes:

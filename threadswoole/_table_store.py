@@ -81,7 +81,7 @@ class RowStore:
         self.data = struct.Struct(f"{data_size}s")
 
     def seq_word(self, stripe: int) -> int:
-        """Word index of the stripe's write sequence: odd while a write to its rows is under way
+        """Word index of the stripe's write sequence: negative while a write to its rows is under way
         (see _table_paths.py: lock-free readers compare it before and after their copy)."""
         return self.counters_at + stripe * STRIPE_WORDS + S_SEQ
 
@@ -290,8 +290,8 @@ class RowStore:
         counters = self.counters_at + stripe * STRIPE_WORDS
         self.words[counters + S_NUM] = live
         self.words[counters + S_RECOVERED] += 1
-        if self.words[counters + S_SEQ] & 1:  # it died between the two halves of a write
-            self.words[counters + S_SEQ] += 1
+        if self.words[counters + S_SEQ] < 0:  # it died inside a write (_table_paths.py: ~n, then n + 1)
+            self.words[counters + S_SEQ] = ~self.words[counters + S_SEQ] + 1
         log.warning("Table: a process died holding the lock of stripe %d; its chains were checked (%d rows); the row it was writing may be partly updated", stripe, live)
 
     def _repair_pool(self, view: memoryview) -> None:
