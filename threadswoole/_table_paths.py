@@ -40,7 +40,7 @@ from typing import Any, Callable, Literal, NamedTuple
 from threadswoole import _context
 from threadswoole._sync_native import handle_trylock, handle_unlock
 from threadswoole._table_schema import TYPE_FLOAT, TYPE_INT, TYPE_STRING, Column, Schema, read_text
-from threadswoole._table_store import DATA_AT, KEY_MAX, S_SEQ, S_UPDATE, RowStore
+from threadswoole._table_store import DATA_AT, KEY_MAX, S_OTHER_WRITES, S_SEQ, RowStore
 
 KEY_CACHE = 4096  # cached key places per table and process: about 1 MB at most
 LOCK_FREE_READS = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
@@ -92,7 +92,7 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
     unpack_row = struct.Struct("<i64s4x" + schema.read_format).unpack  # a head row: link, key block, data
     row_codec, find, find_or_insert, view_of, lock_slow = schema.row_codec, store.find, store.find_or_insert, store.view, store.lock_slow
     trylock, unlock, crc32, lock_free = handle_trylock, handle_unlock, zlib.crc32, LOCK_FREE_READS
-    update_from_seq = S_UPDATE - S_SEQ
+    other_from_seq = S_OTHER_WRITES - S_SEQ  # counts the writes that are not a set of an existing row
     # get(key, field): the key block and that one column, unpacked from a copy of the head row
     readers = {
         column.name: (struct.Struct(f"<{_KEY_AT}x64s{DATA_AT - _KEY_AT - 64 + column.offset}x{column.read_format}").unpack_from, column.type == TYPE_STRING)
@@ -157,8 +157,7 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
                 written = words[seq]
                 words[seq] = ~written  # negative: a write is under way
                 mapping[data_slice] = data
-                words[seq] = written + 1
-                words[seq + update_from_seq] += 1
+                words[seq] = written + 1  # and that counts it in update_count
                 return True
             return set_locked(entry, data, parts)
         finally:
@@ -170,12 +169,12 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
         words[seq] = ~written
         try:
             offset, created = find_or_insert(view, entry[7], entry[8], data or b"")
+            if offset < 0 or created:
+                words[seq + other_from_seq] += 1
             if offset < 0:
                 return _false(errno.ENOMEM)
-            if not created:
-                if data is not None:
-                    store.data.pack_into(view, offset + DATA_AT, data)
-                words[seq + update_from_seq] += 1
+            if not created and data is not None:
+                store.data.pack_into(view, offset + DATA_AT, data)
             for column, raw in parts:
                 column.raw.pack_into(view, offset + DATA_AT + column.offset, raw)
             return True
@@ -229,6 +228,7 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
         seq, view = entry[5], view_of()
         written = words[seq]
         words[seq] = ~written
+        words[seq + other_from_seq] += 1
         try:
             offset, _ = find_or_insert(view, entry[7], entry[8], b"")
             if offset < 0:
@@ -263,6 +263,7 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
         try:
             written = words[seq]
             words[seq] = ~written
+            words[seq + other_from_seq] += 1
             try:
                 removed = store.remove(view_of(), entry[7], entry[8])
             finally:

@@ -10,7 +10,6 @@ taken, so a bad value never leaves a row half-written.
 
 from __future__ import annotations
 
-import operator
 import struct
 from typing import Any, Mapping
 
@@ -141,8 +140,7 @@ class Schema:
         self.row_codec = struct.Struct("<" + self._format)
         self.data_format = self._format
         names = [column.name for column in self.order]
-        values = [f"v{index}" for index in range(len(names))]
-        encode = [f"    {', '.join(values)}, = _pick(row)" if len(names) > 1 else f"    v0 = row[{names[0]!r}]"]
+        encode = [f"    v{index} = row[{name!r}]" for index, name in enumerate(names)]  # cheaper than an itemgetter's tuple
         fields = []
         decoders = ""
         for start, name in ((0, "decode_row"), (2, "decode_read")):
@@ -164,7 +162,6 @@ class Schema:
                 fields.append(f"v{position}")
         source = "def encode_full(row):\n" + "\n".join(encode) + f"\n    return _pack({', '.join(fields)})\n" + decoders
         namespace: dict[str, Any] = {
-            "_pick": operator.itemgetter(*names),
             "_pack": self.row_codec.pack,
             "_order": self.order,
             "_BINARY": (bytes, bytearray, memoryview),
@@ -184,7 +181,7 @@ class Schema:
                 unpack += [
                     f"    h{position} = f[{index}]",
                     f"    if h{position} >= 0:",
-                    f"        try:",
+                    "        try:",
                     f"            r{position} = f[{index + 1}][:h{position}].decode()",
                     "        except UnicodeDecodeError:",
                     f"            r{position} = f[{index + 1}][:h{position}].decode('utf-8', 'replace')",

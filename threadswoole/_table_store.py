@@ -46,13 +46,14 @@ H_MAGIC, H_BUCKETS, H_POOL, H_ROW_SIZE, H_STRIPES, H_POOL_HWM, H_POOL_FREE, H_PO
 POOL_MUTEX = 128
 STRIPE_BYTES = MUTEX_BYTES + 64
 STRIPE_WORDS = STRIPE_BYTES // 8
-S_NUM, S_INSERT, S_UPDATE, S_DELETE, S_CONFLICT, S_MAX_LEVEL, S_RECOVERED, S_SEQ = range(8)
+S_NUM, S_INSERT, S_OTHER_WRITES, S_DELETE, S_CONFLICT, S_MAX_LEVEL, S_RECOVERED, S_SEQ = range(8)
+# S_SEQ counts a stripe's writes (see _table_paths.py); S_OTHER_WRITES those that were not a set of an
+# existing row, so Swoole's update_count is their difference and the most common write bumps no counter.
 
 ROW_HEADER = struct.Struct("<iB63s")
 NEXT = struct.Struct("<i")
 KEY_LENGTH = struct.Struct("<B")
 DATA_AT = 72  # the row header, padded to a word: the data's 8-byte columns are word-aligned
-UPDATE_WORD = MUTEX_BYTES // 8 + S_UPDATE  # a stripe's update counter, in words from its mutex
 
 
 class RowStore:
@@ -226,6 +227,15 @@ class RowStore:
         words, first = self.words, self.counters_at + counter
         return sum(words[first + stripe * STRIPE_WORDS] for stripe in range(self.stripes))
 
+    def update_count(self) -> int:
+        """Sets of an existing row: the stripes' writes less their other writes."""
+        words, total = self.words, 0
+        for stripe in range(self.stripes):
+            counters = self.counters_at + stripe * STRIPE_WORDS
+            written = words[counters + S_SEQ]
+            total += (written if written >= 0 else ~written) - words[counters + S_OTHER_WRITES]
+        return total
+
     def counter_max(self, counter: int) -> int:
         words, first = self.words, self.counters_at + counter
         return max(words[first + stripe * STRIPE_WORDS] for stripe in range(self.stripes))
@@ -292,6 +302,7 @@ class RowStore:
         self.words[counters + S_RECOVERED] += 1
         if self.words[counters + S_SEQ] < 0:  # it died inside a write (_table_paths.py: ~n, then n + 1)
             self.words[counters + S_SEQ] = ~self.words[counters + S_SEQ] + 1
+            self.words[counters + S_OTHER_WRITES] += 1
         log.warning("Table: a process died holding the lock of stripe %d; its chains were checked (%d rows); the row it was writing may be partly updated", stripe, live)
 
     def _repair_pool(self, view: memoryview) -> None:

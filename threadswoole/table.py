@@ -31,7 +31,7 @@ from threadswoole._segments import require_before_start
 from threadswoole._sync_native import mutex_unlock
 from threadswoole._table_paths import build as build_paths
 from threadswoole._table_schema import TYPE_FLOAT, TYPE_INT, TYPE_STRING, Schema
-from threadswoole._table_store import S_CONFLICT, S_DELETE, S_INSERT, S_MAX_LEVEL, S_NUM, S_UPDATE, RowStore
+from threadswoole._table_store import S_CONFLICT, S_DELETE, S_INSERT, S_MAX_LEVEL, S_NUM, RowStore
 from threadswoole.errors import StateError
 
 MIN_SIZE = 64
@@ -171,7 +171,7 @@ class Table:
             "conflict_count": store.counter_total(S_CONFLICT),
             "conflict_max_level": store.counter_max(S_MAX_LEVEL),
             "insert_count": store.counter_total(S_INSERT),
-            "update_count": store.counter_total(S_UPDATE),
+            "update_count": store.update_count(),
             "delete_count": store.counter_total(S_DELETE),
             "available_slice_num": store.pool_available(),
             "total_slice_num": self._pool,
