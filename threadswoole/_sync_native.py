@@ -24,8 +24,11 @@ instead of hanging; unlocking from another thread returns EPERM).
 
 Calls that cannot block (trylock, unlock, consistent) keep the GIL (PYFUNCTYPE: no release and
 re-acquire around a call that takes nanoseconds); `pthread_mutex_lock` releases it (CFUNCTYPE),
-since it may sleep. The Table and Atomic fast paths make exactly two ctypes calls: trylock and
-unlock; the blocking lock only runs when the trylock found the mutex busy.
+since it may sleep. The Table's writers and Atomic make exactly two ctypes calls: trylock and
+unlock (the Table's through `mutex_handle`, the cheapest form ctypes has); the blocking lock only
+runs when the trylock found the mutex busy. The Table's readers of a head row make none on x86
+(a seqlock beside the mutex, see _table_paths.py); a writer's death still reaches them through
+the mutex, which they take when the sequence says a write is under way.
 
 Waiting for a value (Atomic.wait, a contended read-write lock) uses futex(2) on a 32-bit word of
 the segment (shared, not FUTEX_PRIVATE: the waiters are in different processes): it keeps no
