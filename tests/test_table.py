@@ -14,7 +14,7 @@ import zlib
 import pytest
 
 from forking import Children, Pipe
-from threadswoole import StateError, Table, get_last_error
+from threadswoole import StateError, Table, _sync_native, get_last_error
 from threadswoole.state import shm as _shm
 
 
@@ -386,6 +386,83 @@ def test_readers_never_see_a_half_written_row(make_table, children):
         thread.join()
     children.wait_all_ok(60)
     assert not torn
+
+
+def test_readers_see_an_incremented_counter_whole_and_in_order(make_table, children):
+    """incr of an 8-byte column is one store that lock-free readers (_table_paths.py) read with
+    one load: a reader in another process never sees a torn value (255 -> 256 read byte by byte
+    would give 0 or 511), so the values it sees never go down."""
+    table = make_table()
+    table.set("counter", {"n": 0, "s": "x"})
+    rounds = 30000
+
+    def incrementer():
+        for _ in range(rounds):
+            table.incr("counter", "n")
+
+    children.fork(incrementer)
+    seen, deadline = [], time.monotonic() + 30
+    while time.monotonic() < deadline:
+        seen.append(table.get("counter", "n"))
+        seen.append(table.get("counter")["n"])
+        if seen[-1] == rounds:
+            break
+    children.wait_all_ok(60)
+    assert seen[-1] == rounds and all(a <= b for a, b in zip(seen, seen[1:]))
+
+
+def test_a_lock_free_reader_waits_for_a_write_under_way(make_table):
+    """While a writer holds a stripe with its write sequence marked "under way", get() and
+    exists() do not return their copy: they wait for the lock, and see the finished write."""
+    table = make_table()
+    key, bucket = _key_in_stripe(table, 3)
+    table.set(key, {"n": 1, "s": "old"})
+    store = table._store
+    seq = store.seq_word(bucket % min(table.size, 256))
+    address = store.lock(bucket)
+    written = store.words[seq]
+    store.words[seq] = ~written
+    results = []
+    reader = threading.Thread(target=lambda: results.append((table.get(key), table.exists(key))))
+    reader.start()
+    reader.join(0.3)
+    assert reader.is_alive() and not results  # waiting for the lock, not returning a copy
+    table._store.data.pack_into(store.view(), store.find(store.view(), bucket, key.encode()) + 72, table._schema.encode_full({"n": 2, "f": 0.5, "s": "new"}))
+    store.words[seq] = written + 1
+    _sync_native.mutex_unlock(address)
+    reader.join(10)
+    assert results == [({"n": 2, "f": 0.5, "s": "new"}, True)]
+
+
+def test_a_writer_killed_mid_write_does_not_stall_lock_free_readers(make_table, children, caplog):
+    """kill -9 of a writer between the two stores to its stripe's write sequence: the next
+    reader takes the lock (EOWNERDEAD), the repair makes the sequence valid again, and reads go
+    on, lock-free again after that."""
+    table = make_table()
+    key, bucket = _key_in_stripe(table, 9)
+    table.set(key, {"n": 10, "s": "kept"})
+    store = table._store
+    seq = store.seq_word(bucket % min(table.size, 256))
+    ready = Pipe()
+
+    def write_and_die():
+        store.lock(bucket)
+        store.words[seq] = ~store.words[seq]  # what a writer killed inside set() leaves behind
+        ready.signal()
+        time.sleep(60)
+
+    pid = children.fork(write_and_die)
+    ready.wait()
+    children.kill(pid)
+    assert store.words[seq] < 0
+    with caplog.at_level(logging.WARNING, logger="threadswoole"):
+        started = time.monotonic()
+        assert table.get(key) == {"n": 10, "f": 0.0, "s": "kept"}
+        assert time.monotonic() - started < 1.0
+    assert "died holding the lock" in caplog.text and table.stats()["recovered_count"] == 1
+    assert store.words[seq] >= 0
+    assert table.exists(key) and table.get(key, "s") == "kept" and table.incr(key, "n") == 11
+    ready.close()
 
 
 # -- a holder killed ----------------------------------------------------------------------

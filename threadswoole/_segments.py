@@ -18,7 +18,9 @@ making or releasing a view (a slice, a cast) changes the count of the buffer ben
 CPython 3.13 updates both without synchronisation (CPython gh-127716, see server/_state.py). So:
 each thread gets its own byte view (`thread_views`, made and released under a lock, never
 released by a dying thread) for struct work, and the shared word views (`words`, `uints`) are
-only indexed, never sliced.
+only indexed, never sliced. Slicing the mmap itself (`mapping[a:b]`, `mapping[a:b] = data`)
+touches no export count either: the Table's hot paths copy rows in and out that way, from any
+thread, with no per-thread view to look up.
 
 Small objects (Atomic, Lock) take slots of shared "sync" segments of 64 slots (`allocate_slot`),
 so a program with many counters does not hold one file descriptor per counter.
@@ -66,6 +68,7 @@ class Segment:
         anchor = ctypes.c_char.from_buffer(buffer)
         self.address: int = ctypes.addressof(anchor)
         del anchor  # gives the export back; the address stays valid while the segment is mapped
+        self.mapping = buffer.obj  # the mmap: slicing it copies bytes out or in, no view made
         self.words = buffer.cast("q")  # int64 words, indexed only
         self.doubles = buffer.cast("d")  # the same words as float64, indexed only
         self.uints = buffer.cast("I")  # uint32 words (futexes), indexed only

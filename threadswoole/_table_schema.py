@@ -10,7 +10,6 @@ taken, so a bad value never leaves a row half-written.
 
 from __future__ import annotations
 
-import operator
 import struct
 from typing import Any, Mapping
 
@@ -26,7 +25,7 @@ MAX_STRING_SIZE = 1 << 24  # 16 MiB per value: far beyond a sensible row, and th
 class Column:
     """One declared column and where its bytes are in a row's data."""
 
-    __slots__ = ("name", "type", "size", "offset", "codec", "raw", "low", "high", "word")
+    __slots__ = ("name", "type", "size", "offset", "codec", "raw", "low", "high", "word", "read_format")
 
     def __init__(self, name: str, type_: int, size: int, offset: int) -> None:
         self.name = name
@@ -44,6 +43,7 @@ class Column:
             self.codec = struct.Struct(f"<I{size}s")
             self.low = self.high = 0
         self.raw = struct.Struct(f"{self.codec.size}s")  # writes encode()'s bytes in one call
+        self.read_format = f"i{size}s" if type_ == TYPE_STRING else self.codec.format[1:]
         self.word = self.codec.size == 8 and offset % 8 == 0 and type_ != TYPE_STRING  # an aligned int64/double
 
     @property
@@ -91,10 +91,13 @@ class Schema:
         self.columns: dict[str, Column] = {}
         self.order: list[Column] = []
         self.data_size = 0
+        self.data_format = ""
+        self.read_format = ""  # the same layout, a string's length word signed (see _decoder_source)
         self._format = ""  # struct format of the data: a string column is two fields (length, bytes)
         self.row_codec = struct.Struct("<")
         self.encode_full: Any = None
         self.decode_row: Any = None
+        self.decode_read: Any = None
 
     def add(self, name: Any, type_: Any, size: Any) -> None:
         if not isinstance(name, str):
@@ -124,6 +127,8 @@ class Schema:
         self.data_size += padding
         column = Column(name, type_, size, self.data_size)
         self._format += column.codec.format[1:]
+        self.read_format += f"{padding}x" if padding else ""
+        self.read_format += column.read_format
         self.columns[name] = column
         self.order.append(column)
         self.data_size += column.width
@@ -133,15 +138,18 @@ class Schema:
         straight-line function each (as dataclasses and namedtuple do): a loop over the columns
         costs about twice as much per row, and these run on every set and get."""
         self.row_codec = struct.Struct("<" + self._format)
+        self.data_format = self._format
         names = [column.name for column in self.order]
-        values = [f"v{index}" for index in range(len(names))]
-        encode = [f"    {', '.join(values)}, = _pick(row)" if len(names) > 1 else f"    v0 = row[{names[0]!r}]"]
-        fields, unpack, decoded, index = [], [], [], 0
+        encode = [f"    v{index} = row[{name!r}]" for index, name in enumerate(names)]  # cheaper than an itemgetter's tuple
+        fields = []
+        decoders = ""
+        for start, name in ((0, "decode_row"), (2, "decode_read")):
+            decoders += self._decoder_source(name, start, signed=bool(start))
         for position, column in enumerate(self.order):
             if column.type == TYPE_STRING:
                 encode += [
                     f"    if type(v{position}) is str:",
-                    f"        d{position} = v{position}.encode('utf-8'); h{position} = len(d{position})",
+                    f"        d{position} = v{position}.encode(); h{position} = len(d{position})",
                     f"    elif isinstance(v{position}, _BINARY):",
                     f"        d{position} = bytes(v{position}); h{position} = len(d{position}) | {_BYTES_FLAG}",
                     "    else:",
@@ -150,23 +158,46 @@ class Schema:
                     f"        _order[{position}].check(v{position})",  # raises the ValueError
                 ]
                 fields += [f"h{position}", f"d{position}"]
-                unpack += [f"    h{position} = f[{index}]; r{position} = f[{index + 1}][:h{position} & {_LENGTH_MASK}]"]
-                decoded.append(f"{column.name!r}: r{position} if h{position} & {_BYTES_FLAG} else r{position}.decode('utf-8', 'replace')")
-                index += 2
             else:
                 fields.append(f"v{position}")
-                decoded.append(f"{column.name!r}: f[{index}]")
-                index += 1
-        source = "def encode_full(row):\n" + "\n".join(encode) + f"\n    return _pack({', '.join(fields)})\n"
-        source += "def decode_row(f):\n" + "".join(line + "\n" for line in unpack) + "    return {" + ", ".join(decoded) + "}\n"
+        source = "def encode_full(row):\n" + "\n".join(encode) + f"\n    return _pack({', '.join(fields)})\n" + decoders
         namespace: dict[str, Any] = {
-            "_pick": operator.itemgetter(*names),
             "_pack": self.row_codec.pack,
             "_order": self.order,
             "_BINARY": (bytes, bytearray, memoryview),
         }
         exec(compile(source, "<threadswoole.Table row codec>", "exec"), namespace)  # noqa: S102 - names are repr()'d
         self.encode_full, self.decode_row = namespace["encode_full"], namespace["decode_row"]
+        self.decode_read = namespace["decode_read"]
+
+    def _decoder_source(self, name: str, index: int, signed: bool) -> str:
+        """`def name(f)`: the row dict from the unpacked fields `f`, the data's first at `f[index]`
+        (decode_row: the data alone; decode_read: after a row's link and key, see _table_paths,
+        unpacked with `read_format`: a string's length word signed, negative for bytes, so that
+        telling the two apart is a comparison of small ints, not a bitwise and of a 2-digit one)."""
+        unpack, decoded = [], []
+        for position, column in enumerate(self.order):
+            if column.type == TYPE_STRING and signed:
+                unpack += [
+                    f"    h{position} = f[{index}]",
+                    f"    if h{position} >= 0:",
+                    "        try:",
+                    f"            r{position} = f[{index + 1}][:h{position}].decode()",
+                    "        except UnicodeDecodeError:",
+                    f"            r{position} = f[{index + 1}][:h{position}].decode('utf-8', 'replace')",
+                    "    else:",
+                    f"        r{position} = f[{index + 1}][:h{position} + {_BYTES_FLAG}]",
+                ]
+                decoded.append(f"{column.name!r}: r{position}")
+                index += 2
+            elif column.type == TYPE_STRING:
+                unpack += [f"    h{position} = f[{index}]; r{position} = f[{index + 1}][:h{position} & {_LENGTH_MASK}]"]
+                decoded.append(f"{column.name!r}: r{position} if h{position} & {_BYTES_FLAG} else r{position}.decode('utf-8', 'replace')")
+                index += 2
+            else:
+                decoded.append(f"{column.name!r}: f[{index}]")
+                index += 1
+        return f"def {name}(f):\n" + "".join(line + "\n" for line in unpack) + "    return {" + ", ".join(decoded) + "}\n"
 
     def column(self, name: Any) -> Column:
         try:
@@ -193,6 +224,16 @@ class Schema:
             column = self.column(name)
             parts.append((column, column.encode(value)))
         return None, parts
+
+
+def read_text(length: int, data: bytes) -> str | bytes:
+    """A string column's value from its two fields as `read_format` unpacks them."""
+    if length >= 0:
+        try:
+            return data[:length].decode()
+        except UnicodeDecodeError:
+            return data[:length].decode("utf-8", "replace")
+    return data[: length + _BYTES_FLAG]
 
 
 def _text(length: int, data: bytes) -> str | bytes:

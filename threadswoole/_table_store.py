@@ -3,7 +3,8 @@
 Layout of the segment:
 
     header    16 words, then the pool mutex
-    stripes   `stripes` records of [robust mutex | counters: rows, inserts, updates, deletes, ...]
+    stripes   `stripes` records of [robust mutex | counters: rows, inserts, updates, deletes, ...,
+              the write sequence]
     rows      `buckets` bucket rows, then `pool` rows for collisions
 
 A row is [next row + 1: int32 | key length: uint8 (0: free) | key: 63 bytes | 4 bytes | column data]. A key
@@ -33,7 +34,7 @@ import struct
 from threading import get_ident
 
 from threadswoole._segments import Segment
-from threadswoole._sync_native import EBUSY, EDEADLK, EOWNERDEAD, MUTEX_BYTES, init_mutex, mutex_consistent, mutex_lock, mutex_trylock, mutex_unlock
+from threadswoole._sync_native import EBUSY, EDEADLK, EOWNERDEAD, MUTEX_BYTES, init_mutex, mutex_consistent, mutex_handle, mutex_lock, mutex_trylock, mutex_unlock
 from threadswoole.errors import StateError
 
 log = logging.getLogger("threadswoole")
@@ -45,13 +46,14 @@ H_MAGIC, H_BUCKETS, H_POOL, H_ROW_SIZE, H_STRIPES, H_POOL_HWM, H_POOL_FREE, H_PO
 POOL_MUTEX = 128
 STRIPE_BYTES = MUTEX_BYTES + 64
 STRIPE_WORDS = STRIPE_BYTES // 8
-S_NUM, S_INSERT, S_UPDATE, S_DELETE, S_CONFLICT, S_MAX_LEVEL, S_RECOVERED = range(7)
+S_NUM, S_INSERT, S_OTHER_WRITES, S_DELETE, S_CONFLICT, S_MAX_LEVEL, S_RECOVERED, S_SEQ = range(8)
+# S_SEQ counts a stripe's writes (see _table_paths.py); S_OTHER_WRITES those that were not a set of an
+# existing row, so Swoole's update_count is their difference and the most common write bumps no counter.
 
 ROW_HEADER = struct.Struct("<iB63s")
 NEXT = struct.Struct("<i")
 KEY_LENGTH = struct.Struct("<B")
 DATA_AT = 72  # the row header, padded to a word: the data's 8-byte columns are word-aligned
-UPDATE_WORD = MUTEX_BYTES // 8 + S_UPDATE  # a stripe's update counter, in words from its mutex
 
 
 class RowStore:
@@ -65,6 +67,7 @@ class RowStore:
         self.words = words = segment.words
         self.doubles = segment.doubles
         self.views = segment.thread_views
+        self.mapping = segment.mapping
         self.base = segment.address
         words[H_MAGIC], words[H_BUCKETS], words[H_POOL] = MAGIC, buckets, pool
         words[H_ROW_SIZE], words[H_STRIPES] = self.row_size, stripes
@@ -73,9 +76,15 @@ class RowStore:
         init_mutex(segment.address + POOL_MUTEX)
         for stripe in range(stripes):
             init_mutex(self.stripes_at + stripe * STRIPE_BYTES)
+        self.handles = [mutex_handle(self.stripes_at + stripe * STRIPE_BYTES) for stripe in range(stripes)]
         self.mask, self.stripe_mask = buckets - 1, stripes - 1
         self.new_row = struct.Struct(f"<iB63s{DATA_AT - ROW_HEADER.size}x{data_size}s")
         self.data = struct.Struct(f"{data_size}s")
+
+    def seq_word(self, stripe: int) -> int:
+        """Word index of the stripe's write sequence: negative while a write to its rows is under way
+        (see _table_paths.py: lock-free readers compare it before and after their copy)."""
+        return self.counters_at + stripe * STRIPE_WORDS + S_SEQ
 
     def view(self) -> memoryview:
         """The calling thread's byte view of the segment."""
@@ -218,6 +227,15 @@ class RowStore:
         words, first = self.words, self.counters_at + counter
         return sum(words[first + stripe * STRIPE_WORDS] for stripe in range(self.stripes))
 
+    def update_count(self) -> int:
+        """Sets of an existing row: the stripes' writes less their other writes."""
+        words, total = self.words, 0
+        for stripe in range(self.stripes):
+            counters = self.counters_at + stripe * STRIPE_WORDS
+            written = words[counters + S_SEQ]
+            total += (written if written >= 0 else ~written) - words[counters + S_OTHER_WRITES]
+        return total
+
     def counter_max(self, counter: int) -> int:
         words, first = self.words, self.counters_at + counter
         return max(words[first + stripe * STRIPE_WORDS] for stripe in range(self.stripes))
@@ -282,6 +300,9 @@ class RowStore:
         counters = self.counters_at + stripe * STRIPE_WORDS
         self.words[counters + S_NUM] = live
         self.words[counters + S_RECOVERED] += 1
+        if self.words[counters + S_SEQ] < 0:  # it died inside a write (_table_paths.py: ~n, then n + 1)
+            self.words[counters + S_SEQ] = ~self.words[counters + S_SEQ] + 1
+            self.words[counters + S_OTHER_WRITES] += 1
         log.warning("Table: a process died holding the lock of stripe %d; its chains were checked (%d rows); the row it was writing may be partly updated", stripe, live)
 
     def _repair_pool(self, view: memoryview) -> None:

@@ -24,30 +24,20 @@ change nothing; using the table before `create()` or after `destroy()`, `column(
 
 from __future__ import annotations
 
-import errno
-import zlib
-from threading import get_ident
 from typing import Any, Iterator, Literal
 
-from threadswoole import _context
 from threadswoole._aliases import alias
 from threadswoole._segments import require_before_start
-from threadswoole._sync_native import mutex_trylock, mutex_unlock
+from threadswoole._sync_native import mutex_unlock
+from threadswoole._table_paths import build as build_paths
 from threadswoole._table_schema import TYPE_FLOAT, TYPE_INT, TYPE_STRING, Schema
-from threadswoole._table_store import DATA_AT, KEY_MAX, ROW_HEADER, S_CONFLICT, S_DELETE, S_INSERT, S_MAX_LEVEL, S_NUM, S_UPDATE, STRIPE_BYTES, UPDATE_WORD, RowStore
+from threadswoole._table_store import S_CONFLICT, S_DELETE, S_INSERT, S_MAX_LEVEL, S_NUM, RowStore
 from threadswoole.errors import StateError
 
 MIN_SIZE = 64
 MAX_SIZE = 1 << 31
 MIN_CONFLICT_PROPORTION = 0.2  # Swoole's SW_TABLE_CONFLICT_PROPORTION
 MAX_STRIPES = 256  # locks per table: enough that workers rarely meet on one
-
-_crc32 = zlib.crc32
-
-
-def _false(code: int) -> Literal[False]:
-    _context.current().last_error = code
-    return False
 
 
 class Table:
@@ -72,6 +62,7 @@ class Table:
         self._schema = Schema()
         self._store: RowStore | None = None
         self._destroyed = False
+        self._set = self._get = self._incr = self._exists = self._delete = self._unusable
 
     # -- definition and lifetime ----------------------------------------------------------
     def column(self, name: str, type: int, size: int = 0) -> bool:  # noqa: A002 - Swoole's parameter name
@@ -91,13 +82,14 @@ class Table:
             raise ValueError("a table needs at least one column before create()")
         self._schema.freeze()
         self._store = RowStore(self._buckets, self._pool, min(self._buckets, MAX_STRIPES), self._schema.data_size)
-        self._columns = self._schema.columns
+        self._set, self._get, self._incr, self._exists, self._delete = build_paths(self._store, self._schema)
         return True
 
     def destroy(self) -> bool:
         """Release the table in this process (in the creator this also removes its name)."""
         store = self._ready()
         self._store, self._destroyed = None, True
+        self._set = self._get = self._incr = self._exists = self._delete = self._unusable
         store.segment.close()
         return True
 
@@ -107,158 +99,33 @@ class Table:
             raise StateError("the table has been destroyed" if self._destroyed else "the table is not created yet: call create() first")
         return store
 
-    @staticmethod
-    def _bad_key(key: Any) -> Exception:
-        if not isinstance(key, str):
-            return TypeError(f"a table key is a str, not {type(key).__name__}")
-        return ValueError(f"a table key is 1 to {KEY_MAX} bytes, not {len(key.encode())}: {key[:80]!r}")
+    def _unusable(self, *args: Any) -> Any:
+        """What the row operations are before create() and after destroy(): the StateError."""
+        self._ready()
+        raise StateError("the table is not usable")
 
     # -- rows -----------------------------------------------------------------------------
-    # The hot paths (set, get, incr) inline the stripe lock: trylock, and `lock_slow` only when
-    # that failed (contention, a dead holder). Two ctypes calls per operation, nothing else.
+    # The work is in _table_paths.py: closures over this table's layout, made by create().
     def set(self, key: str, value: Any) -> bool:
         """Write the columns named in `value` (a mapping). A new row starts with zeros and empty
         strings; an existing row keeps the columns not named. False when the table is full."""
-        store = self._store or self._ready()
-        encoded = key.encode() if isinstance(key, str) else b""
-        if not 0 < len(encoded) <= KEY_MAX:
-            raise self._bad_key(key)
-        data, parts = self._schema.encode_row(value)
-        bucket = _crc32(encoded) & store.mask
-        view = store.views.get(get_ident()) or store.segment.new_view()
-        address = store.stripes_at + (bucket & store.stripe_mask) * STRIPE_BYTES
-        result = mutex_trylock(address)
-        if result:
-            store.lock_slow(address, result)
-        try:
-            offset = store.rows_base + bucket * store.row_size
-            _, found_length, found = ROW_HEADER.unpack_from(view, offset)
-            if found_length == len(encoded) and found.startswith(encoded):
-                created = False  # the bucket's own row: most keys
-            else:
-                offset, created = store.find_or_insert(view, bucket, encoded, data or b"")
-                if offset < 0:
-                    return _false(errno.ENOMEM)
-            if not created:
-                if data is not None:
-                    store.data.pack_into(view, offset + DATA_AT, data)
-                store.words[((address - store.base) >> 3) + UPDATE_WORD] += 1
-            for column, raw in parts:
-                column.raw.pack_into(view, offset + DATA_AT + column.offset, raw)
-            return True
-        finally:
-            mutex_unlock(address)
+        return self._set(key, value)
 
     def get(self, key: str, field: str | None = None) -> Any:
         """The row as a dict, or one column's value with `field`; False if the key is absent."""
-        store = self._store or self._ready()
-        encoded = key.encode() if isinstance(key, str) else b""
-        if not 0 < len(encoded) <= KEY_MAX:
-            raise self._bad_key(key)
-        column = None if field is None else self._schema.column(field)
-        bucket = _crc32(encoded) & store.mask
-        view = store.views.get(get_ident()) or store.segment.new_view()
-        address = store.stripes_at + (bucket & store.stripe_mask) * STRIPE_BYTES
-        result = mutex_trylock(address)
-        if result:
-            store.lock_slow(address, result)
-        try:
-            offset = store.rows_base + bucket * store.row_size
-            _, found_length, found = ROW_HEADER.unpack_from(view, offset)
-            if found_length != len(encoded) or not found.startswith(encoded):
-                offset = store.find(view, bucket, encoded)
-                if offset < 0:
-                    return _false(errno.ENOENT)
-            if column is None:
-                fields = self._schema.row_codec.unpack_from(view, offset + DATA_AT)
-            else:
-                fields = column.codec.unpack_from(view, offset + DATA_AT + column.offset)
-        finally:
-            mutex_unlock(address)
-        return self._schema.decode_row(fields) if column is None else column.decode(fields)
+        return self._get(key, field)
 
     def exists(self, key: str) -> bool:
-        store = self._store or self._ready()
-        encoded = key.encode() if isinstance(key, str) else b""
-        if not 0 < len(encoded) <= KEY_MAX:
-            raise self._bad_key(key)
-        bucket = _crc32(encoded) & store.mask
-        view = store.views.get(get_ident()) or store.segment.new_view()
-        address = store.lock(bucket)
-        try:
-            return store.find(view, bucket, encoded) >= 0
-        finally:
-            mutex_unlock(address)
+        return self._exists(key)
 
     def delete(self, key: str) -> bool:
         """Remove the row; False if the key is absent."""
-        store = self._store or self._ready()
-        encoded = key.encode() if isinstance(key, str) else b""
-        if not 0 < len(encoded) <= KEY_MAX:
-            raise self._bad_key(key)
-        bucket = _crc32(encoded) & store.mask
-        view = store.views.get(get_ident()) or store.segment.new_view()
-        address = store.lock(bucket)
-        try:
-            removed = store.remove(view, bucket, encoded)
-        finally:
-            mutex_unlock(address)
-        return removed or _false(errno.ENOENT)
+        return self._delete(key)
 
     def incr(self, key: str, column: str, incrby: int | float = 1) -> int | float | Literal[False]:
         """Add `incrby` to an int or float column atomically; the new value. A missing row is
         created with the column at 0 first (api.md §18.11); False when the table is full."""
-        store = self._store or self._ready()
-        encoded = key.encode() if isinstance(key, str) else b""
-        if not 0 < len(encoded) <= KEY_MAX:
-            raise self._bad_key(key)
-        target = self._columns.get(column) if isinstance(column, str) else None
-        if target is None or not (type(incrby) is int or (type(incrby) is float and target.type == TYPE_FLOAT)) or target.type == TYPE_STRING:
-            self._check_step(target, column, incrby)
-        bucket = _crc32(encoded) & store.mask
-        view = store.views.get(get_ident()) or store.segment.new_view()
-        address = store.stripes_at + (bucket & store.stripe_mask) * STRIPE_BYTES
-        result = mutex_trylock(address)
-        if result:
-            store.lock_slow(address, result)
-        try:
-            offset = store.rows_base + bucket * store.row_size
-            _, found_length, found = ROW_HEADER.unpack_from(view, offset)
-            if found_length != len(encoded) or not found.startswith(encoded):
-                offset, _ = store.find_or_insert(view, bucket, encoded, b"")
-                if offset < 0:
-                    return _false(errno.ENOMEM)
-            at = offset + DATA_AT + target.offset
-            if target.word:  # an aligned int64 or double: one word, read and written in place
-                cells = store.words if target.type == TYPE_INT else store.doubles
-                value = cells[at >> 3] + incrby
-                if target.type == TYPE_INT and not target.low <= value <= target.high:
-                    raise self._overflow(target, value)
-                cells[at >> 3] = value
-                return value
-            value = target.codec.unpack_from(view, at)[0] + incrby
-            if target.type == TYPE_INT and not target.low <= value <= target.high:
-                raise self._overflow(target, value)
-            target.codec.pack_into(view, at, value)
-            return value
-        finally:
-            mutex_unlock(address)
-
-    def _check_step(self, target: Any, column: Any, step: Any) -> None:
-        """The slow path of incr's argument checks: raise the precise error, or accept (an int
-        subclass, a float subclass for a float column)."""
-        if target is None:
-            self._schema.column(column)  # raises ValueError
-        if target.type == TYPE_STRING:
-            raise TypeError(f"incr/decr need an int or float column; {column!r} is a string column")
-        if target.type == TYPE_INT and (not isinstance(step, int) or isinstance(step, bool)):
-            raise TypeError(f"column {column!r} holds ints: the step is an int, not {type(step).__name__}")
-        if target.type == TYPE_FLOAT and not isinstance(step, (int, float)):
-            raise TypeError(f"the step is a number, not {type(step).__name__}")
-
-    @staticmethod
-    def _overflow(target: Any, value: int) -> ValueError:
-        return ValueError(f"incr would take column {target.name!r} to {value}, outside int{8 * target.size} ({target.low}..{target.high}); it is unchanged")
+        return self._incr(key, column, incrby)
 
     def decr(self, key: str, column: str, decrby: int | float = 1) -> int | float | Literal[False]:
         """Subtract `decrby` (see `incr`)."""
@@ -304,7 +171,7 @@ class Table:
             "conflict_count": store.counter_total(S_CONFLICT),
             "conflict_max_level": store.counter_max(S_MAX_LEVEL),
             "insert_count": store.counter_total(S_INSERT),
-            "update_count": store.counter_total(S_UPDATE),
+            "update_count": store.update_count(),
             "delete_count": store.counter_total(S_DELETE),
             "available_slice_num": store.pool_available(),
             "total_slice_num": self._pool,
