@@ -32,6 +32,7 @@ from threadswoole import redis
 _INT64 = (-(2**63), 2**63 - 1)
 OK = redis.format(redis.STATUS)
 NIL = redis.format(redis.NIL)
+PONG = redis.format(redis.STATUS, "PONG")
 
 
 def error(text: str) -> bytes:
@@ -152,7 +153,7 @@ class KeyValueStore:
     def ping(self, server: Any, fd: int, args: list[bytes]) -> bytes:
         if len(args) > 1:
             return wrong_arity("ping")
-        return redis.format(redis.STRING, args[0]) if args else redis.format(redis.STATUS, "PONG")  # type: ignore[return-value]
+        return redis.format(redis.STRING, args[0]) if args else PONG  # type: ignore[return-value]
 
     def echo(self, server: Any, fd: int, args: list[bytes]) -> bytes:
         if len(args) != 1:
