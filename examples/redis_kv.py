@@ -331,6 +331,15 @@ def _answering_limits(handler: Callable[[Any, int, list[bytes]], bytes]) -> Call
     return run
 
 
+def make_store(mode: str, workers: int, max_keys: int = 16384, max_value: int = 1024) -> KeyValueStore:
+    """The store for `workers` workers of `mode` ("base", "process" or "thread")."""
+    if workers > 1 and mode != "thread":  # several processes: shared memory
+        return KeyValueStore.shared(max_keys, max_value)
+    if mode == "thread":  # worker threads share the process's store
+        return KeyValueStore()
+    return KeyValueStore(lock=False)  # one worker process, one thread: no lock needed
+
+
 def main(argv: list[str] | None = None) -> None:
     import threadswoole
 
@@ -347,12 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     mode = {"base": threadswoole.SWOOLE_BASE, "process": threadswoole.SWOOLE_PROCESS, "thread": threadswoole.SWOOLE_THREAD}[options.mode]
     server = redis.Server(options.host, options.port, mode)
     server.set({"worker_num": options.workers})
-    if options.workers > 1 and options.mode != "thread":  # several processes: shared memory
-        store = KeyValueStore.shared(options.max_keys, options.max_value)
-    elif options.mode == "thread":  # worker threads share the process's store
-        store = KeyValueStore()
-    else:  # one worker process, one thread: no lock needed
-        store = KeyValueStore(lock=False)
+    store = make_store(options.mode, options.workers, options.max_keys, options.max_value)
     register(server, store)
     print(f"redis_kv on {options.host}:{server.port} ({options.mode}, {options.workers} worker(s))", flush=True)  # --port 0: the port the OS chose
     server.start()

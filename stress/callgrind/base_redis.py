@@ -32,7 +32,8 @@ REQ = COMMANDS[name]
 
 server = redis.Server("127.0.0.1", 0, SWOOLE_BASE)
 server.set({"worker_num": 1})
-store = redis_kv.KeyValueStore()
+# the store examples/redis_kv.py --mode base --workers 1 makes (trees before make_store: the default one)
+store = redis_kv.make_store("base", 1) if hasattr(redis_kv, "make_store") else redis_kv.KeyValueStore()
 redis_kv.register(server, store)
 store.set(server, 1, [b"key:__rand_int__", b"xxx"])  # GET finds its key, as after redis-benchmark's SET test
 driver = make_driver(server, server._settings, server._callbacks)
