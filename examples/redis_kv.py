@@ -8,8 +8,8 @@ Commands: PING, ECHO, GET, SET (EX/PX, NX/XX), DEL, INCR, EXPIRE, TTL, KEYS (glo
 FLUSHALL/FLUSHDB, CONFIG GET (what redis-benchmark asks for), COMMAND (empty), QUIT; HELLO is
 built into redis.Server. Replies and error texts are Redis's.
 
-The data lives in one `KeyValueStore`. With one worker, or in SWOOLE_THREAD mode (every worker
-thread shares the process's store, a lock guards it), it is a dict. With several worker
+The data lives in one `KeyValueStore`. With one worker (no lock needed), or in SWOOLE_THREAD mode
+(every worker thread shares the process's store, a lock guards it), it is a dict. With several worker
 *processes* (SWOOLE_BASE or SWOOLE_PROCESS, --workers > 1) it lives in a `threadswoole.Table`
 made before start() (shared memory every worker sees) under one `threadswoole.Lock`; then a key
 holds at most 62 bytes, a value at most --max-value bytes, and at most about --max-keys keys fit
@@ -22,6 +22,7 @@ The handlers are plain methods `(server, fd, args) -> reply bytes`, so they can 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import threading
 import time
@@ -32,6 +33,7 @@ from threadswoole import redis
 _INT64 = (-(2**63), 2**63 - 1)
 OK = redis.format(redis.STATUS)
 NIL = redis.format(redis.NIL)
+PONG = redis.format(redis.STATUS, "PONG")
 
 
 def error(text: str) -> bytes:
@@ -125,7 +127,11 @@ class KeyValueStore:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, data: Any = None, lock: Any = None) -> None:
         self._data: Any = {} if data is None else data
-        self._lock = threading.Lock() if lock is None else lock  # THREAD mode: every worker thread calls in
+        # THREAD mode: every worker thread calls in, a lock guards the store. lock=False: one
+        # thread alone uses it (one worker process), so it needs none (a `with` of a lock costs
+        # about as much as the plain SET it guards: callgrind, stress/callgrind/base_redis.sh).
+        self._lock = threading.Lock() if lock is None else lock or contextlib.nullcontext()
+        self._alone = lock is False
         self._clock = clock  # time.monotonic is one clock for every process of the machine
         self.limited = isinstance(self._data, SharedData)
 
@@ -152,7 +158,7 @@ class KeyValueStore:
     def ping(self, server: Any, fd: int, args: list[bytes]) -> bytes:
         if len(args) > 1:
             return wrong_arity("ping")
-        return redis.format(redis.STRING, args[0]) if args else redis.format(redis.STATUS, "PONG")  # type: ignore[return-value]
+        return redis.format(redis.STRING, args[0]) if args else PONG  # type: ignore[return-value]
 
     def echo(self, server: Any, fd: int, args: list[bytes]) -> bytes:
         if len(args) != 1:
@@ -174,8 +180,11 @@ class KeyValueStore:
             return wrong_arity("set")
         key, value = args[0], args[1]
         if len(args) == 2:  # a plain SET (the common case): no options, old value and expiry replaced
-            with self._lock:
+            if self._alone:
                 self._data[key] = (value, None)
+            else:
+                with self._lock:
+                    self._data[key] = (value, None)
             return OK
         ttl: float | None = None
         condition = None
@@ -322,6 +331,15 @@ def _answering_limits(handler: Callable[[Any, int, list[bytes]], bytes]) -> Call
     return run
 
 
+def make_store(mode: str, workers: int, max_keys: int = 16384, max_value: int = 1024) -> KeyValueStore:
+    """The store for `workers` workers of `mode` ("base", "process" or "thread")."""
+    if workers > 1 and mode != "thread":  # several processes: shared memory
+        return KeyValueStore.shared(max_keys, max_value)
+    if mode == "thread":  # worker threads share the process's store
+        return KeyValueStore()
+    return KeyValueStore(lock=False)  # one worker process, one thread: no lock needed
+
+
 def main(argv: list[str] | None = None) -> None:
     import threadswoole
 
@@ -338,10 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     mode = {"base": threadswoole.SWOOLE_BASE, "process": threadswoole.SWOOLE_PROCESS, "thread": threadswoole.SWOOLE_THREAD}[options.mode]
     server = redis.Server(options.host, options.port, mode)
     server.set({"worker_num": options.workers})
-    if options.workers > 1 and options.mode != "thread":  # several processes: shared memory
-        store = KeyValueStore.shared(options.max_keys, options.max_value)
-    else:
-        store = KeyValueStore()
+    store = make_store(options.mode, options.workers, options.max_keys, options.max_value)
     register(server, store)
     print(f"redis_kv on {options.host}:{server.port} ({options.mode}, {options.workers} worker(s))", flush=True)  # --port 0: the port the OS chose
     server.start()

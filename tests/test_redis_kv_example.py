@@ -45,11 +45,13 @@ class ServerStandIn:
         return True
 
 
-@pytest.fixture(params=["dict", "table"])
+@pytest.fixture(params=["dict", "dict-alone", "table"])
 def kv(request):
     clock = Clock()
     if request.param == "dict":
         store = redis_kv.KeyValueStore(clock)
+    elif request.param == "dict-alone":  # one thread alone (one worker process): no lock
+        store = redis_kv.KeyValueStore(clock, lock=False)
     else:
         data = redis_kv.SharedData(max_keys=256, max_value=64)
         request.addfinalizer(data._table.destroy)
@@ -173,3 +175,16 @@ def test_the_shared_store_answers_its_limits_with_errors() -> None:
         assert run(b"GET", b"k" * 62) == b"$1\r\nv\r\n"
     finally:
         data._table.destroy()
+
+
+def test_make_store_takes_a_lock_only_where_threads_share_it() -> None:
+    alone = redis_kv.make_store("base", 1)
+    assert alone._alone and not alone.limited
+    assert redis_kv.make_store("process", 1)._alone
+    threaded = redis_kv.make_store("thread", 4)
+    assert not threaded._alone and isinstance(threaded._lock, type(threading.Lock()))
+    shared = redis_kv.make_store("base", 2, max_keys=64, max_value=16)
+    try:
+        assert shared.limited and not shared._alone
+    finally:
+        shared._data._table.destroy()

@@ -460,3 +460,100 @@ def test_inline_lines_split_at_once_as_line_by_line() -> None:
     check(b"PING\r\nPI", [[b"PING"]], buffered=2)
     check(b"PING\r\n" + b"x" * 20 + b"\r\n", [[b"PING"]], response=b"-ERR Protocol error: too big inline request\r\n", max_inline_length=10)
     check(b"PING\r\nSET \"a\r\n", [[b"PING"]], response=b"-ERR Protocol error: unbalanced quotes in request\r\n")
+
+
+# -- feed's hot path: one whole small command per feed (redis-benchmark -P 1) --------------------------------
+HOT = {  # redis-benchmark's own bytes for -t ping,set,get
+    "ping-inline": (b"PING\r\n", [b"PING"]),
+    "ping-mbulk": (b"*1\r\n$4\r\nPING\r\n", [b"PING"]),
+    "set": (b"*3\r\n$3\r\nSET\r\n$16\r\nkey:__rand_int__\r\n$3\r\nxxx\r\n", [b"SET", b"key:__rand_int__", b"xxx"]),
+    "get": (b"*2\r\n$3\r\nGET\r\n$16\r\nkey:__rand_int__\r\n", [b"GET", b"key:__rand_int__"]),
+}
+
+
+def _outcome(pieces: list[bytes], **limits: int) -> tuple[str, bytes | None, int]:
+    commands, err, codec = run(pieces, **limits)
+    return repr(commands), err.response if err else None, codec.buffered if not err else -1
+
+
+@pytest.mark.parametrize("name", sorted(HOT))
+def test_hot_path_commands_whole_bytewise_and_split(name: str) -> None:
+    data, args = HOT[name]
+    check(data, [args])
+    check(data * 2, [args, args])  # two in one feed: the general path
+    check(data + data[:3], [args], buffered=3)  # one, then the start of the next
+    for first in range(1, len(data)):  # completed by a second feed, then the hot path again
+        codec = RespCodec(batch=True)
+        assert codec.feed(data[:first]) == []
+        assert codec.feed(data[first:]) == [RespBatch([args])]
+        assert codec.feed(data) == [RespBatch([args])] and codec.buffered == 0
+    events = RespCodec(batch=True).feed(data)
+    assert events == [RespBatch([args])] and type(events[0][0]) is list
+    assert all(type(a) is bytes for a in events[0][0])
+
+
+@pytest.mark.parametrize("name", sorted(HOT))
+def test_mutated_hot_path_commands_parse_the_same_however_cut(name: str) -> None:
+    # Differential: the hot path (the whole feed) agrees with the byte-level path (bytewise).
+    rng = random.Random(name)
+    data0 = HOT[name][0]
+    alphabet = b"*$\r\n0123456789-'\" \x0b\x00x"
+    for _ in range(400):
+        data = bytearray(data0)
+        for _ in range(rng.randrange(1, 3)):
+            at = rng.randrange(len(data))
+            op = rng.randrange(3)
+            if op == 0:
+                data[at] = rng.choice(alphabet)
+            elif op == 1:
+                del data[at]
+            else:
+                data.insert(at, rng.choice(alphabet))
+        data = bytes(data)
+        if not data:
+            continue
+        outcomes = {_outcome([data]), _outcome([data[i : i + 1] for i in range(len(data))]), _outcome([data[:3], data[3:]])}
+        assert len(outcomes) == 1, (data, outcomes)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"*2\r\n$3\r\nGET\r\n$15\r\nkey:__rand_int__\r\n",  # a length one short of the bulk
+        b"*2\r\n$3\r\nGET\r\n$17\r\nkey:__rand_int__\r\n",  # one long: waits for more
+        b"*2\r\n$3\r\nGET\r\n$016\r\nkey:__rand_int__\r\n",  # not canonical: Redis refuses it
+        b"*02\r\n$3\r\nGET\r\n$16\r\nkey:__rand_int__\r\n",
+        b"*2\r\n$3\r\nGET\r\n$-1\r\nkey:__rand_int__\r\n",
+        b"*2\r\n$3\r\nGET\r\n+16\r\nkey:__rand_int__\r\n",  # not a '$'
+        b"*3\r\n$3\r\nGET\r\n$16\r\nkey:__rand_int__\r\n",  # a count one over: waits for the third
+        b"*1\r\n$3\r\nGET\r\n$16\r\nkey:__rand_int__\r\n",  # a count one under: the rest is another command
+        b"*2\r\n$3\r\nGET\r\n$2\r\n\r\n\r\n",  # a bulk holding CRLF
+        b"*2\r\n$3\r\nGET\r\n$16\r\nkey:__rand_int__\r\nx",  # a byte after it
+        b"*2\r\n$3\r\nGET\r\n$16\r\nkey:__rand_int__\n\n",  # bare LFs after a bulk: skipped unread
+        b"*1\r\n$0\r\n\r\n",  # an empty argument
+        b"*0\r\n", b"*-1\r\n", b"*\r\n",  # empty and bad counts
+        b"PING\n", b"  PING  \t\r\n", b"\r\n", b" \r\n", b"PING\r", b"PING 'a b'\r\n", b"PING \"x\r\n",
+        b"PING\x0bx\r\n", b"PING\x0cx\r\n", b"PI\x00NG\r\n", b"PING\r\nPING\r\n", b"PING\r\nPI",
+    ],
+)
+def test_hot_path_meets_the_general_path(data: bytes) -> None:
+    whole = _outcome([data])
+    assert whole == _outcome([data[i : i + 1] for i in range(len(data))]), data
+    for i in range(1, len(data)):
+        assert whole == _outcome([data[:i], data[i:]]), (data, i)
+
+
+def test_hot_path_keeps_the_limits() -> None:
+    get, args = HOT["get"]
+    check(get, [], response=b"-ERR Protocol error: invalid bulk length\r\n", max_bulk_length=8)
+    check(get, [args], max_bulk_length=16)
+    check(HOT["set"][0], [], response=b"-ERR Protocol error: invalid multibulk length\r\n", max_multibulk_length=2)
+    check(get, [args], max_multibulk_length=2)
+    check(get, [], response=b"-ERR Protocol error: invalid multibulk length\r\n", max_multibulk_length=1)
+    check(b"PING xxxxx\r\n", [], response=b"-ERR Protocol error: too big inline request\r\n", max_inline_length=5)
+    check(b"PING xxxx\r\n", [[b"PING", b"xxxx"]], max_inline_length=10)
+    _, err, _ = run([HOT["set"][0]], max_query_length=10)
+    assert err is not None and err.reason == "query_too_large"
+    codec = RespCodec(batch=True)  # after detach, the hot path parses again
+    codec.feed(get[:7])
+    assert codec.detach() == get[4:7] and codec.feed(get) == [RespBatch([args])]  # (the count line was read)

@@ -57,8 +57,8 @@ class Session:
         self.id = client_id  # HELLO's "id"
         self.resp3 = False  # True after HELLO 3
         self.name: bytes | None = None  # HELLO ... SETNAME
-        self.pending: list[bytes] | None = None  # replies captured while a handler of this fd runs
-        self.thread = 0  # ...on this thread (threading.get_ident())
+        self.pending: list[bytes] | None = None  # sends captured while a handler of this fd runs (None: none yet)
+        self.thread = 0  # the thread (threading.get_ident()) running a handler of this fd; 0: none
         self.closing = False  # a handler asked to close: close once the reply is written
         self.reset = False  # ...with close(fd, reset=True): drop the reply, reset the connection
 
@@ -89,6 +89,7 @@ class CommandTable:
         error_hook: Callable[[BaseException, list[bytes]], None] | None = None,
     ) -> None:
         self._handlers: dict[bytes, Handler] = {}
+        self.handlers = self._handlers  # read-only view for the dispatch hot path (RespEventHandler): name as sent -> handler
         self.sessions: dict[int, Session] = {}
         self.server_name = server_name
         self.server_version = server_version
@@ -130,16 +131,20 @@ class CommandTable:
         """If a handler of `fd` is running on this thread, keep `data` for its reply (in order) and
         return True. `data` is checked as `Server.send` checks it (TypeError for other types)."""
         session = self.sessions.get(fd)
-        if session is None or session.pending is None or session.thread != get_ident():
+        if session is None or session.thread != get_ident():
             return False
-        session.pending.append(as_bytes(data))
+        data = as_bytes(data)
+        if session.pending is None:
+            session.pending = [data]
+        else:
+            session.pending.append(data)
         return True
 
     def defer_close(self, fd: Any, reset: bool = False) -> bool:
         """If a handler of `fd` is running on this thread, mark it to be closed after its reply
         (`reset`: reset at once instead, the reply dropped) and return True."""
         session = self.sessions.get(fd)
-        if session is None or session.pending is None or session.thread != get_ident():
+        if session is None or session.thread != get_ident():
             return False
         session.closing = True
         session.reset = session.reset or bool(reset)
@@ -169,13 +174,7 @@ class CommandTable:
         session = self.session(fd)
         if session.closing:
             return None
-        replies = session.pending = []
-        session.thread = get_ident()
-        try:
-            self._run(server, fd, args, session, replies)
-        finally:
-            session.pending = None
-        return b"".join(replies) if replies else None
+        return self.run_batch(server, session, (args,))
 
     def dispatch_batch(self, server: Any, fd: int, commands: list[list[bytes]]) -> bytes | None:
         """Run pipelined commands in order; return all their replies as one write (None: nothing)."""
@@ -184,7 +183,7 @@ class CommandTable:
     def run_batch(self, server: Any, session: Session, commands: list[list[bytes]]) -> bytes | None:
         """`dispatch_batch` for a session in hand (redis.Server's event handler looks it up once)."""
         fd = session.fd
-        replies = session.pending = []
+        replies = session.pending = []  # what handlers send is captured into the replies, in order
         session.thread = get_ident()
         handlers = self._handlers
         try:
@@ -209,9 +208,31 @@ class CommandTable:
                     self._keep_result(result, replies)
         finally:
             session.pending = None
+            session.thread = 0
         if not replies:
             return None
         return replies[0] if len(replies) == 1 else b"".join(replies)
+
+    def conclude(self, session: Session, result: Any) -> bytes | None:
+        """The reply of one command that a caller ran itself (RespEventHandler's hot path), the
+        handler returned and ``session.thread`` reset: what it sent first, then `result`
+        (bytes, str or bytes-like; anything else sends nothing). None: nothing to send."""
+        replies = session.pending or []
+        session.pending = None
+        if type(result) is bytes:
+            if result:
+                replies.append(result)
+        else:
+            self._keep_result(result, replies)
+        if not replies:
+            return None
+        return replies[0] if len(replies) == 1 else b"".join(replies)
+
+    def failure_reply(self, exc: Exception, args: list[bytes]) -> bytes:
+        """A handler raised: the hook logs it, the client gets an error in its reply's place."""
+        replies: list[bytes] = []
+        self._handler_failed(exc, args, replies)
+        return replies[0]
 
     def _run(self, server: Any, fd: int, args: list[bytes], session: Session, replies: list[bytes]) -> None:
         name = args[0]

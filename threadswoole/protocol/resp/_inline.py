@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["split_args", "split_lines"]
+__all__ = ["split_args", "split_lines", "needs_exact"]
 
 # C isspace() in the "C" locale: what sdssplitargs skips between tokens.
 _BLANKS = frozenset(b" \t\n\v\f\r")
@@ -24,6 +24,7 @@ _BACKSLASH, _DQUOTE, _SQUOTE, _X = ord("\\"), ord('"'), ord("'"), ord("x")
 
 # A line without quotes, \v or \f splits exactly like bytes.split() (one C call).
 _NEEDS_EXACT = re.compile(rb"[\"'\x0b\x0c]").search
+needs_exact = _NEEDS_EXACT  # match(line) is None: split_args(line) == line.split()
 
 
 def split_args(line: bytes) -> list[bytes] | None:
