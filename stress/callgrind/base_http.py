@@ -27,19 +27,8 @@ if len(sys.argv) > 3:
     for _ in range(int(sys.argv[3])): ours()
     raise SystemExit
 if len(sys.argv) > 2 and sys.argv[2] == "ops":
-    import collections
-    counts = collections.Counter()
-    def tracer(frame, event, arg):
-        frame.f_trace_opcodes = True
-        if event == "opcode":
-            counts[f"{frame.f_code.co_name}:{frame.f_code.co_filename.split('/')[-1]}"] += 1
-        return tracer
-    for _ in range(50): ours()
-    sys.settrace(tracer)
-    for _ in range(100): ours()
-    sys.settrace(None)
-    for k, v in counts.most_common(40): print(f"{v/100:6.1f}  {k}")
-    print("total", sum(counts.values())/100)
+    from opcode_count import print_opcodes  # (this script's own directory is first on sys.path)
+    print_opcodes(ours)
     raise SystemExit
 N = 20000
 print(f"{min(timeit.repeat(ours, number=N, repeat=5))/N*1e6:.2f} us per request")

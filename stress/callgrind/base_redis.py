@@ -65,25 +65,8 @@ if mode == "run":
     for _ in range(int(sys.argv[3])):
         round_trip()
 elif mode == "ops":
-    import collections
-
-    counts = collections.Counter()
-
-    def tracer(frame, event, arg):
-        frame.f_trace_opcodes = True
-        if event == "opcode":
-            counts[f"{frame.f_code.co_name}:{frame.f_code.co_filename.split('/')[-1]}"] += 1
-        return tracer
-
-    for _ in range(50):
-        round_trip()
-    sys.settrace(tracer)
-    for _ in range(100):
-        round_trip()
-    sys.settrace(None)
-    for k, v in counts.most_common(40):
-        print(f"{v / 100:6.1f}  {k}")
-    print(f"total {sum(counts.values()) / 100} opcodes per {name}")
+    from opcode_count import print_opcodes  # (this script's own directory is first on sys.path)
+    print_opcodes(round_trip)
 else:
     N = 20000
     print(f"{name}: {min(timeit.repeat(round_trip, number=N, repeat=5)) / N * 1e6:.2f} us per round trip")
