@@ -373,23 +373,30 @@ def test_writer_output_parses_back_as_requests() -> None:
     assert RespCodec().feed(format(SET, args)) == [RespCommand(args)]
 
 
+def _mutated(rng: random.Random, data: bytes, alphabet: bytes, edits: int) -> bytes:
+    """`data` with `edits` random one-byte replacements, deletions or insertions from `alphabet`."""
+    out = bytearray(data)
+    for _ in range(edits):
+        if not out:
+            break
+        at = rng.randrange(len(out))
+        op = rng.randrange(3)
+        if op == 0:
+            out[at] = rng.choice(alphabet)
+        elif op == 1:
+            del out[at]
+        else:
+            out.insert(at, rng.choice(alphabet))
+    return bytes(out)
+
+
 def test_mutated_streams_parse_the_same_however_cut() -> None:
     # Differential fuzzing: the fast (whole-batch) path and the exact (byte-level) path agree.
     rng = random.Random(2024)
     base = (cmd(b"SET", b"key:1", b"a\r\nb") + cmd(b"GET", b"key:1") + b"PING 'x y'\r\n" + cmd(b"ECHO", b"")) * 3
     alphabet = b"*$\r\n0123-'\" x"
     for _ in range(400):
-        data = bytearray(base)
-        for _ in range(rng.randrange(1, 4)):
-            at = rng.randrange(len(data))
-            op = rng.randrange(3)
-            if op == 0:
-                data[at] = rng.choice(alphabet)
-            elif op == 1:
-                del data[at]
-            else:
-                data.insert(at, rng.choice(alphabet))
-        data = bytes(data)
+        data = _mutated(rng, base, alphabet, rng.randrange(1, 4))
         outcomes = set()
         for pieces in ([data], [data[i : i + 1] for i in range(len(data))], [data[:37], data[37:]]):
             commands, err, codec = run(pieces)
@@ -499,17 +506,7 @@ def test_mutated_hot_path_commands_parse_the_same_however_cut(name: str) -> None
     data0 = HOT[name][0]
     alphabet = b"*$\r\n0123456789-'\" \x0b\x00x"
     for _ in range(400):
-        data = bytearray(data0)
-        for _ in range(rng.randrange(1, 3)):
-            at = rng.randrange(len(data))
-            op = rng.randrange(3)
-            if op == 0:
-                data[at] = rng.choice(alphabet)
-            elif op == 1:
-                del data[at]
-            else:
-                data.insert(at, rng.choice(alphabet))
-        data = bytes(data)
+        data = _mutated(rng, data0, alphabet, rng.randrange(1, 3))
         if not data:
             continue
         outcomes = {_outcome([data]), _outcome([data[i : i + 1] for i in range(len(data))]), _outcome([data[:3], data[3:]])}
