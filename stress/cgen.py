@@ -1,12 +1,13 @@
-"""The C load generator (``../shared/tools/loadgen.c``): built at run time, run, parsed.
+"""The project's C load generator (``stress/cgen.c``): built at run time, run, parsed.
 
 Why: on two cores a Python load generator cannot keep a Python server busy, so
 the server idles between wake-ups and per-wake-up costs dominate. A C epoll
 generator costs a few microseconds per request and keeps the server saturated:
-the regime users compare servers in. It only counts bytes (echo) or frames
-(WebSocket); the Python generator (``stress.loadgen``) stays the verified load.
+the regime users compare servers in. It checks each echo (or WebSocket frame) against
+what it sent and counts mismatches as errors; the Python generator (``stress.loadgen``)
+stays the fully verified load (tagged messages, per-request deadlines, faults).
 
-Source: ``$THREADSWOOLE_LOADGEN_C``, else ``<repo>/../shared/tools/loadgen.c``. It is compiled
+Source: ``$THREADSWOOLE_LOADGEN_C`` if set, else ``stress/cgen.c`` in this repo. It is compiled
 with gcc once per process into a temporary directory (removed at exit); no gcc or no source
 means ``binary()`` returns None and ``missing_reason()`` says why.
 """
@@ -25,8 +26,8 @@ _built: dict[str, Optional[str]] = {}
 
 
 def source_path() -> str:
-    return os.environ.get("THREADSWOOLE_LOADGEN_C") or os.path.join(
-        os.path.dirname(_REPO), "shared", "tools", "loadgen.c")
+    """The C source to build: ``$THREADSWOOLE_LOADGEN_C`` if set, else the repo's ``stress/cgen.c``."""
+    return os.environ.get("THREADSWOOLE_LOADGEN_C") or os.path.join(_REPO, "stress", "cgen.c")
 
 
 def missing_reason() -> Optional[str]:
@@ -47,10 +48,10 @@ def binary() -> Optional[str]:
     if shutil.which("gcc") is None or not os.path.isfile(src):
         _built["path"] = None
         return None
-    tmp = tempfile.mkdtemp(prefix="ts-loadgen-")
+    tmp = tempfile.mkdtemp(prefix="ts-cgen-")
     atexit.register(shutil.rmtree, tmp, True)
-    out = os.path.join(tmp, "loadgen")
-    proc = subprocess.run(["gcc", "-O2", "-pthread", "-o", out, src],
+    out = os.path.join(tmp, "cgen")
+    proc = subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-pthread", "-o", out, src],
                           capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         _built["error"] = proc.stderr.strip()[-500:]
@@ -99,7 +100,7 @@ def run(host: str, port: int, *, mode: str = "echo", connections: int = 100, thr
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     lines = [x for x in proc.stdout.splitlines() if "rps=" in x]
     if not lines:
-        raise RuntimeError(f"loadgen rc={proc.returncode}: {proc.stderr.strip()[-300:] or 'no output'}")
+        raise RuntimeError(f"cgen rc={proc.returncode}: {proc.stderr.strip()[-300:] or 'no output'}")
     res = parse(lines[-1])
     res["stderr"] = proc.stderr.strip()[-300:]
     return res

@@ -1,6 +1,7 @@
 """Self-checks of the benchmark workloads' tooling (run by ``python -m stress.selftest``).
 
-That the C generator builds, counts and refuses non-loopback targets; that the wrk and
+That the C generator (``stress/cgen.c``) builds, counts (exactly ``-n`` requests when asked)
+and refuses non-loopback targets; that the wrk and
 redis-benchmark parsers read their tools' output; that a server saying ``SKIP`` is a skipped
 row, a probe-started server is measured once it answers correctly and one answering wrongly
 is an error row in bounded time; that a self-driven contender's CPU is charged; that targets
@@ -69,6 +70,12 @@ def run(check: Check) -> None:
               x["ok"] and x["requests"] > 1000 and x["errors"] == 0 and x["cpu_s"] > 0.05
               and abs(x["rps"] * x["duration"] - x["requests"]) < 0.02 * x["requests"] and _clean(rows),
               benchreport.format_brief(x) + f"; cpu {x.get('cpu_s')}")
+        counted = Phase(lambda h, p: cgen.run(h, p, connections=20, max_requests=5000, duration=30))
+        rows = benchkit.measure(benchkit.module_spec("epoll", "epoll_echo"), [counted])
+        x = rows[0]
+        check("C generator with -n 5000 makes exactly 5000 requests, no errors",
+              x["ok"] and x["requests"] == 5000 and x["errors"] == 0 and _clean(rows),
+              f"requests {x.get('requests')}, errors {x.get('errors')}, {x.get('error', '')}")
 
     skip = Spec("skipper", ("{python}", "-m", "stress.selftest", "serve-skip"))
     rows = benchkit.measure(skip, [Phase(lambda h, p: {"requests": 1})])
