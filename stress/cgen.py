@@ -1,4 +1,4 @@
-"""The project's C load generator (``stress/cgen.c``): built at run time, run, parsed.
+"""The C load generator: built at run time, run, parsed.
 
 Why: on two cores a Python load generator cannot keep a Python server busy, so
 the server idles between wake-ups and per-wake-up costs dominate. A C epoll
@@ -7,7 +7,10 @@ the regime users compare servers in. It checks each echo (or WebSocket frame) ag
 what it sent and counts mismatches as errors; the Python generator (``stress.loadgen``)
 stays the fully verified load (tagged messages, per-request deadlines, faults).
 
-Source: ``$THREADSWOOLE_LOADGEN_C`` if set, else ``stress/cgen.c`` in this repo. It is compiled
+Source: ``$THREADSWOOLE_LOADGEN_C`` if set, else the shared ``../shared/tools/loadgen.c`` beside the
+repo (the generator the project's targets were measured with) when it is there, else the
+project's own ``stress/cgen.c`` (the same command line and result line, so a clean clone without
+the shared tools still benchmarks; it also checks every echoed byte). It is compiled
 with gcc once per process into a temporary directory (removed at exit); no gcc or no source
 means ``binary()`` returns None and ``missing_reason()`` says why.
 """
@@ -25,9 +28,16 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _built: dict[str, Optional[str]] = {}
 
 
+SHARED_SOURCE = os.path.join(os.path.dirname(_REPO), "shared", "tools", "loadgen.c")
+OWN_SOURCE = os.path.join(_REPO, "stress", "cgen.c")
+
+
 def source_path() -> str:
-    """The C source to build: ``$THREADSWOOLE_LOADGEN_C`` if set, else the repo's ``stress/cgen.c``."""
-    return os.environ.get("THREADSWOOLE_LOADGEN_C") or os.path.join(_REPO, "stress", "cgen.c")
+    """The C source to build: ``$THREADSWOOLE_LOADGEN_C``, else the shared loadgen.c, else ours."""
+    chosen = os.environ.get("THREADSWOOLE_LOADGEN_C")
+    if chosen:
+        return chosen
+    return SHARED_SOURCE if os.path.isfile(SHARED_SOURCE) else OWN_SOURCE
 
 
 def missing_reason() -> Optional[str]:

@@ -1,7 +1,7 @@
 """Self-checks of the benchmark workloads' tooling (run by ``python -m stress.selftest``).
 
-That the C generator (``stress/cgen.c``) builds, counts (exactly ``-n`` requests when asked)
-and refuses non-loopback targets; that the wrk and
+That the C generator (``stress.cgen``: the shared loadgen.c or ``stress/cgen.c``) builds, counts
+(exactly ``-n`` requests when asked) and refuses non-loopback targets; that the wrk and
 redis-benchmark parsers read their tools' output; that a server saying ``SKIP`` is a skipped
 row, a probe-started server is measured once it answers correctly and one answering wrongly
 is an error row in bounded time; that a self-driven contender's CPU is charged; that targets

@@ -21,7 +21,9 @@ case $server in
 esac
 work=$(mktemp -d /tmp/base-echo.XXXXXX); [ -n "$KEEP" ] && echo "keeping $work" >&2 || trap 'rm -rf "$work"' EXIT
 loadgen=$work/loadgen
-gcc -O2 -pthread -o "$loadgen" "${THREADSWOOLE_LOADGEN_C:-$here/../cgen.c}" || exit 1
+source=${THREADSWOOLE_LOADGEN_C:-$here/../../../shared/tools/loadgen.c}  # as stress/cgen.py chooses
+[ -f "$source" ] || source=$here/../cgen.c
+gcc -O2 -pthread -o "$loadgen" "$source" || exit 1
 cd "$tree" || exit 1
 if [ "$what" = syscalls ]; then
   coproc SRV { exec $cmd 2>/dev/null; }

@@ -1,6 +1,6 @@
 """``bench ws``: WebSocket echo under the C generator, then the push fan-out figure.
 
-Echo: ``stress/cgen.c -m ws`` (100 connections, each upgrades, then sends a 64-byte masked binary
+Echo: ``loadgen -m ws`` (``stress.cgen``) (100 connections, each upgrades, then sends a 64-byte masked binary
 frame and waits for the whole echo before the next) against threadswoole's
 ``websocket.Server`` in each mode, aiohttp and websockets (from the peer virtualenv, stock
 asyncio loop). Targets: ``BENCH_TARGETS["ws"]``.
