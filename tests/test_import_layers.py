@@ -22,6 +22,7 @@ FOUNDATION = {"errors", "constants", "_context", "_arguments", "_aliases", "_for
 LAYERS = {"protocol": 1, "loop": 2, "state": 3, "_segments": 3, "connections": 4, "ipc": 5,
           "workers": 6, "modes": 7}
 PUBLIC = 8
+PUBLIC_PACKAGES = {"server", "http", "websocket", "redis", "client", "serve"}
 
 
 def _modules() -> dict[str, pathlib.Path]:
@@ -86,6 +87,14 @@ def test_the_package_is_read() -> None:
     assert "threadswoole.connections.hot_path" in MODULES
     assert "threadswoole.loop.reactor" in GRAPH["threadswoole.connections.hot_path"]
     assert len(MODULES) > 100
+
+
+def test_every_sub_package_has_a_layer() -> None:
+    """A new sub-package is placed in the table on purpose, not by falling through to PUBLIC."""
+    packages = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
+    assert packages - LAYERS.keys() - PUBLIC_PACKAGES == set()
+    assert layer("threadswoole.connections.hot_path") > layer("threadswoole.loop.reactor") \
+        > layer("threadswoole.protocol.codec") > layer("threadswoole.errors")
 
 
 def test_no_import_cycle() -> None:

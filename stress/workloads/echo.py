@@ -3,9 +3,9 @@
 - **Python generator** (``stress.loadgen``, as the suite's comparison runs it): every answer
   checked byte for byte; on two cores the generator takes a core, so servers are often
   not saturated and per-wake-up costs weigh in.
-- **C generator** (``../shared/tools/loadgen.c`` (or ``stress/cgen.c``), built at run time): 64-byte echo on 100
-  connections from one C thread; the server is saturated, the regime users compare servers
-  in. The recorded targets (``BENCH_TARGETS["echo"]``) apply here.
+- **C generator** (``stress.cgen``: the shared loadgen.c, else ``stress/cgen.c``; built at run
+  time): 64-byte echo on 100 connections from one C thread; the server is saturated, the
+  regime users compare servers in. The recorded targets (``BENCH_TARGETS["echo"]``) apply here.
 
 Servers (``stress.bench.SERVERS``): stdlib asyncio stock and with 64 KiB reads, uvloop (from
 the peer virtualenv), the leanest pure-Python epoll loop, threadswoole BASE worker_num=1,

@@ -10,7 +10,8 @@
   is requests/s, w2 against w1. The same run also measures how much two plain Python threads
   scale on this machine right now (``machine ceiling``): on a shared two-core box that
   ceiling, not the server, bounds the ratio. Skipped without a 3.13t interpreter
-  (``.ci/build-free-threaded-python`` builds one; ``THREADSWOOLE_PY313T`` names another).
+  (``../shared/tools/free-threaded-python`` or ``.ci/build-free-threaded-python`` builds one;
+  ``THREADSWOOLE_PY313T`` names another).
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def free_threaded_python() -> Optional[str]:
 
 
 def _ft_missing() -> Optional[str]:
-    return None if free_threaded_python() else "no free-threaded python3.13t (.ci/build-free-threaded-python builds one)"
+    return None if free_threaded_python() else "no free-threaded python3.13t (../shared/tools/free-threaded-python or .ci/build-free-threaded-python builds one)"
 
 
 def ts_serve_thread(name: str, app: str, workers: int, python: str = "{python}", env: tuple[str, ...] = (),

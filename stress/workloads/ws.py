@@ -1,7 +1,7 @@
 """``bench ws``: WebSocket echo under the C generator, then the push fan-out figure.
 
-Echo: ``loadgen -m ws`` (``stress.cgen``) (100 connections, each upgrades, then sends a 64-byte masked binary
-frame and waits for the whole echo before the next) against threadswoole's
+Echo: the C generator (``stress.cgen``) in ``-m ws`` (100 connections, each upgrades, then
+sends a 64-byte masked binary frame and waits for the whole echo before the next) against threadswoole's
 ``websocket.Server`` in each mode, aiohttp and websockets (from the peer virtualenv, stock
 asyncio loop). Targets: ``BENCH_TARGETS["ws"]``.
 
