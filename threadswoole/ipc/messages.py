@@ -255,6 +255,20 @@ class Inbox:
             if one and not self._partial:
                 return
 
+    def receive(self) -> bytes | None:
+        """One datagram from the mailbox, or None when it is empty or paused (for a reader
+        that parses on its own, as redelivery.Receiver does); errors are logged."""
+        if self.paused:
+            return None
+        try:
+            size = self.sock.recv_into(self._view)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            log.warning("mailbox fd %d: read failed: %s", self.fd, exc)
+            return None
+        return bytes(self._view[:size])
+
     def parse(self, datagram: bytes) -> None:
         offset = 0
         end = len(datagram)

@@ -42,7 +42,7 @@ def after(seq: int, last: int) -> bool:
     return 0 < ((seq - last) & MASK) < HALF
 
 
-HEADER_PACK, HEADER_SIZE = messages.HEADER.pack, messages.HEADER_SIZE
+HEADER_PACK, HEADER_UNPACK_FROM, HEADER_SIZE = messages.HEADER.pack, messages.HEADER.unpack_from, messages.HEADER_SIZE
 CHUNK_SIZE, BATCH_LIMIT = messages.CHUNK_SIZE, messages.BATCH_LIMIT
 HELLO = struct.Struct(">BI")  # how the predecessor ended, the seq of its suspect event (0: none)
 
@@ -134,6 +134,7 @@ class Sender:
 Deliver = Callable[[int, int, int, int, int, bytes], Any]  # type, flags, port, reactor, session, payload
 Other = Callable[[int, int, int, int, int, bytes, int], Any]  # the same and the source mailbox
 LAST_REACTOR_MAILBOX = messages.reactor_mailbox(0)
+T_REPLAY = messages.T_REPLAY
 
 
 class Receiver:
@@ -166,6 +167,47 @@ class Receiver:
             link.outbox(mailbox).put(messages.T_HELLO, 0, hello)
         link.flush_now(1.0)
         reactor.after(REPLAY_WAIT_MS, self._stop_waiting)
+
+    def on_readable(self) -> None:
+        """Read one datagram from the mailbox (and the rest of a chunked message) and handle it.
+
+        The hot path: a whole (unchunked) message from a reactor thread whose replay already
+        came is checked for a duplicate and delivered right here, in this loop; anything else
+        (chunks, other sources, events held until a replay) goes through the Inbox's parser
+        and `on_message`, one message at a time. Two frames less per event than
+        Inbox.parse -> on_message (stress/callgrind/process_http.sh)."""
+        inbox = self.inbox
+        while True:
+            datagram = inbox.receive()
+            if datagram is None:
+                return
+            size = len(datagram)
+            offset = 0
+            unpack = HEADER_UNPACK_FROM
+            deliver = self.deliver
+            done = self.done
+            q, word = self.q, self.current_word
+            while offset + HEADER_SIZE <= size:
+                type_, flags, port, reactor, src, session, seq, length = unpack(datagram, offset)
+                start = offset + HEADER_SIZE
+                end = start + length
+                if flags or src > LAST_REACTOR_MAILBOX or self.waiting is not None or type_ == T_REPLAY:
+                    inbox.parse(datagram[offset:end])  # the general path, this message alone
+                    offset = end
+                    continue
+                offset = end
+                last = done.get(src)
+                if last is not None and not 0 < ((seq - last) & MASK) < HALF:  # (not after(seq, last))
+                    continue  # handled already (it was replayed and is still queued too)
+                q[word] = (-src << 32) | seq  # the suspect, should we die now
+                try:
+                    deliver(type_, flags, port, reactor, session, datagram[start:end])
+                except SystemExit:
+                    done[src] = seq  # exit() in a callback: handled, not to be redelivered
+                    raise
+                done[src] = seq
+            if not inbox.mid_message:
+                return  # one whole message per wake-up (see messages.Inbox.on_readable)
 
     def on_message(self, type_: int, flags: int, port: int, reactor: int, src: int, session: int, payload: bytes) -> None:
         """The inbox's handler: a reactor thread's events are numbered (the header's msg_id)."""

@@ -107,7 +107,7 @@ class PipeWorker:
         q, word = self.state.q, self._status_word  # (state.set_worker_field, without its frames)
         q[word] = SWOOLE_WORKER_BUSY
         try:
-            self.inbox.on_readable()  # one message per wake-up (see Inbox.on_readable)
+            self.receiver.on_readable()  # one datagram per wake-up (see Receiver.on_readable)
         finally:
             if not self._stopping:
                 q[word] = SWOOLE_WORKER_IDLE
@@ -178,7 +178,7 @@ class PipeWorker:
         # read by our replacement, which inherits the same mailbox.
         deadline = time.monotonic() + 1.0
         while self.inbox.mid_message and time.monotonic() < deadline:
-            self.inbox.on_readable()
+            self.receiver.on_readable()
         self.inbox.paused = True
         self.reactor.remove(self.inbox.fd)
         if self.tasks is not None and self.tasks.reply_fd is not None:
