@@ -58,6 +58,7 @@ class PipeSink:
         self.link.on_drained = self.resume_throttled
         self.worker_num = owner.config.roster.event_num
         self.sender = Sender(self.link, self.reactor_id, self.worker_num)  # numbered, kept until acknowledged
+        self.link.before_flush = self.sender.seal  # each loop turn's events leave in one piece per worker
         self.by_session = self.dispatcher.by_session
         self.inline_runtime = None  # not inline: every event crosses to a worker process
         self.server = None
@@ -174,7 +175,7 @@ class PipeSink:
         if 0 <= worker < self.worker_num:
             sender = self.sender
             box = sender.boxes[worker]
-            if sender.unacked_bytes[worker] > UNACKED_RESUME or box is not None and box.pending_bytes > BACKLOG_LIMIT:
+            if sender.unacked_bytes[worker] > UNACKED_RESUME or box.pending_bytes > BACKLOG_LIMIT:
                 return
         for conn in self.throttled.pop(worker, ()):
             if not conn.closed:
