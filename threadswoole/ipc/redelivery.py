@@ -247,12 +247,14 @@ class Receiver:
             deliver = self.deliver
             done = self.done
             q, word = self.q, self.current_word
+            waiting = self.waiting
             while offset + HEADER_SIZE <= size:
                 type_, flags, port, reactor, src, session, seq, length = unpack(datagram, offset)
                 start = offset + HEADER_SIZE
                 end = start + length
-                if flags or src > LAST_REACTOR_MAILBOX or self.waiting is not None or type_ == T_REPLAY:
+                if flags or src > LAST_REACTOR_MAILBOX or waiting is not None or type_ == T_REPLAY:
                     inbox.parse(datagram[offset:end])  # the general path, this message alone
+                    waiting = self.waiting  # (a replay may have ended the wait)
                     offset = end
                     continue
                 offset = end
