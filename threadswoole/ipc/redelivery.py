@@ -69,7 +69,7 @@ class Sender:
         self.run_first = [0] * worker_num  # seq of the first event in runs[worker]
         self.sealing: list[int] = []  # workers whose run is not empty
         # sealed runs not acknowledged yet, oldest first: (first seq, last seq, framed events,
-        # their payload bytes)
+        # their payload bytes, where the first unacknowledged one starts in them)
         self.pending: list[collections.deque] = [collections.deque() for _ in range(worker_num)]
         # payload bytes sent to each worker and not acknowledged yet (sealed runs): kept here
         # until then, so the reactor thread stops reading the clients of a worker over UNACKED_LIMIT
@@ -102,7 +102,7 @@ class Sender:
             run.clear()
             first, last = self.run_first[worker], self.next_seq[worker]
             payload_bytes = len(blob) - (((last - first) & MASK) + 1) * HEADER_SIZE
-            self.pending[worker].append((first, last, blob, payload_bytes))
+            self.pending[worker].append((first, last, blob, payload_bytes, 0))
             self.unacked_bytes[worker] += payload_bytes
             self.boxes[worker].put_framed(blob)
         sealing.clear()
@@ -133,23 +133,24 @@ class Sender:
 
     @staticmethod
     def _trim(pending: collections.deque, seq: int) -> int:
-        """Drop the events up to `seq` from the oldest run; returns their payload bytes."""
-        first, last, blob, payload_bytes = pending[0]
-        offset = released = 0
+        """Drop the events up to `seq` from the oldest run (its start moves on, the bytes are
+        not copied: a big run is acknowledged event by event); returns their payload bytes."""
+        first, last, blob, payload_bytes, offset = pending[0]
+        released = 0
         while offset < len(blob):
             entry_seq, length = RUN_FIELDS.unpack_from(blob, offset + SEQ_OFFSET)
             if after(entry_seq, seq):
                 break
             offset += HEADER_SIZE + length
             released += length
-        pending[0] = (entry_seq, last, blob[offset:], payload_bytes - released)
+        pending[0] = (entry_seq, last, blob, payload_bytes - released, offset)
         return released
 
     def unacknowledged(self, worker: int) -> list[tuple]:
         """Every event kept for `worker`, oldest first: (seq, type, session, payload, port, flags)."""
         entries = []
-        for _first, _last, blob, _size in self.pending[worker]:
-            entries.extend(framed_events(blob))
+        for _first, _last, blob, _size, offset in self.pending[worker]:
+            entries.extend(framed_events(blob, offset))
         entries.extend(framed_events(bytes(self.runs[worker])))
         return entries
 
@@ -172,17 +173,16 @@ class Sender:
             if entries:
                 blob = b"".join(HEADER_PACK(type_, flags, port, self.reactor_id, self.src, session, seq, len(payload)) + payload
                                 for seq, type_, session, payload, port, flags in entries)
-                pending.append((entries[0][0], entries[-1][0], blob, sum(len(entry[3]) for entry in entries)))
+                pending.append((entries[0][0], entries[-1][0], blob, sum(len(entry[3]) for entry in entries), 0))
             self.unacked_bytes[worker] = sum(len(entry[3]) for entry in entries)
         self.link.outbox(worker).put(messages.T_REPLAY, 0, pickle.dumps(entries), reactor=self.reactor_id)
         if entries and death != layout.DEATH_PLANNED:
             log.info("reactor %d: redelivering %d unacknowledged events to worker %d", self.reactor_id, len(entries), worker)
 
 
-def framed_events(blob: bytes) -> list[tuple]:
-    """The events of a sealed run: (seq, type, session, payload, port, flags) each."""
+def framed_events(blob: bytes, offset: int = 0) -> list[tuple]:
+    """The events of a sealed run from `offset` on: (seq, type, session, payload, port, flags) each."""
     entries = []
-    offset = 0
     while offset + HEADER_SIZE <= len(blob):
         type_, flags, port, _reactor, _src, session, seq, length = messages.HEADER.unpack_from(blob, offset)
         start = offset + HEADER_SIZE
