@@ -193,9 +193,10 @@ def test_unacknowledged_bytes_follow_sends_acks_and_a_replay():
     post.close()
 
 
-def test_a_sealed_run_bigger_than_a_datagram_arrives_whole_and_in_order():
-    """A loop turn's run of events over BATCH_LIMIT (and one event over CHUNK_SIZE) is split
-    into datagrams and chunks at seal, and still arrives whole, in order, with its numbers."""
+def test_a_loop_turn_of_big_events_arrives_whole_and_in_order():
+    """Events over BATCH_LIMIT in one loop turn (and one over CHUNK_SIZE) are kept in runs
+    about a datagram long, go out as datagrams and chunks, and arrive whole, in order; an
+    acknowledgement inside a run releases exactly the events up to it."""
     from threadswoole.ipc import redelivery
 
     inbox, post, reader, received = _pair()

@@ -89,6 +89,12 @@ class Sender:
             self.sealing.append(worker)
         run += HEADER_PACK(type_, flags, port, self.reactor_id, self.src, session, seq, len(payload))
         run += payload
+        if len(run) > BATCH_LIMIT:
+            # A run stays about one datagram long: big payloads (a client sending 64 KiB
+            # requests) are kept in runs of their own size, not in one block per loop turn
+            # (stress faults stalled_reader: blocks of megabytes kept the tree's RSS high).
+            self.sealing.remove(worker)
+            self._seal_run(worker)
         return seq
 
     def seal(self) -> None:
@@ -97,15 +103,18 @@ class Sender:
         if not sealing:
             return
         for worker in sealing:
-            run = self.runs[worker]
-            blob = bytes(run)
-            run.clear()
-            first, last = self.run_first[worker], self.next_seq[worker]
-            payload_bytes = len(blob) - (((last - first) & MASK) + 1) * HEADER_SIZE
-            self.pending[worker].append((first, last, blob, payload_bytes, 0))
-            self.unacked_bytes[worker] += payload_bytes
-            self.boxes[worker].put_framed(blob)
+            self._seal_run(worker)
         sealing.clear()
+
+    def _seal_run(self, worker: int) -> None:
+        run = self.runs[worker]
+        blob = bytes(run)
+        run.clear()
+        first, last = self.run_first[worker], self.next_seq[worker]
+        payload_bytes = len(blob) - (((last - first) & MASK) + 1) * HEADER_SIZE
+        self.pending[worker].append((first, last, blob, payload_bytes, 0))
+        self.unacked_bytes[worker] += payload_bytes
+        self.boxes[worker].put_framed(blob)
 
     def in_flight(self, worker: int, seq: int) -> bool:
         """True while event `seq` sent to `worker` is not acknowledged (not finished there)."""
