@@ -130,19 +130,20 @@ def test_a_sender_numbers_events_and_an_ack_releases_exactly_those_finished():
     seqs = [sender.send(0, messages.T_DATA, 7, b"event-%d" % i, port=1) for i in range(10)]
     assert seqs == list(range(1, 11))
     assert sender.send(1, messages.T_DATA, 8, b"other", port=1) == 1  # numbered per worker
+    sender.seal()  # (before each poll: the loop turn's events go out, and are kept)
     sender.acknowledged(0, 4)
-    assert [entry[0] for entry in sender.pending[0]] == [5, 6, 7, 8, 9, 10]
+    assert [entry[0] for entry in sender.unacknowledged(0)] == [5, 6, 7, 8, 9, 10]
     assert sender.in_flight(0, 5) and not sender.in_flight(0, 4)
     sender.acknowledged(0, 2)  # an older ack again: nothing more is released
-    assert len(sender.pending[0]) == 6
+    assert len(sender.unacknowledged(0)) == 6
     # a replay that dropped a suspect leaves a gap: the ack still releases up to its seq only
     from threadswoole.state import shared as layout
 
     sender.replay(0, redelivery.HELLO.pack(layout.DEATH_STUCK, 7))  # event 7 is not redelivered
     sender.acknowledged(0, 8)
-    assert [entry[0] for entry in sender.pending[0]] == [9, 10]
+    assert [entry[0] for entry in sender.unacknowledged(0)] == [9, 10]
     sender.acknowledged(0, 10)
-    assert not sender.pending[0] and [entry[0] for entry in sender.pending[1]] == [1]
+    assert not sender.unacknowledged(0) and [entry[0] for entry in sender.unacknowledged(1)] == [1]
     # the bytes kept until acknowledged (what the reactor thread throttles clients on)
     assert sender.unacked_bytes == [0, len(b"other")]
     # what went out carries the numbers, in order, each with its payload
@@ -163,8 +164,9 @@ def test_sequence_numbers_wrap_and_acks_still_release_across_the_wrap():
     sender.next_seq[0] = redelivery.MASK - 2
     seqs = [sender.send(0, messages.T_DATA, 1, b"x", port=0) for _ in range(5)]
     assert seqs == [redelivery.MASK - 1, redelivery.MASK, 1, 2, 3]
+    sender.seal()
     sender.acknowledged(0, 1)
-    assert [entry[0] for entry in sender.pending[0]] == [2, 3]
+    assert [entry[0] for entry in sender.unacknowledged(0)] == [2, 3]
     inbox.close()
     post.close()
 
@@ -177,13 +179,44 @@ def test_unacknowledged_bytes_follow_sends_acks_and_a_replay():
     sender = redelivery.Sender(_Link(post), reactor_id=0, worker_num=1)
     for size in (100, 200, 300, 400):
         sender.send(0, messages.T_DATA, 1, b"x" * size, port=0)
+    assert sender.unacked_bytes == [0]  # counted when the run is sealed (before each poll)
+    sender.seal()
     assert sender.unacked_bytes == [1000]
     sender.acknowledged(0, 2)
     assert sender.unacked_bytes == [700]
     # a replay to a worker that crashed on event 3 gives it a second chance: kept, counted
     sender.replay(0, redelivery.HELLO.pack(layout.DEATH_STUCK, 3))  # stuck: event 3 is dropped
-    assert [entry[0] for entry in sender.pending[0]] == [4] and sender.unacked_bytes == [400]
+    assert [entry[0] for entry in sender.unacknowledged(0)] == [4] and sender.unacked_bytes == [400]
     sender.acknowledged(0, 4)
-    assert sender.unacked_bytes == [0] and not sender.pending[0]
+    assert sender.unacked_bytes == [0] and not sender.unacknowledged(0)
+    inbox.close()
+    post.close()
+
+
+def test_a_loop_turn_of_big_events_arrives_whole_and_in_order():
+    """Events over BATCH_LIMIT in one loop turn (and one over CHUNK_SIZE) are kept in runs
+    about a datagram long, go out as datagrams and chunks, and arrive whole, in order; an
+    acknowledgement inside a run releases exactly the events up to it."""
+    from threadswoole.ipc import redelivery
+
+    inbox, post, reader, received = _pair()
+    sender = redelivery.Sender(_Link(post), reactor_id=0, worker_num=1)
+    payloads = [b"%05d" % i * 2000 for i in range(60)]  # 10 KB each: 600 KB in one run
+    payloads[30] = b"big" * 60_000  # 180 KB: chunked
+    for i, payload in enumerate(payloads):
+        sender.send(0, messages.T_DATA, i + 1, payload, port=1)
+    assert sender.in_flight(0, 1)  # not sealed yet, but already counted as on its way
+    sender.seal()
+    assert sender.unacked_bytes == [sum(map(len, payloads))]
+    box = sender.link.outbox(0)
+    while box.has_pending:
+        box.flush()
+        reader.on_readable()
+    reader.on_readable()
+    assert [(m[0], m[5], m[6]) for m in received] == [(messages.T_DATA, i + 1, p) for i, p in enumerate(payloads)]
+    sender.acknowledged(0, 45)  # a run done in part keeps the rest
+    assert [entry[0] for entry in sender.unacknowledged(0)] == list(range(46, 61))
+    assert sender.unacked_bytes == [sum(map(len, payloads[45:]))]
+    assert sender.in_flight(0, 46) and not sender.in_flight(0, 45)
     inbox.close()
     post.close()

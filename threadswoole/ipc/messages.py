@@ -132,6 +132,27 @@ class Outbox:
         if size:
             batch += payload
 
+    def put_framed(self, framed: bytes) -> None:
+        """Queue messages already framed (headers and payloads back to back, as `parse` reads
+        them), e.g. a redelivery Sender's run of events: split into datagrams, and a payload
+        over CHUNK_SIZE into chunks, only when they do not fit the batch as they are."""
+        batch = self.batch
+        if len(batch) + len(framed) <= BATCH_LIMIT:
+            batch += framed  # (a message that fits a datagram has no payload over CHUNK_SIZE)
+            return
+        view = memoryview(framed)
+        offset, end = 0, len(framed)
+        while offset + HEADER_SIZE <= end:
+            type_, flags, port, reactor, _src, session, msg_id, length = HEADER.unpack_from(framed, offset)
+            stop = offset + HEADER_SIZE + length
+            if length > CHUNK_SIZE:
+                self._put_chunked(type_, session, view[offset + HEADER_SIZE : stop], port, reactor, flags, msg_id)
+            else:
+                if len(self.batch) + (stop - offset) > BATCH_LIMIT:
+                    self._seal()
+                self.batch += view[offset:stop]
+            offset = stop
+
     def _put_chunked(self, type_: int, session: int, payload: bytes | memoryview, port: int, reactor: int, flags: int, msg_id: int = 0) -> None:
         self._seal()
         view = memoryview(payload)
@@ -254,6 +275,20 @@ class Inbox:
             self.parse(bytes(view[:size]))
             if one and not self._partial:
                 return
+
+    def receive(self) -> bytes | None:
+        """One datagram from the mailbox, or None when it is empty or paused (for a reader
+        that parses on its own, as redelivery.Receiver does); errors are logged."""
+        if self.paused:
+            return None
+        try:
+            size = self.sock.recv_into(self._view)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            log.warning("mailbox fd %d: read failed: %s", self.fd, exc)
+            return None
+        return bytes(self._view[:size])
 
     def parse(self, datagram: bytes) -> None:
         offset = 0

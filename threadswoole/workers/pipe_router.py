@@ -26,7 +26,9 @@ from threadswoole.workers.router import Router, send_datagram_to
 
 T_SEND = messages.T_SEND
 HEADER_PACK, HEADER_SIZE = messages.HEADER.pack, messages.HEADER_SIZE
-CHUNK_SIZE, BATCH_LIMIT = messages.CHUNK_SIZE, messages.BATCH_LIMIT
+BATCH_ROOM = messages.BATCH_LIMIT - HEADER_SIZE  # payload bytes a batch can take in one message
+CONN_WORDS, C_FLAGS, C_REACTOR, C_SEND_WRITTEN = layout.CONN_WORDS, layout.C_FLAGS, layout.C_REACTOR, layout.C_SEND_WRITTEN
+FLAG_CLOSING = layout.FLAG_CLOSING
 SEND_AHEAD_LIMIT = 1024 * 1024  # bytes a worker may queue for one reactor before send() waits
 FORGET_AT = 65536  # per-session bookkeeping entries before closed sessions are swept
 
@@ -50,7 +52,9 @@ class PipeRouter(Router):
         self._sent: dict[int, int] = {}  # session -> bytes this worker sent to it (see above)
         self._conns_base = self.state.conns_base
         self._capacity = self.state.capacity
-        self._reactor_boxes: dict[int, Any] = {}  # reactor id -> its outbox (send_function)
+        # reactor id -> its outbox (send_function; a list: one index, no dict lookup per answer)
+        self._reactor_boxes = [self.link.outbox(messages.reactor_mailbox(r)) for r in range(worker.config.roster.reactor_num)]
+        self.counters = worker.counters
         self._confirmed: set[int] = set()
         self._closed_here: set[int] = set()  # close() asked by this worker, not yet applied
         self.client_certs: dict[int, str] = {}  # session -> TLS client certificate (PEM), until close
@@ -87,24 +91,22 @@ class PipeRouter(Router):
         """Server.send's fast path in a PROCESS worker (the context's send_function): `send`
         below in one frame for the common case (a live session, bytes, room in the pipe); any
         other case takes `send` or `send_checked`, which set the error."""
-        if type(session) is not int or type(data) is not bytes or session <= 0:
+        if type(data) is not bytes or type(session) is not int or session <= 0:
             return self.send_checked(session, data, server_socket)
         q = self.q
-        base = self._conns_base + (session - 1) % self._capacity * layout.CONN_WORDS  # state.record_base
+        base = self._conns_base + (session - 1) % self._capacity * CONN_WORDS  # state.record_base
         size = len(data)
-        sent = self._sent.get(session, 0)
+        sent_by_session = self._sent
+        sent = sent_by_session.get(session, 0)
         # (q[base] is the record's C_SESSION word; a send still on its way takes the full path)
-        if q[base] != session or q[base + layout.C_FLAGS] & layout.FLAG_CLOSING or size > self.buffer_output_size \
-                or sent > q[base + layout.C_SEND_WRITTEN] or session in self._closed_here or not sent and len(self._sent) >= FORGET_AT:
+        if q[base] != session or q[base + C_FLAGS] & FLAG_CLOSING or size > self.buffer_output_size \
+                or sent > q[base + C_SEND_WRITTEN] or session in self._closed_here or not sent and len(sent_by_session) >= FORGET_AT:
             return self.send(session, data)
-        self._sent[session] = sent + size
-        self.worker.counters.response += 1
-        reactor = q[base + layout.C_REACTOR]
-        box = self._reactor_boxes.get(reactor)
-        if box is None:
-            box = self._reactor_boxes[reactor] = self.link.outbox(messages.reactor_mailbox(reactor))
+        sent_by_session[session] = sent + size
+        self.counters.response += 1
+        box = self._reactor_boxes[q[base + C_REACTOR]]
         batch = box.batch
-        if size <= CHUNK_SIZE and len(batch) + HEADER_SIZE + size <= BATCH_LIMIT:
+        if len(batch) + size <= BATCH_ROOM:  # (so size <= CHUNK_SIZE too)
             # Outbox.put's common case without its frame (every answer passes here)
             batch += HEADER_PACK(T_SEND, 0, 0, 0, box.src, session, 0, size)
             batch += data

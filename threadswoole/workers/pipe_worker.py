@@ -40,6 +40,7 @@ from threadswoole.workers.runtime import Runtime
 log = logging.getLogger("threadswoole")
 DRAIN_CHECK_MS = 50
 T_EVENT_BASE, T_EVENT_LAST = messages.T_EVENT_BASE, messages.T_EVENT_LAST
+CONN_WORDS = layout.CONN_WORDS
 
 
 class PipeWorker:
@@ -73,6 +74,10 @@ class PipeWorker:
         self.exit_code = 0
         self._stopping = False
         self._status_word = state.worker_base(worker_id) + layout.W_STATUS
+        # what _event needs per event, read once: the records' C_LAST_DISPATCH words, the unpackers
+        self._d, self._capacity = state.d, state.capacity
+        self._dispatch_word = state.conns_base + layout.C_LAST_DISPATCH
+        self._unpackers: dict[int, Any] = {}  # message type -> its event class's unpack
 
     def run(self) -> int:
         _context.bind_worker(self, _context.ROLE_WORKER, False, self.router.send_function)
@@ -107,29 +112,32 @@ class PipeWorker:
         q, word = self.state.q, self._status_word  # (state.set_worker_field, without its frames)
         q[word] = SWOOLE_WORKER_BUSY
         try:
-            self.inbox.on_readable()  # one message per wake-up (see Inbox.on_readable)
+            self.receiver.on_readable()  # one datagram per wake-up (see Receiver.on_readable)
         finally:
             if not self._stopping:
                 q[word] = SWOOLE_WORKER_IDLE
 
     def _event(self, type_: int, flags: int, port: int, reactor: int, session: int, payload: bytes, src: int = -1) -> None:
-        dispatcher = self.dispatcher
         if T_EVENT_BASE < type_ <= T_EVENT_LAST:  # the commonest first
             # parsed once in the reactor thread; rebuilt here from its packed form
             # the dispatch time is the loop's clock (read right after the poll that saw it)
             self.runtime.dispatches += 1
-            state = self.state
-            state.d[state.conns_base + (session - 1) % state.capacity * layout.CONN_WORDS + layout.C_LAST_DISPATCH] = self.reactor.clock  # (state.record_base)
-            event = EVENT_TYPES[type_ - T_EVENT_BASE].unpack(payload)
+            self._d[self._dispatch_word + (session - 1) % self._capacity * CONN_WORDS] = self.reactor.clock  # (state.record_base)
+            unpack = self._unpackers.get(type_)
+            if unpack is None:  # (a classmethod looked up on its class is a new bound method each time)
+                unpack = self._unpackers[type_] = EVENT_TYPES[type_ - T_EVENT_BASE].unpack
+            event = unpack(payload)
             handler = self.protocol_handlers.get(port)
             if handler is None:
-                dispatcher.event(self.ports[port], session, reactor, event)  # (logs the drop)
+                self.dispatcher.event(self.ports[port], session, reactor, event)  # (logs the drop)
                 return
             try:  # (EventDispatcher.event without its frame)
                 handler.event(self.ports[port], session, reactor, event)
             except Exception:
                 self.runtime.failed(type(event).__name__)
-        elif type_ == messages.T_DATA:
+            return
+        dispatcher = self.dispatcher
+        if type_ == messages.T_DATA:
             if self.discard_late and not self.state.alive(session):
                 return  # discard_timeout_request: data of a connection that already closed
             self.runtime.dispatches += 1
@@ -178,7 +186,7 @@ class PipeWorker:
         # read by our replacement, which inherits the same mailbox.
         deadline = time.monotonic() + 1.0
         while self.inbox.mid_message and time.monotonic() < deadline:
-            self.inbox.on_readable()
+            self.receiver.on_readable()
         self.inbox.paused = True
         self.reactor.remove(self.inbox.fd)
         if self.tasks is not None and self.tasks.reply_fd is not None:
