@@ -43,10 +43,10 @@ def after(seq: int, last: int) -> bool:
 
 HEADER_PACK, HEADER_UNPACK_FROM, HEADER_SIZE = messages.HEADER.pack, messages.HEADER.unpack_from, messages.HEADER_SIZE
 CHUNK_SIZE, BATCH_LIMIT = messages.CHUNK_SIZE, messages.BATCH_LIMIT
-HELLO = struct.Struct(">BI")
+HELLO = struct.Struct(">BI")  # how the predecessor ended, the seq of its suspect event (0: none)
 # a message header's msg_id (the seq) and length, where they sit in it (messages.HEADER)
 RUN_FIELDS = struct.Struct("=II")
-SEQ_OFFSET = HEADER_SIZE - RUN_FIELDS.size  # how the predecessor ended, the seq of its suspect event (0: none)
+SEQ_OFFSET = HEADER_SIZE - RUN_FIELDS.size
 
 
 class Sender:
