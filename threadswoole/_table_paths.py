@@ -101,7 +101,6 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
     # incr's fast path: aligned int64 and float64 columns, one word each: (word offset, cells, float?)
     word_columns = {column.name: (column.offset >> 3, words if column.type == TYPE_INT else doubles, column.type == TYPE_FLOAT) for column in schema.order if column.word}
     cache: dict[str, tuple] = {}
-    cached, readers_get, word_columns_get = cache.get, readers.get, word_columns.get
 
     def place(key: Any) -> tuple:
         """(key block, key slice, data slice, row slice, mutex handle, sequence word, first data
@@ -134,10 +133,8 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
     # -- writers ------------------------------------------------------------------------
     def set(key: Any, value: Any) -> bool:  # noqa: A001 - the operation's name
         try:
-            entry = cached(key)
-        except TypeError:  # unhashable: not a str
-            entry = None
-        if entry is None:
+            entry = cache[key]
+        except (KeyError, TypeError):  # not cached yet; unhashable: not a str
             entry = place(key)
         data = None
         if type(value) is dict and len(value) == width:
@@ -183,14 +180,12 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
 
     def incr(key: Any, column: Any, step: Any) -> Any:
         try:
-            entry = cached(key)
-        except TypeError:
-            entry = None
-        if entry is None:
+            entry = cache[key]
+        except (KeyError, TypeError):
             entry = place(key)
         try:
-            target = word_columns_get(column)
-        except TypeError:
+            target = word_columns[column]
+        except (KeyError, TypeError):
             target = None
         if target is None or not (type(step) is int or (target[2] and type(step) is float)):
             return incr_checked(entry, column, step)
@@ -251,10 +246,8 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
 
     def delete(key: Any) -> bool:
         try:
-            entry = cached(key)
-        except TypeError:
-            entry = None
-        if entry is None:
+            entry = cache[key]
+        except (KeyError, TypeError):
             entry = place(key)
         handle, seq = entry[4], entry[5]
         result = trylock(handle)
@@ -275,10 +268,8 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
     # -- readers ------------------------------------------------------------------------
     def get(key: Any, field: Any) -> Any:
         try:
-            entry = cached(key)
-        except TypeError:
-            entry = None
-        if entry is None:
+            entry = cache[key]
+        except (KeyError, TypeError):
             entry = place(key)
         if field is None:
             if lock_free:
@@ -289,10 +280,8 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
                     return decode_read(fields)
             return get_locked(entry, None)
         try:
-            reader = readers_get(field)
-        except TypeError:
-            reader = None
-        if reader is None:
+            reader = readers[field]
+        except (KeyError, TypeError):
             schema.column(field)  # raises ValueError
         if lock_free:
             seq = entry[5]
@@ -324,10 +313,8 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
 
     def exists(key: Any) -> bool:
         try:
-            entry = cached(key)
-        except TypeError:
-            entry = None
-        if entry is None:
+            entry = cache[key]
+        except (KeyError, TypeError):
             entry = place(key)
         if lock_free:
             seq = entry[5]
