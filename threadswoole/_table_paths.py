@@ -13,6 +13,12 @@ operation costs and why it is shaped so (figures: docs/table.md, "What it costs"
   no memoryview is made, so there is no per-thread view to look up (see _segments.py).
 - Every name used is a local or a closure cell: free-threaded 3.13 does not specialise attribute
   and global lookups, and each costs a dict search there.
+- Maps shared by the threads (the key cache, the column maps, the thread views) are read by
+  subscript, never `dict.get`: on free-threaded 3.13 `dict.get` locks the dict on every call
+  (its argument-clinic wrapper is a critical section), so two threads reading the key cache
+  serialised on its mutex, and a lookup whose lock-free read failed took the same lock again
+  inside it and spun 40 sched_yield calls before parking (2 threads on one counter: 35-55 us
+  of CPU per incr instead of 2.6-3.1; docs/table.md). A subscript is lock-free there.
 - Writers take the stripe's robust mutex (trylock, then `RowStore.lock_slow` only if that failed:
   contention or a dead holder) and write a head row holding the key directly; chains, inserts,
   partial rows and every error go to the `*_locked` functions, which are the general code.
