@@ -112,11 +112,11 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
         """(key block, key slice, data slice, row slice, mutex handle, sequence word, first data
         word, bucket, encoded key) of a key; TypeError/ValueError for a bad key."""
         if not isinstance(key, str):
-            raise bad_key(key)
+            raise bad_key(key) from None  # not the cache miss that led here
         encoded = key.encode()
         length = len(encoded)
         if not 0 < length <= KEY_MAX:
-            raise bad_key(key)
+            raise bad_key(key) from None  # not the cache miss that led here
         bucket = crc32(encoded) & mask
         head, stripe = rows_base + bucket * row_size, bucket & stripe_mask
         entry = (
