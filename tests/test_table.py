@@ -345,6 +345,40 @@ def test_threads_share_rows_and_their_increments_add_up(make_table):
     assert table.count() == len(list(table))
 
 
+def test_the_hot_paths_look_up_their_maps_by_subscript_not_dict_get():
+    """Free-threaded 3.13's `dict.get` locks the dict on every call (its argument-clinic wrapper
+    is a critical section), so threads sharing the key cache serialised on it, and a lookup that
+    fell back to the dict's own lock spun 40 sched_yield calls each (docs/table.md). The key
+    cache, column maps and thread views are subscripted instead: no hot path names `get`."""
+    from threadswoole import _table_paths
+    from threadswoole._table_schema import Schema
+    from threadswoole._table_store import RowStore
+
+    schema = Schema()
+    schema.add("n", Table.TYPE_INT, 8)
+    schema.add("s", Table.TYPE_STRING, 8)
+    schema.freeze()
+    store = RowStore(64, 16, 64, schema.data_size)
+    try:
+        paths = _table_paths.build(store, schema)
+        for operation in paths:
+            assert "get" not in operation.__code__.co_names, operation.__name__
+            bound = [cell.cell_contents for cell in operation.__closure__ or ()]
+            assert not [f for f in bound if getattr(f, "__name__", "") == "get" and isinstance(getattr(f, "__self__", None), dict)], operation.__name__
+        assert "get" not in RowStore.view.__code__.co_names
+        assert paths.set("k", {"n": 1, "s": "a"}) and paths.incr("k", "n", 2) == 3
+        assert paths.get("k", None) == {"n": 3, "s": "a"} and paths.get("k", "s") == "a"
+        assert paths.get("absent", None) is False and not paths.exists("absent")
+        with pytest.raises(ValueError):
+            paths.get("k", "nope")
+        with pytest.raises(TypeError):
+            paths.get(["unhashable"], None)
+        with pytest.raises(ValueError):
+            paths.incr("k", "nope", 1)
+    finally:
+        store.segment.close()
+
+
 def _consistent(row):
     n = row["n"]
     return row["f"] == n / 4 and row["s"] == f"{n:016d}"

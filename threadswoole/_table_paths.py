@@ -13,6 +13,12 @@ operation costs and why it is shaped so (figures: docs/table.md, "What it costs"
   no memoryview is made, so there is no per-thread view to look up (see _segments.py).
 - Every name used is a local or a closure cell: free-threaded 3.13 does not specialise attribute
   and global lookups, and each costs a dict search there.
+- Maps shared by the threads (the key cache, the column maps, the thread views) are read by
+  subscript, never `dict.get`: on free-threaded 3.13 `dict.get` locks the dict on every call
+  (its argument-clinic wrapper is a critical section), so two threads reading the key cache
+  serialised on its mutex, and a lookup whose lock-free read failed took the same lock again
+  inside it and spun 40 sched_yield calls before parking (2 threads on one counter: 35-55 us
+  of CPU per incr instead of 2.6-3.1; docs/table.md). A subscript is lock-free there.
 - Writers take the stripe's robust mutex (trylock, then `RowStore.lock_slow` only if that failed:
   contention or a dead holder) and write a head row holding the key directly; chains, inserts,
   partial rows and every error go to the `*_locked` functions, which are the general code.
@@ -101,17 +107,16 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
     # incr's fast path: aligned int64 and float64 columns, one word each: (word offset, cells, float?)
     word_columns = {column.name: (column.offset >> 3, words if column.type == TYPE_INT else doubles, column.type == TYPE_FLOAT) for column in schema.order if column.word}
     cache: dict[str, tuple] = {}
-    cached, readers_get, word_columns_get = cache.get, readers.get, word_columns.get
 
     def place(key: Any) -> tuple:
         """(key block, key slice, data slice, row slice, mutex handle, sequence word, first data
         word, bucket, encoded key) of a key; TypeError/ValueError for a bad key."""
         if not isinstance(key, str):
-            raise bad_key(key)
+            raise bad_key(key) from None  # not the cache miss that led here
         encoded = key.encode()
         length = len(encoded)
         if not 0 < length <= KEY_MAX:
-            raise bad_key(key)
+            raise bad_key(key) from None  # not the cache miss that led here
         bucket = crc32(encoded) & mask
         head, stripe = rows_base + bucket * row_size, bucket & stripe_mask
         entry = (
@@ -134,10 +139,8 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
     # -- writers ------------------------------------------------------------------------
     def set(key: Any, value: Any) -> bool:  # noqa: A001 - the operation's name
         try:
-            entry = cached(key)
-        except TypeError:  # unhashable: not a str
-            entry = None
-        if entry is None:
+            entry = cache[key]
+        except (KeyError, TypeError):  # not cached yet; unhashable: not a str
             entry = place(key)
         data = None
         if type(value) is dict and len(value) == width:
@@ -183,14 +186,12 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
 
     def incr(key: Any, column: Any, step: Any) -> Any:
         try:
-            entry = cached(key)
-        except TypeError:
-            entry = None
-        if entry is None:
+            entry = cache[key]
+        except (KeyError, TypeError):
             entry = place(key)
         try:
-            target = word_columns_get(column)
-        except TypeError:
+            target = word_columns[column]
+        except (KeyError, TypeError):
             target = None
         if target is None or not (type(step) is int or (target[2] and type(step) is float)):
             return incr_checked(entry, column, step)
@@ -251,10 +252,8 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
 
     def delete(key: Any) -> bool:
         try:
-            entry = cached(key)
-        except TypeError:
-            entry = None
-        if entry is None:
+            entry = cache[key]
+        except (KeyError, TypeError):
             entry = place(key)
         handle, seq = entry[4], entry[5]
         result = trylock(handle)
@@ -275,10 +274,8 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
     # -- readers ------------------------------------------------------------------------
     def get(key: Any, field: Any) -> Any:
         try:
-            entry = cached(key)
-        except TypeError:
-            entry = None
-        if entry is None:
+            entry = cache[key]
+        except (KeyError, TypeError):
             entry = place(key)
         if field is None:
             if lock_free:
@@ -289,10 +286,8 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
                     return decode_read(fields)
             return get_locked(entry, None)
         try:
-            reader = readers_get(field)
-        except TypeError:
-            reader = None
-        if reader is None:
+            reader = readers[field]
+        except (KeyError, TypeError):
             schema.column(field)  # raises ValueError
         if lock_free:
             seq = entry[5]
@@ -324,10 +319,8 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
 
     def exists(key: Any) -> bool:
         try:
-            entry = cached(key)
-        except TypeError:
-            entry = None
-        if entry is None:
+            entry = cache[key]
+        except (KeyError, TypeError):
             entry = place(key)
         if lock_free:
             seq = entry[5]

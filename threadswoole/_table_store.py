@@ -87,8 +87,13 @@ class RowStore:
         return self.counters_at + stripe * STRIPE_WORDS + S_SEQ
 
     def view(self) -> memoryview:
-        """The calling thread's byte view of the segment."""
-        return self.views.get(get_ident()) or self.segment.new_view()
+        """The calling thread's byte view of the segment. (A subscript, not `dict.get`: on
+        free-threaded 3.13 `dict.get` locks the dict, so threads sharing it serialise; see
+        _table_paths.py.)"""
+        try:
+            return self.views[get_ident()]
+        except KeyError:
+            return self.segment.new_view()
 
     # -- locks ----------------------------------------------------------------------------
     def lock(self, bucket: int) -> int:

@@ -199,7 +199,10 @@ class Lock:
 
     def _entries(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(Guard held.) The reader entries: (tokens, counts)."""
-        view = self._segment.thread_views.get(get_ident()) or self._segment.new_view()
+        try:  # a subscript: dict.get locks the dict on free-threaded 3.13 (see _table_paths.py)
+            view = self._segment.thread_views[get_ident()]
+        except KeyError:
+            view = self._segment.new_view()
         entries = _ENTRIES.unpack_from(view, self._offset + _ENTRIES_AT)
         return entries[0::2], entries[1::2]
 
