@@ -278,6 +278,12 @@ def test_stats_counts_and_keys(run_server, mode):
     assert stats["accept_count"] - stats["close_count"] == stats["connection_num"] == 1
     assert stats["request_count"] == 4 and stats["worker_num"] == 1
     assert stats["total_recv_bytes"] == 9 + 5
+    assert stats["worker_request_count"] == 4
+    if mode != "process":  # (a PROCESS reactor thread writes, and counts, the sends a little later)
+        # the fast path's writes are counted when the totals are read (StatCounters.settle):
+        # the callback's own send, made before stats(), is in them
+        assert stats["response_count"] == stats["worker_response_count"] == 4
+        assert stats["total_send_bytes"] == 9 + 5
     assert abs(stats["start_time"] - time.time()) < 30
     assert handle.stop() == 0
 

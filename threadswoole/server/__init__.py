@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 from threadswoole._aliases import alias
 from threadswoole._context import ROLE_MANAGER, ROLE_NONE, current, server_created, server_started
-from threadswoole._context import _context as _local
+from threadswoole._context import _sender
 from threadswoole.constants import SWOOLE_BASE, SWOOLE_SOCK_TCP, Mode
 from threadswoole.errors import ContextError, StateError
 from threadswoole.server import settings as schema
@@ -223,10 +223,11 @@ class Server:
         # Hot path: a worker's send function exists only while the server runs (so a set one
         # is the phase check), and it checks and converts its arguments itself, off its own
         # fast path (Router.send_checked): here nothing but the hand-over.
-        send = _local.send_function
-        if send is not None:
-            return send(fd, data, server_socket)
-        return self._router("send").send_checked(fd, data, server_socket)
+        try:
+            send = _sender.send  # (a plain threading.local: _context._sender)
+        except AttributeError:
+            return self._router("send").send_checked(fd, data, server_socket)
+        return send(fd, data, server_socket)
 
     def sendfile(self, fd: int, filename: str | os.PathLike, offset: int = 0, length: int = 0) -> bool:
         return self._router("sendfile").sendfile(check_session(fd), os.fspath(filename), int(offset), int(length))

@@ -45,23 +45,37 @@ assert FIELDS.index("task_taken_bytes") == layout.S_TASK_TAKEN_BYTES and len(FIE
 class StatCounters:
     """Counters of one stats slot; exactly one thread writes them."""
 
-    __slots__ = FIELDS + ("_view", "_state")
+    __slots__ = FIELDS + ("_view", "_state", "sent_sizes")
 
     def __init__(self, state: layout.SharedState, slot: int) -> None:
         base = state.stat_base(slot)
         self._state = state
+        # Sizes of the writes the send fast path made and has not counted yet (one list append
+        # costs about 270 instructions less than the two increments): `settle` adds them to
+        # `response` and `send_bytes`; every publication and read of the totals settles first.
+        self.sent_sizes: list[int] = []
         self._view = state.word_view(base, base + len(FIELDS))
         # resume where a previous holder of the slot (a restarted worker) stopped
         for name, value in zip(FIELDS, self._view.tolist()):
             setattr(self, name, value)
 
+    def settle(self) -> None:
+        """Count the pending fast-path writes (`sent_sizes`) into `response` and `send_bytes`."""
+        sent = self.sent_sizes
+        if sent:
+            self.response += len(sent)
+            self.send_bytes += sum(sent)
+            sent.clear()
+
     def flush(self) -> None:
+        self.settle()
         self._view[:] = array("q", _all_fields(self))
 
     def publish_traffic(self) -> None:
         """The five hot counters only (about 0.2 us against 0.8 us for a full flush): PROCESS
         reactor threads call it before their messages leave, so a worker reading stats()
         always sees the bytes of the event it is handling."""
+        self.settle()
         view = self._view
         view[_RECV] = self.recv_bytes
         view[_SEND] = self.send_bytes

@@ -24,12 +24,16 @@ class Runtime:
     `requests` is the one request counter of the hot path: the stats slot's request count is
     derived from it when the counters are published (`flush`), not incremented beside it."""
 
-    __slots__ = ("worker_id", "counters", "requests", "dispatches", "max_request", "_request_base", "_request_stop", "_stop_requested")
+    __slots__ = ("worker_id", "counters", "requests", "receipts", "dispatches", "max_request", "_request_base", "_request_stop", "_stop_requested")
 
     def __init__(self, worker_id: int, counters: "StatCounters", *, max_request: int, grace: int, request_stop: Callable[[], Any]) -> None:
         self.worker_id = worker_id
         self.counters = counters
         self.requests = 0
+        # Sizes of the raw reads delivered inline and not counted yet (connections/hot_path.py:
+        # one append instead of two increments): `settle` adds them to `requests` and to the
+        # counters' `recv_bytes`; `flush` (every publication, stats()) settles first.
+        self.receipts: list[int] = []
         self._request_base = counters.request  # a restarted worker's slot keeps counting on
         self.dispatches = 0
         # Swoole's jitter: max_request + random(0..grace), drawn once per worker start, so
@@ -56,8 +60,18 @@ class Runtime:
         """One receive/packet/request/message delivery (counted before its callback runs)."""
         self.requests += 1
 
+    def settle(self) -> None:
+        """Count the pending inline reads (`receipts`) and the counters' pending writes."""
+        receipts = self.receipts
+        if receipts:
+            self.requests += len(receipts)
+            self.counters.recv_bytes += sum(receipts)
+            receipts.clear()
+        self.counters.settle()
+
     def flush(self) -> None:
         """Publish this worker's counters to its shared stats slot."""
+        self.settle()
         counters = self.counters
         counters.request = self._request_base + self.requests
         counters.flush()
