@@ -52,7 +52,7 @@ class HostOutput:
         64-byte echo from 16,975 to 14,063 instructions per request (callgrind, in-process, both
         ends of a socketpair; the client side is about 4,100 of them)."""
         conns_get = self.conns.get
-        write = os.write  # a fast call, unlike socket.send (see hot_path.py)
+        write = self.write_fd  # os.write (a fast call, unlike socket.send: see hot_path.py) or held_io's
         counters = self.counters
         words = self._d
         reactor = self.reactor
