@@ -1,4 +1,4 @@
-"""connections/held_io.py: socket reads and writes that keep the GIL behave as os.read/os.write.
+"""loop/held_io.py: socket reads and writes that keep the GIL behave as os.read/os.write.
 
 Real non-blocking socketpairs; each case compares with what os.read/os.write do on the same
 kind of socket (values, EOF, EAGAIN, a reset peer, partial writes, what is passed on to them).
@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from threadswoole.connections import held_io
-from threadswoole.connections.held_io import HELD_READ_SIZE, gil_enabled, held_io_functions
+from threadswoole.loop import held_io
+from threadswoole.loop.held_io import HELD_READ_SIZE, gil_enabled, held_io_functions
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -145,3 +145,83 @@ def test_each_pair_has_its_own_buffer(pair):
     write1(a.fileno(), b"SECOND")
     second = read2(b.fileno(), 512)
     assert (first, second) == (b"first", b"SECOND")  # the first result is not overwritten
+
+
+@needs_gil
+def test_held_poll_lists_ready_fds_as_epoll_poll_does(pair):
+    import select
+
+    a, b = pair
+    epoll = select.epoll()
+    try:
+        poll = held_io.held_poll(epoll.fileno())
+        if poll is None:
+            pytest.skip("no known struct epoll_event layout on this CPU")
+        epoll.register(b.fileno(), select.EPOLLIN)
+        epoll.register(a.fileno(), select.EPOLLOUT)
+        assert poll() == [(a.fileno(), select.EPOLLOUT)]  # b has nothing to read yet
+        a.send(b"ping")
+        assert sorted(poll()) == sorted(epoll.poll(0)) == sorted([(a.fileno(), select.EPOLLOUT), (b.fileno(), select.EPOLLIN)])
+        epoll.unregister(a.fileno())
+        b.recv(16)
+        assert poll() == []
+    finally:
+        epoll.close()
+
+
+@needs_gil
+def test_held_poll_of_a_closed_epoll_raises_as_epoll_poll(pair):
+    import select
+
+    epoll = select.epoll()
+    fd = os.dup(epoll.fileno())
+    epoll.close()
+    poll = held_io.held_poll(fd)
+    os.close(fd)
+    if poll is None:
+        pytest.skip("no known struct epoll_event layout on this CPU")
+    with pytest.raises(OSError) as caught:
+        poll()
+    assert caught.value.errno == errno.EBADF
+
+
+def test_held_poll_is_none_without_a_gil(monkeypatch):
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: False, raising=False)
+    assert held_io.held_poll(0) is None
+
+
+@needs_gil
+def test_a_reactor_with_held_polls_still_sleeps_wakes_and_dispatches(pair):
+    """keep_gil_for_ready_polls: ready fds come from the held poll; with none ready the loop
+    still blocks in the real poll and is woken by a post from another thread, then a timer."""
+    import threading
+
+    from threadswoole.loop.reactor import EPOLLIN, Reactor
+
+    a, b = pair
+    reactor = Reactor("held")
+    seen = []
+
+    def on_readable(_mask):
+        seen.append(("read", b.recv(64)))
+        # nothing is ready now: the loop blocks until this other thread's post arrives
+        threading.Thread(target=lambda: reactor.post(on_posted)).start()
+
+    def on_posted():
+        seen.append("posted")
+        reactor.after(20, on_timer)
+
+    def on_timer():
+        seen.append("timer")
+        reactor.stop()
+
+    try:
+        if not reactor.keep_gil_for_ready_polls():
+            pytest.skip("no held poll here")
+        reactor.add(b.fileno(), EPOLLIN, on_readable)
+        a.send(b"one")
+        reactor.after(5000, reactor.stop)  # (a bound on the test, not a synchronisation)
+        reactor.run()
+        assert seen == [("read", b"one"), "posted", "timer"]
+    finally:
+        reactor.close()

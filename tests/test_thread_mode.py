@@ -438,14 +438,14 @@ def test_reload_moves_the_connections_to_the_new_threads(run_server):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_socket_io_keeps_the_gil_with_several_worker_threads(run_server, workers):
     """THREAD mode on a GIL build, more than one loop thread: plain connections read and write
-    through connections/held_io.py (no GIL hand-over for a syscall that cannot wait); one
+    through loop/held_io.py (no GIL hand-over for a syscall that cannot wait); one
     thread, or no GIL: os.read/os.write. Either way a 1 MiB answer (partial writes, the rest
     queued for EPOLLOUT) and a 300 KiB request (reads of the whole buffer) arrive whole."""
 
     def setup(server, emit):
         def on_worker_start(srv, worker_id):
             from threadswoole import _context
-            from threadswoole.connections.held_io import gil_enabled
+            from threadswoole.loop.held_io import gil_enabled
 
             host = _context.current().worker_obj.host
             emit("io", held=host.read_fd is not os.read and host.write_fd is not os.write, gil=gil_enabled())

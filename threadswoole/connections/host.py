@@ -104,7 +104,7 @@ class Host(HostOutput):
         """`sink` may be given later (set the attribute before the first connection arrives):
         a worker's sink needs its dispatcher, which needs the router, which needs this Host.
         `socket_io` is the (read, write) pair plain connections use instead of os.read/os.write
-        (THREAD mode on a GIL build: connections/held_io.py)."""
+        (THREAD mode on a GIL build: loop/held_io.py)."""
         self.state = state
         self.reactor = reactor
         self.reactor_id = reactor_id
