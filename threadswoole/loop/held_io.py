@@ -13,8 +13,8 @@ about 0.6 us more per call than `os.read`/`os.write` (an 80-byte write and read 
 4.7 against 3.5 us the pair, 2026-12-02), and the GIL is released only where the thread waits
 for real (the application's sleep, a poll that blocks). They take the same arguments, return
 the same values and raise the same `OSError`s (`BlockingIOError` for EAGAIN) as
-`os.read`/`os.write`; anything else (a read larger than the buffer, a write of something other
-than bytes) goes to those.
+`os.read`/`os.write`; anything else (a read larger than the buffer, a write larger than
+HELD_WRITE_SIZE or of something other than bytes) goes to those.
 
 `held_poll(epoll_fd)` is the same for the loop's poll: an `epoll_wait` with timeout 0 that keeps
 the GIL. A THREAD worker of the blocking benchmark owns ~3 connections, all busy, and every poll
@@ -36,10 +36,12 @@ import struct
 import sys
 from typing import Callable
 
-__all__ = ["held_io_functions", "held_poll", "gil_enabled", "HELD_READ_SIZE"]
+__all__ = ["held_io_functions", "held_poll", "gil_enabled", "HELD_READ_SIZE", "HELD_WRITE_SIZE"]
 
 HELD_READ_SIZE = 65536  # the largest read kept under the GIL (a connection's RECV_SIZE)
-_MAX_WRITE = 1 << 30  # (ctypes passes an int argument as a C int)
+# Larger writes release the GIL as os.write does: copying them into the socket takes long enough
+# for other threads to run meanwhile (and ctypes passes an int argument as a C int).
+HELD_WRITE_SIZE = 65536
 
 MAX_EVENTS = 1023  # as select.epoll.poll() asks for by default (FD_SETSIZE - 1)
 # struct epoll_event: uint32 events, then the 64-bit data, packed on x86-64 only (the kernel's
@@ -86,7 +88,7 @@ def held_io_functions() -> tuple[ReadFunction, WriteFunction] | None:
         raise OSError(code, os.strerror(code))  # (EAGAIN: BlockingIOError, as os.read raises)
 
     def write(fd: int, data: object) -> int:
-        if type(data) is not bytes or len(data) > _MAX_WRITE:
+        if type(data) is not bytes or len(data) > HELD_WRITE_SIZE:
             return os_write(fd, data)  # type: ignore[arg-type]
         sent = c_write(fd, data, len(data))
         if sent >= 0:
