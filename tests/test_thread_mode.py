@@ -433,3 +433,36 @@ def test_reload_moves_the_connections_to_the_new_threads(run_server):
         assert int(client.recv(32)) in after
     assert not [e for e in handle.drain() if e["event"] == "close"]
     assert handle.stop() == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_socket_io_keeps_the_gil_with_several_worker_threads(run_server, workers):
+    """THREAD mode on a GIL build, more than one loop thread: plain connections read and write
+    through loop/held_io.py (no GIL hand-over for a syscall that cannot wait); one
+    thread, or no GIL: os.read/os.write. Either way a 1 MiB answer (partial writes, the rest
+    queued for EPOLLOUT) and a 300 KiB request (reads of the whole buffer) arrive whole."""
+
+    def setup(server, emit):
+        def on_worker_start(srv, worker_id):
+            from threadswoole import _context
+            from threadswoole.loop.held_io import gil_enabled
+
+            host = _context.current().worker_obj.host
+            emit("io", held=host.read_fd is not os.read and host.write_fd is not os.write, gil=gil_enabled())
+
+        def on_receive(srv, fd, rid, data):
+            got = srv.got = getattr(srv, "got", 0) + len(data)
+            if got == 300 * 1024:
+                srv.send(fd, bytes(range(256)) * 4096)
+
+        server.on("worker_start", on_worker_start)
+        server.on("receive", on_receive)
+
+    handle = run_server(setup, mode="thread", settings={"worker_num": workers})
+    seen = handle.wait_n("io", workers)
+    assert all(e["held"] == (workers > 1 and e["gil"]) for e in seen)
+    client = connect(handle.port)
+    client.sendall(b"r" * (300 * 1024))
+    assert recv_exact(client, 1024 * 1024, timeout=20) == bytes(range(256)) * 4096
+    client.close()
+    assert handle.stop() == 0

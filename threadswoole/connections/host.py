@@ -100,9 +100,11 @@ class Host(HostOutput):
     reading through each connection's codec, codec switching and flow control here; writing,
     queueing and closing in HostOutput (host_output.py)."""
 
-    def __init__(self, *, settings: Any, state: layout.SharedState, reactor: Reactor, reactor_id: int, counters: StatCounters, sink: Sink | None, forwarder: Forwarder, publish_written: bool = False) -> None:
+    def __init__(self, *, settings: Any, state: layout.SharedState, reactor: Reactor, reactor_id: int, counters: StatCounters, sink: Sink | None, forwarder: Forwarder, publish_written: bool = False, socket_io: tuple[Any, Any] | None = None) -> None:
         """`sink` may be given later (set the attribute before the first connection arrives):
-        a worker's sink needs its dispatcher, which needs the router, which needs this Host."""
+        a worker's sink needs its dispatcher, which needs the router, which needs this Host.
+        `socket_io` is the (read, write) pair plain connections use instead of os.read/os.write
+        (THREAD mode on a GIL build: loop/held_io.py)."""
         self.state = state
         self.reactor = reactor
         self.reactor_id = reactor_id
@@ -112,6 +114,7 @@ class Host(HostOutput):
         # PROCESS reactor threads publish, per connection, how many bytes of the workers'
         # sends they wrote: a worker compares that with what it sent to see the queue (1008).
         self.publish_written = publish_written
+        self.read_fd, self.write_fd = socket_io or (os.read, os.write)
         self.conns: dict[int, Connection] = {}
         self.held_records: dict[int, tuple[int, int]] = {}  # closed session -> (record, expiry timer)
         self.buffer_output_size: int = settings["buffer_output_size"]

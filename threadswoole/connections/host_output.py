@@ -54,7 +54,7 @@ class HostOutput:
         an identity test first (callbacks pass back the id object they were given), the type
         call only for another int object or a float or bool that equals a session id."""
         conns_get = self.conns.get
-        write = os.write  # a fast call, unlike socket.send (see hot_path.py)
+        write = self.write_fd  # os.write (a fast call, unlike socket.send: see hot_path.py) or held_io's
         count = self.counters.sent_sizes.append  # counted by StatCounters.settle (one append, not two increments)
         words = self._d
         reactor = self.reactor

@@ -58,7 +58,7 @@ def _raw_inline_handler(host: Any, conn: Connection, runtime: Any) -> Callable[[
 
     It reads SMALL_READ bytes at a time while the peer sends small messages (see SMALL_READ),
     and RECV_SIZE bytes once a read fills the small buffer, until the messages are small again."""
-    read = os.read
+    read = host.read_fd  # os.read, or loop/held_io.py's in THREAD mode
     fd = conn.fd
     reactor = host.reactor
     shared = host.state.d
@@ -131,7 +131,7 @@ def read_rest(host: Any, conn: Connection, data: bytes) -> bytes:
 def _codec_handler(host: Any, conn: Connection, runtime: Any) -> Callable[[int], None]:
     """Any other plain connection: through its codec (or raw to a PROCESS worker). Reads adapt
     their size as in the raw handler."""
-    read = os.read
+    read = host.read_fd  # os.read, or loop/held_io.py's in THREAD mode
     fd = conn.fd
     counters = host.counters
     reactor = host.reactor

@@ -58,6 +58,7 @@ class Reactor:
         self.before_poll: list[Callable[[], Any]] = []  # run before every poll (flush IPC batches)
         self.periodic: list[Callable[[], Any]] = []  # run every PERIODIC_INTERVAL while busy, and on going idle
         self.iterations = 0
+        self._ready_poll: Callable[[], list[tuple[int, int]]] | None = None  # keep_gil_for_ready_polls
         self.clock = time.time()  # wall clock read once per iteration (connection timestamps)
 
     # -- registration (owner thread only) ---------------------------------------------------
@@ -78,6 +79,15 @@ class Reactor:
 
     def has(self, fd: int) -> bool:
         return fd in self._handlers
+
+    def keep_gil_for_ready_polls(self) -> bool:
+        """Before run(), on a GIL build with several loop threads (THREAD mode): each iteration
+        first polls with timeout 0 keeping the GIL (loop/held_io.py), and makes the poll that
+        releases it only when nothing is ready. False where that is not available."""
+        from threadswoole.loop.held_io import held_poll
+
+        self._ready_poll = held_poll(self._epoll.fileno())
+        return self._ready_poll is not None
 
     # -- timers and deferred calls (owner thread only) --------------------------------------
     # after/tick/clear_timer are the framework's timers (drains, heartbeat, watchdogs); the
@@ -179,6 +189,7 @@ class Reactor:
         before_poll = self.before_poll
         periodic = self.periodic
         may_sleep = self._may_sleep
+        ready_poll = self._ready_poll
         monotonic = time.monotonic
         wall = time.time
         clock = self.clock = wall()
@@ -205,10 +216,13 @@ class Reactor:
                     elif timeout < 0 or timeout > PERIODIC_INTERVAL:
                         # wake once more when the loop goes idle, to publish the last figures
                         timeout = PERIODIC_INTERVAL
-                if timeout != 0.0 and not may_sleep():
-                    timeout = 0.0
                 try:
-                    events = poll(timeout)
+                    # a poll that keeps the GIL first, when set (keep_gil_for_ready_polls)
+                    events = ready_poll() if ready_poll is not None else None
+                    if not events and (timeout != 0.0 or ready_poll is None):
+                        if timeout != 0.0 and not may_sleep():
+                            timeout = 0.0
+                        events = poll(timeout)
                 except InterruptedError:
                     continue
                 clock = self.clock = wall()

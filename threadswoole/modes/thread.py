@@ -26,6 +26,7 @@ from typing import Any
 
 from threadswoole import _context
 from threadswoole.connections.acceptor import Acceptor, Placement
+from threadswoole.loop.held_io import held_io_functions
 from threadswoole.loop.reactor import Reactor
 from threadswoole.modes.common import DriverBase
 from threadswoole.modes.thread_bodies import ThreadBodies
@@ -364,10 +365,21 @@ class ThreadWiring(WorkerWiring):
     def carrier(self) -> "ThreadWiring":
         return self
 
+    def socket_io(self) -> tuple[Any, Any] | None:
+        """With a GIL and more than one loop thread, reads and writes that keep the GIL
+        (loop/held_io.py: a release for a syscall that cannot wait hands the GIL to
+        another worker thread; docs/serve.md, "Where THREAD mode loses")."""
+        driver = self.driver
+        if driver.worker_num + driver.task_num <= 1:
+            return None
+        return held_io_functions()
+
     def carry(self, owner_worker: int, op: int, session: int, payload: bytes) -> bool:
         return self.driver.deliver(owner_worker, (op, 0, 0, 0, _context.current().worker_id, session, payload))
 
     def attach(self, worker: EventWorker) -> None:
+        if worker.host.read_fd is not os.read:  # (socket_io above chose the held pair)
+            worker.reactor.keep_gil_for_ready_polls()
         worker.listen_datagrams(exclusive=True)
         self.driver.enlist(worker)
 

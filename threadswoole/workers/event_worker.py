@@ -47,6 +47,10 @@ class WorkerWiring:
         """How operations reach connections owned by other workers (None: there are none)."""
         return None
 
+    def socket_io(self) -> tuple[Any, Any] | None:
+        """The (read, write) pair of this worker's plain connections (None: os.read/os.write)."""
+        return None
+
     def attach(self, worker: "EventWorker") -> None:
         """Start accepting or receiving hand-offs; register datagram listeners."""
 
@@ -92,7 +96,7 @@ class EventWorker:
         self.counters = StatCounters(state, config.roster.worker_stat_slot(worker_id, self.generation))
         self.runtime = Runtime(worker_id, self.counters, max_request=settings["max_request"], grace=settings.get("max_request_grace", 0), request_stop=self.request_stop)
         forwarder = SessionForwarder(state, wiring.carrier())
-        self.host = Host(settings=settings, state=state, reactor=self.reactor, reactor_id=worker_id, counters=self.counters, sink=None, forwarder=forwarder)
+        self.host = Host(settings=settings, state=state, reactor=self.reactor, reactor_id=worker_id, counters=self.counters, sink=None, forwarder=forwarder, socket_io=wiring.socket_io())
         self.router = LocalRouter(self.server, state, driver, self.host, self.runtime, forwarder, wiring.own_list_only)
         self.dispatcher = EventDispatcher(self.server, self.runtime, self.router, config.ports, config.callbacks)
         self.host.sink = InlineSink(self.dispatcher, worker_id)  # (the dispatcher needs the router, which needs the host)
