@@ -1,38 +1,7 @@
 #!/bin/bash
 # PROCESS-mode HTTP per-request instructions, whole process tree (master + reactor thread,
-# manager, workers): callgrind(N) - callgrind(0), divided by N. `conns` keep-alive connections,
+# manager, workers), as process_http.sh counts them, but with `conns` keep-alive connections,
 # each with one request in flight (as wrk drives the benchmark); worker_num=2 as in stress.bench.
 # usage: bash stress/callgrind/process_http_conns.sh [tree] [N] [conns] [port]
-here=$(cd "$(dirname "$0")" && pwd); tree=${1:-$(cd "$here/../.." && pwd)}; n=${2:-2000}; conns=${3:-100}; port=${4:-18932}
-PY=${PYTHON:-$(pyenv which python3 2>/dev/null || command -v python3)}  # the interpreter itself, not a shim
-tag=$(basename $tree).c$conns
-rm -f /tmp/cgp.$tag.*
-for count in 0 $n; do
-  valgrind --tool=callgrind --trace-children=yes --callgrind-out-file=/tmp/cgp.$tag.$count.%p \
-    $PY "$here/process_http_server.py" $tree $port 2 >/tmp/cgp.$tag.$count.log 2>&1 &
-  vpid=$!
-  python3 "$here/process_http_conns_client.py" $port $count $conns $vpid
-  wait $vpid
-done
-python3 - "$n" "$tag" <<'PY'
-import subprocess, re, sys, collections, glob
-n = int(sys.argv[1]); tag = sys.argv[2]
-def load(count):
-    costs = collections.Counter(); total = 0
-    for path in glob.glob(f"/tmp/cgp.{tag}.{count}.*"):
-        if path.endswith(".log"): continue
-        out = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", path], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            m = re.match(r"\s*([\d,]+)\s+\([\s\d.]+%\)\s+(.*)$", line)
-            if not m: continue
-            if "PROGRAM TOTALS" in line:
-                total += int(m.group(1).replace(",", "")); continue
-            name = m.group(2).split(":")[-1].split(" [")[0] if ":" in m.group(2) else m.group(2)
-            costs[name] += int(m.group(1).replace(",", ""))
-    return total, costs
-ta, a = load(0); tb, b = load(n)
-print(f"files: {len(glob.glob(f'/tmp/cgp.{tag}.{n}.*'))-1}; total {(tb-ta)/n:.0f} instructions per request ({tag}: connections)")
-d = collections.Counter({k: (b[k] - a.get(k, 0)) / n for k in b})
-for k, v in d.most_common(30):
-    print(f"{v:8.0f}  {k}")
-PY
+here=$(cd "$(dirname "$0")" && pwd)
+CGP_CLIENT=process_http_conns_client.py CGP_WORKERS=2 CGP_KIND=c exec bash "$here/process_http.sh" "${1:-}" "${2:-2000}" "${3:-100}" "${4:-18932}"
