@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import psutil
@@ -110,3 +111,27 @@ def test_a_late_start_failure_returns_false_with_the_error(run_server):
     assert handle.wait_exit() == 3  # the harness exits 3 when start() returned something else than True
     assert not [e for e in handle.drain() if e["event"] == "started"]
     assert shm.segments_of(handle.pid) == []
+
+
+@pytest.mark.parametrize("mode", ["base", "thread"])
+def test_sigterm_taken_by_another_thread_still_stops_an_idle_server(run_server, mode):
+    """The kernel may hand a process's SIGTERM to any of its threads that does not block it; one
+    taken by another thread interrupts no epoll_wait in the main thread's loop. The loop's
+    wake-up fd (signal.set_wakeup_fd) must wake it, so an idle server stops (it hung before)."""
+
+    def setup(server, emit):
+        def on_start(srv):
+            # A thread that takes signals (it starts with this thread's mask: nothing blocked),
+            # then this thread, the one running the loop, blocks SIGTERM: the kernel gives it to
+            # the other thread, and CPython runs the handler here once the loop wakes.
+            threading.Thread(target=threading.Event().wait, daemon=True).start()
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            emit("masked")
+
+        server.on("start", on_start)
+        server.on("receive", lambda *args: None)
+
+    handle = run_server(setup, mode=mode, settings={"worker_num": 1})
+    handle.wait("masked")
+    assert handle.stop(timeout=10) == 0
+

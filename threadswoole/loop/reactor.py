@@ -14,6 +14,7 @@ import collections
 import logging
 import os
 import select
+import signal
 import socket
 import threading
 import time
@@ -31,6 +32,26 @@ EPOLLRDHUP = select.EPOLLRDHUP
 
 Handler = Callable[[int], Any]
 PERIODIC_INTERVAL = 0.02  # seconds; how stale another process's view of our counters may be
+
+
+# The wake-up fd a Reactor running in this process's main thread set (Reactor._watch_signals).
+_loop_wakeup_fd = -1
+
+
+def _forget_loop_wakeup() -> None:
+    """In a forked child: the parent's loop does not run here, so its wake-up fd (inherited,
+    and closed by the child's clean-up) must not stay set; the child's own loop sets its own."""
+    global _loop_wakeup_fd
+    if _loop_wakeup_fd == -1:
+        return
+    _loop_wakeup_fd = -1
+    try:
+        signal.set_wakeup_fd(-1)
+    except (OSError, ValueError):  # (not the main thread: a fork from another thread)
+        pass
+
+
+os.register_at_fork(after_in_child=_forget_loop_wakeup)
 
 
 class Reactor:
@@ -151,6 +172,37 @@ class Reactor:
         except OSError:
             pass  # closed during shutdown
 
+    def _watch_signals(self) -> bool:
+        """In the main thread: every signal writes a byte to this loop's wake-up socket
+        (`signal.set_wakeup_fd`). The kernel may deliver a process's signal to any of its
+        threads, and one delivered to another thread interrupts no `epoll_wait` here: without
+        the byte a SIGTERM's Python handler (which only posts the stop) would wait for the
+        loop's next event, forever on an idle server. True when the fd set is this loop's;
+        someone else's (asyncio's, Process.signal's) is left in place: it wakes this thread too."""
+        global _loop_wakeup_fd
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        mine = self._wake_writer.fileno()
+        previous = signal.set_wakeup_fd(mine, warn_on_full_buffer=False)
+        if previous not in (-1, _loop_wakeup_fd):
+            try:
+                signal.set_wakeup_fd(previous, warn_on_full_buffer=False)
+                return False
+            except (OSError, ValueError):
+                signal.set_wakeup_fd(mine, warn_on_full_buffer=False)  # theirs is closed: ours
+        _loop_wakeup_fd = mine
+        return True
+
+    def _unwatch_signals(self) -> None:
+        global _loop_wakeup_fd
+        _loop_wakeup_fd = -1
+        current = signal.set_wakeup_fd(-1)
+        if current != self._wake_writer.fileno():
+            try:
+                signal.set_wakeup_fd(current, warn_on_full_buffer=False)  # set since by someone else: theirs
+            except (OSError, ValueError):
+                pass
+
     def _drain_wakeups(self, _events: int) -> None:
         try:
             while self._wake_reader.recv(4096):
@@ -196,6 +248,7 @@ class Reactor:
         last_periodic = clock
         dirty = False  # something ran since the periodic hooks (stats publication) last ran
         iterations = 0
+        watching_signals = self._watch_signals()
         try:
             while not self._stopping:
                 for hook in before_poll:
@@ -264,6 +317,8 @@ class Reactor:
                         except Exception:
                             log.exception("%s: deferred callback failed", self.name)
         finally:
+            if watching_signals:
+                self._unwatch_signals()
             self.iterations += iterations
             for hook in periodic:
                 try:
