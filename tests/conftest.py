@@ -184,6 +184,14 @@ class ServerHandle:
             if {p.pid for p in current} == {p.pid for p in procs}:
                 break
             procs = current
+        # SIGSTOP lands asynchronously: a process listed but not yet stopped can finish a fork()
+        # whose child no listing saw. A SIGKILL to the process group cannot miss it (the kernel
+        # restarts a fork that races a group signal), so the group goes first, then the tree
+        # (a descendant that left the group, a daemon).
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         for proc in procs:
             try:
                 proc.kill()
