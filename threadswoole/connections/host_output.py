@@ -59,6 +59,7 @@ class HostOutput:
         words = self._d
         reactor = self.reactor
         limit = self.buffer_output_size
+        resolution = layout.STAMP_RESOLUTION
 
         def send_function(session: Any, data: Any, server_socket: int = -1) -> bool:
             conn = conns_get(session)
@@ -69,7 +70,10 @@ class HostOutput:
             except (OSError, TypeError):
                 return slow(session, data, server_socket)  # blocked, broke, or not bytes: the full path says
             count(sent)
-            words[conn.send_word] = reactor.clock
+            clock = reactor.clock
+            if clock >= conn.send_due:  # stamped once per layout.STAMP_RESOLUTION (see there)
+                words[conn.send_word] = clock
+                conn.send_due = clock + resolution
             if sent < size:
                 self.queue_rest(conn, data, sent)
             return True
