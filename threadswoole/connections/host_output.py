@@ -18,7 +18,7 @@ import struct
 import time
 from typing import Any
 
-from threadswoole._context import set_error
+from threadswoole._context import SendPath, set_error
 from threadswoole.connections import operations
 from threadswoole.connections import tls as _tls
 from threadswoole.connections.connection import WOULD_BLOCK, Connection, FileChunk, is_disconnect
@@ -79,6 +79,11 @@ class HostOutput:
             return True
 
         return send_function
+
+    def make_send_path(self, slow: Any) -> SendPath:
+        """What Server.send's own fast path reads (the worker's `_sender.send`): the same
+        case as make_send_function's closure, written in Server.send's frame (one frame less)."""
+        return (self.conns.get, self.write_fd, self.counters.sent_sizes.append, self._d, self.reactor, self.buffer_output_size, slow, self.queue_rest)
 
     def queue_rest(self, conn: Connection, data: Any, sent: int) -> None:
         """The part of `data` the socket did not take: queued, written on EPOLLOUT (a copy
