@@ -42,10 +42,24 @@ class WorkerContext(threading.local):
 
 
 _context = WorkerContext()
-# Server.send's fast path again, as `_sender.send`, in a plain threading.local: an attribute of
-# the exact type is read without the subclass's type lookup (528 against 646 instructions,
-# callgrind); a thread whose worker has no fast path has no attribute (AttributeError).
+# Server.send's fast path, as `_sender.send` (a SendPath, below), in a plain threading.local: an
+# attribute of the exact type is read without the subclass's type lookup (528 against 646
+# instructions, callgrind); a thread whose worker has no fast path has no attribute (AttributeError).
 _sender = threading.local()
+
+
+# Server.send's fast path, as one plain tuple (Server.send unpacks it into locals in one
+# opcode: attributes of a __slots__ object, called, are looked up through the type each time,
+# ~80 instructions per call, callgrind): (conns_get, write, count, words, reactor, limit, slow,
+# queue_rest). Built by Host.make_send_path; `slow(session, data, server_socket)` takes every
+# case but the common one (bytes to a session of this worker's Host, nothing queued). A worker
+# without a Host (PROCESS) has one whose `conns_get` finds nothing: each send is `slow`'s.
+SendPath = tuple
+
+
+def forwarding_path(slow: Any) -> SendPath:
+    """A send path on which every send is `slow`'s."""
+    return ({}.get, None, None, None, None, 0, slow, None)
 
 
 def current() -> WorkerContext:
@@ -53,7 +67,7 @@ def current() -> WorkerContext:
     return _context
 
 
-def bind_worker(worker: Any, role: str, in_thread: bool, send_function: Any = None) -> WorkerContext:
+def bind_worker(worker: Any, role: str, in_thread: bool, send_function: Any = None, send_path: SendPath | None = None) -> WorkerContext:
     """Make the calling thread `worker`'s (of kind `role`): what the Server API reads to know
     who calls it. `worker` has server, worker_id, reactor, router and runtime."""
     ctx = _context
@@ -66,7 +80,7 @@ def bind_worker(worker: Any, role: str, in_thread: bool, send_function: Any = No
     ctx.router = worker.router
     ctx.send_function = send_function  # Server.send's fast path, for workers that own connections
     if send_function is not None:
-        _sender.send = send_function
+        _sender.send = send_path if send_path is not None else forwarding_path(send_function)
     else:
         _sender.__dict__.clear()
     ctx.runtime = worker.runtime

@@ -74,6 +74,7 @@ class Connection:
         "above_high_watermark",
         "drain_timer",
         "send_word",
+        "send_due",
         "remote",
         "uid",
         "worker_id",
@@ -111,6 +112,7 @@ class Connection:
         self.above_high_watermark = False
         self.drain_timer: int | None = None
         self.send_word = record + layout.C_LAST_SEND  # shared-memory word of last_send_time
+        self.send_due = 0.0  # the loop-turn time from which Server.send's fast path stamps it again
         self.remote = remote
         self.uid = 0
         self.worker_id = -1

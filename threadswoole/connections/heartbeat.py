@@ -22,7 +22,8 @@ def idle_connections(host: Any, now: float, default_idle: float) -> list[Any]:
         if conn.protected or conn.closing:
             continue
         limit = conn.listener.heartbeat_idle_time or default_idle
-        if limit and now - words[conn.record + layout.C_LAST_RECV] > limit:
+        # (a stamp may be up to STAMP_RESOLUTION older than the last read: never closed early)
+        if limit and now - words[conn.record + layout.C_LAST_RECV] > limit + layout.STAMP_RESOLUTION:
             idle.append(conn)
     return idle
 

@@ -18,7 +18,7 @@ import struct
 import time
 from typing import Any
 
-from threadswoole._context import set_error
+from threadswoole._context import SendPath, set_error
 from threadswoole.connections import operations
 from threadswoole.connections import tls as _tls
 from threadswoole.connections.connection import WOULD_BLOCK, Connection, FileChunk, is_disconnect
@@ -59,6 +59,7 @@ class HostOutput:
         words = self._d
         reactor = self.reactor
         limit = self.buffer_output_size
+        resolution = layout.STAMP_RESOLUTION
 
         def send_function(session: Any, data: Any, server_socket: int = -1) -> bool:
             conn = conns_get(session)
@@ -69,12 +70,20 @@ class HostOutput:
             except (OSError, TypeError):
                 return slow(session, data, server_socket)  # blocked, broke, or not bytes: the full path says
             count(sent)
-            words[conn.send_word] = reactor.clock
+            clock = reactor.clock
+            if clock >= conn.send_due:  # stamped once per layout.STAMP_RESOLUTION (see there)
+                words[conn.send_word] = clock
+                conn.send_due = clock + resolution
             if sent < size:
                 self.queue_rest(conn, data, sent)
             return True
 
         return send_function
+
+    def make_send_path(self, slow: Any) -> SendPath:
+        """What Server.send's own fast path reads (the worker's `_sender.send`): the same
+        case as make_send_function's closure, written in Server.send's frame (one frame less)."""
+        return (self.conns.get, self.write_fd, self.counters.sent_sizes.append, self._d, self.reactor, self.buffer_output_size, slow, self.queue_rest)
 
     def queue_rest(self, conn: Connection, data: Any, sent: int) -> None:
         """The part of `data` the socket did not take: queued, written on EPOLLOUT (a copy

@@ -22,6 +22,7 @@ from threadswoole._arguments import as_bytes, check_session
 from threadswoole.server.connection_iterator import ConnectionIterator
 from threadswoole.server.events import CallbackTable
 from threadswoole.server.port import Port
+from threadswoole.state.shared import STAMP_RESOLUTION
 from threadswoole.timer import alarm_armed
 from threadswoole.workers.commands import CommandTable
 
@@ -220,14 +221,28 @@ class Server:
 
     # -- connections ----------------------------------------------------------------------
     def send(self, fd: int | str, data: Any, server_socket: int = -1) -> bool:
-        # Hot path: a worker's send function exists only while the server runs (so a set one
-        # is the phase check), and it checks and converts its arguments itself, off its own
-        # fast path (Router.send_checked): here nothing but the hand-over.
+        # Hot path: a worker's send path exists only while the server runs (the phase check).
+        # The common case is written in this frame, as Host.make_send_function's closure
+        # writes it (see there); `slow` checks and converts the arguments (send_checked).
         try:
-            send = _sender.send  # (a plain threading.local: _context._sender)
+            conns_get, write, count, words, reactor, limit, slow, queue_rest = _sender.send  # (_context.SendPath)
         except AttributeError:
             return self._router("send").send_checked(fd, data, server_socket)
-        return send(fd, data, server_socket)
+        conn = conns_get(fd)
+        if conn is None or conn.out or conn.closing or conn.tls is not None or (size := len(data)) > limit or (conn.session_id is not fd and type(fd) is not int):
+            return slow(fd, data, server_socket)  # (TLS writes go through OpenSSL)
+        try:
+            sent = write(conn.fd, data)  # bytes-like only: a str raises TypeError
+        except (OSError, TypeError):
+            return slow(fd, data, server_socket)  # blocked, broke, or not bytes: the full path says
+        count(sent)  # counted by StatCounters.settle
+        clock = reactor.clock
+        if clock >= conn.send_due:  # stamped once per STAMP_RESOLUTION (state/shared.py)
+            words[conn.send_word] = clock
+            conn.send_due = clock + STAMP_RESOLUTION
+        if sent < size:
+            queue_rest(conn, data, sent)
+        return True
 
     def sendfile(self, fd: int, filename: str | os.PathLike, offset: int = 0, length: int = 0) -> bool:
         return self._router("sendfile").sendfile(check_session(fd), os.fspath(filename), int(offset), int(length))

@@ -128,6 +128,12 @@ A_ROUND, A_ACCEPTED = range(2)
     C_SEND_WRITTEN,  # PROCESS: bytes of the workers' sends the reactor has written (see Host.write)
     C_HTTP_DETACHED,  # HTTP: the detached request's facts for Response.create (http/session.py)
 ) = range(25)
+# The hot paths (a raw stream's reads, Server.send's fast path) stamp C_LAST_RECV / C_LAST_SEND
+# at most once per STAMP_RESOLUTION seconds per connection: the first read (send) after the
+# window passed writes its loop-turn time, the others in the window write nothing (a float
+# store into shared memory is about 330 instructions, per request twice under load). A stamp
+# is so at most this much older than the activity; heartbeat allows for it.
+STAMP_RESOLUTION = 0.1
 FLAG_PROTECTED = 1
 FLAG_PAUSED = 2
 FLAG_DELAYED = 4

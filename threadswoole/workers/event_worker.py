@@ -101,6 +101,7 @@ class EventWorker:
         self.dispatcher = EventDispatcher(self.server, self.runtime, self.router, config.ports, config.callbacks)
         self.host.sink = InlineSink(self.dispatcher, worker_id)  # (the dispatcher needs the router, which needs the host)
         self._send_function = self.host.make_send_function(self.router.send_checked)
+        self._send_path = self.host.make_send_path(self.router.send_checked)
         # tasks, their results and commands (workers/task_client.py, workers/commands.py)
         self.transport = driver.worker_transport(worker_id)
         self.tasks = driver.task_client(worker_id, self.counters, self.transport)
@@ -116,7 +117,7 @@ class EventWorker:
 
     # -- lifecycle --------------------------------------------------------------------------
     def bind_context(self) -> None:
-        _context.bind_worker(self, _context.ROLE_WORKER, self.wiring.role_thread, self._send_function)
+        _context.bind_worker(self, _context.ROLE_WORKER, self.wiring.role_thread, self._send_function, self._send_path)
 
     def run(self) -> int:
         self.bind_context()
