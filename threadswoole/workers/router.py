@@ -270,7 +270,8 @@ class LocalRouter(Router):
         self.own_list_only = own_list_only
 
     def send(self, session: int, data: bytes) -> bool:
-        # (Server.send's fast path calls host.send_session directly: see _context.send_function)
+        # (Server.send's common case never comes here: it is written in Server.send, from the
+        # worker's _context.SendPath, and in HostOutput.make_send_function's closure)
         return self.host.send_session(session, data)
 
     def _remote(self, op: int, session: int, payload: bytes = b"") -> bool:
