@@ -330,3 +330,19 @@ def test_connections_of_a_worker_that_died_are_closed_and_counted(run_server, mo
     assert stats["connections"] == expected
     assert sum(stats["exist"]) == expected
     assert handle.stop() == 0
+
+
+def test_shutdown_at_once_from_every_worker_is_a_graceful_stop(run_server, mode):
+    """A worker may call shutdown() before the master has finished starting (PROCESS: its
+    reactor threads, its listeners); the master's SIGTERM must wait for its handler, not kill it."""
+
+    def setup(server, emit):
+        server.on("worker_start", lambda srv, wid: emit("stopping", result=srv.shutdown()))
+        server.on("shutdown", lambda srv: emit("shutdown"))
+        echo(server, emit)
+
+    settings = {"worker_num": 4, "reactor_num": 8} if mode == "process" else {"worker_num": 4}
+    handle = run_server(setup, mode=mode, settings=settings, wait_for=None)
+    assert handle.wait("stopping")["result"] is True
+    assert handle.wait_exit() == 0
+    assert "shutdown" in [e["event"] for e in handle.drain(0.2)]

@@ -37,6 +37,9 @@ from threadswoole.workers.worker import ProcessReaper, ProcessWorker
 
 log = logging.getLogger("threadswoole")
 
+# what the master and the manager handle; blocked while their handlers are not yet in place
+MASTER_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD}
+
 
 class ProcessDriver(DriverBase):
     def __init__(self, config: RunConfig) -> None:
@@ -63,6 +66,11 @@ class ProcessDriver(DriverBase):
         reactors = self.reactor_num
         state = self.create_state(acceptors=1, capacity=self.capacity())
         self.create_mailboxes([*self.roster.mailbox_ids(), *(reactor_mailbox(r) for r in range(reactors)), COMMAND_REPLIES])
+        # The master's signals stay blocked from before the fork until their handlers are set:
+        # a worker may call shutdown() (a SIGTERM to the master) as soon as it starts, and a
+        # SIGTERM with the default action still in place would kill the master outright. Held
+        # blocked, it waits and is handled as a graceful shutdown once the loop runs.
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
         try:
             self._fork_manager()
             for mailbox in self.roster.mailbox_ids():
@@ -86,6 +94,7 @@ class ProcessDriver(DriverBase):
                 },
                 main.post,
             )
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
             self.bind_master_context(main)
             self.fire("start")
             main.run()
@@ -93,6 +102,7 @@ class ProcessDriver(DriverBase):
             counters.release()
             return not self.failed
         finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
             for thread in self.reactor_threads:
                 thread.stop(timeout=5)
             if self.main_reactor is not None:
@@ -111,8 +121,7 @@ class ProcessDriver(DriverBase):
         return Placement(thread.reactor_id, -1, thread)
 
     def _fork_manager(self) -> None:
-        blocked = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD}
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
         try:
             pid = os.fork()
             if pid == 0:
