@@ -346,3 +346,43 @@ def test_shutdown_at_once_from_every_worker_is_a_graceful_stop(run_server, mode)
     assert handle.wait("stopping")["result"] is True
     assert handle.wait_exit() == 0
     assert "shutdown" in [e["event"] for e in handle.drain(0.2)]
+
+
+def test_a_stop_sent_to_a_worker_whose_mailbox_is_full_still_arrives(run_server):
+    """BASE: the manager tells a worker to stop with a message in its mailbox. A busy worker's
+    mailbox may be full (another worker sent it more than it has read yet); the stop
+    must wait for room, not be dropped (the worker was killed after max_wait_time instead,
+    without its worker_stop). Between the two ends of a socketpair the limit is the sender's
+    buffer (messages.SOCKET_BUFFER, doubled by the kernel): 12 MiB in flight fill it."""
+    import socket
+
+    gate = socket.create_server(("127.0.0.1", 0))
+    gate_port = gate.getsockname()[1]
+
+    def setup(server, emit):
+        def on_worker_start(srv, worker_id):
+            if worker_id == 1:  # busy in a callback: reads nothing from its mailbox meanwhile
+                with socket.create_connection(("127.0.0.1", gate_port)) as held:
+                    emit("busy")
+                    held.recv(1)
+            else:  # fills worker 1's mailbox
+                srv.send_message(b"x" * (12 << 20), 1)
+                srv.after(1, lambda: emit("filled"))  # (the loop has flushed what fits by then)
+
+        server.on("worker_start", on_worker_start)
+        server.on("pipe_message", lambda srv, src, message: None)
+        server.on("worker_stop", lambda srv, worker_id: emit("worker_stop", worker_id=worker_id))
+        echo(server, emit)
+
+    handle = run_server(setup, mode="base", settings={"worker_num": 2, "max_wait_time": 1}, wait_for=None)
+    gate.settimeout(10)
+    held, _ = gate.accept()
+    with held:
+        handle.wait("busy")
+        handle.wait("filled")
+        handle.signal(signal.SIGTERM)
+        handle.wait("worker_stop", worker_id=0)  # the manager has sent both stops by now
+        held.sendall(b"!")  # worker 1 goes back to its loop and reads its mailbox
+        assert handle.wait_exit() == 0
+    gate.close()
+    assert [e for e in handle.drain() if e["event"] == "worker_stop" and e["worker_id"] == 1]

@@ -17,6 +17,7 @@ from threadswoole.workers.roster import RunConfig
 from threadswoole.workers.task_payload import sweep_spilled
 
 log = logging.getLogger("threadswoole")
+STOP_RETRY_MS = 20  # how often a stop that found its worker's mailbox full is tried again
 
 
 class DriverBase(TaskWiring):
@@ -105,6 +106,16 @@ class DriverBase(TaskWiring):
             except (ValueError, TypeError):
                 pass
         self._saved_signals.clear()
+
+    # -- stopping a worker process ---------------------------------------------------------
+    def deliver_stop(self, reactor: Any, box: Any, worker: Any) -> None:
+        """Flush `box` (an ipc Outbox holding a stop for `worker`) now, or again from the
+        manager's `reactor` every STOP_RETRY_MS until it fits. A worker busy in a callback
+        may have a full mailbox; its stop must wait for room there, not be dropped (it was
+        then killed after max_wait_time, without its worker_stop). Given up once it has exited."""
+        if box.flush() or not worker.is_alive():
+            return
+        reactor.after(STOP_RETRY_MS, self.deliver_stop, reactor, box, worker)
 
     # -- settings read by workers ---------------------------------------------------------
     def default_idle_time(self) -> float:
