@@ -9,11 +9,12 @@ in the worker that accepted them, so a worker restart closes them (Swoole BASE).
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import pickle
 import signal
-from typing import Any
+from typing import Any, Callable
 
 from threadswoole import _context
 from threadswoole.connections.acceptor import Acceptor, Placement
@@ -46,6 +47,7 @@ class BaseDriver(DriverBase):
         self.manager_reactor: Reactor | None = None
         self._restart = False
         self._shutdown = False
+        self._signals: collections.deque[Callable[[], Any]] = collections.deque()  # one process: see _signalled
         self.reaper = ProcessReaper()
 
     def run(self) -> bool:
@@ -63,13 +65,14 @@ class BaseDriver(DriverBase):
         assert self.state is not None
         self.server.manager_pid = 0
         wiring = SingleWiring(self)
-        post = lambda method: self.worker.reactor.post(method)  # noqa: E731 - follows the current worker
-        self.install_signals({signal.SIGTERM: self.request_shutdown, signal.SIGINT: self.request_shutdown, signal.SIGUSR1: self._reload_all}, post)
+        self.install_signals({signal.SIGTERM: self.request_shutdown, signal.SIGINT: self.request_shutdown, signal.SIGUSR1: self._reload_all}, self._signalled)
         first = True
         while True:
             self._restart = False
             worker = EventWorker(self.config, self.state, 0, wiring, self)
             self.worker = worker
+            if self._signals:  # handled while no instance could take them (see _signalled)
+                worker.reactor.post(self._run_signals)
             if first:
                 self.bind_master_context(worker.reactor)
                 self.fire("start")
@@ -77,12 +80,28 @@ class BaseDriver(DriverBase):
             worker.run()
             worker.counters.release()
             worker.reactor.close()
+            self._run_signals()  # a SIGTERM posted to the loop that just ended is a shutdown still
             if self._shutdown or not self._restart:
                 if not self._shutdown and worker.stop_reason == "exit":
                     continue  # SystemExit in a callback: the worker restarts, like a respawn
                 break
             self.state.q[layout.H_RELOADING] = 0
         return True
+
+    def _signalled(self, method: Any) -> None:
+        """A signal handler of the one-process server (main thread, between bytecodes). The
+        worker instance changes on every reload, so the request is kept here and the current
+        instance's loop is told to run it; one that lands while an instance stops (its loop
+        ends without running what was posted) or before the next exists is run between the
+        two instead (it was lost: a SIGTERM then never stopped the server)."""
+        self._signals.append(method)
+        worker = self.worker
+        if worker is not None:
+            worker.reactor.post(self._run_signals)
+
+    def _run_signals(self) -> None:
+        while self._signals:
+            self._signals.popleft()()
 
     def _reload_all(self) -> None:
         self.request_reload(False)
