@@ -28,7 +28,7 @@ from threadswoole.modes.common import DriverBase
 from threadswoole.modes.reactor_thread import ReactorThread
 from threadswoole.state import shared as layout
 from threadswoole.state.counters import StatCounters
-from threadswoole.workers.child import child_signals, drop_privileges, watch_parent
+from threadswoole.workers.child import child_signals, drop_privileges, forked_from, watch_parent
 from threadswoole.errors import ErrorCode
 from threadswoole.workers.commands import answer_command
 from threadswoole.workers.roster import COMMAND_REPLIES, MANAGER, RunConfig
@@ -122,9 +122,11 @@ class ProcessDriver(DriverBase):
 
     def _fork_manager(self) -> None:
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
+        master = os.getpid()
         try:
             pid = os.fork()
             if pid == 0:
+                forked_from(master)
                 code = 1
                 try:
                     code = self._manager_main()

@@ -10,6 +10,16 @@ from typing import Any, Callable
 
 log = logging.getLogger("threadswoole")
 WATCH_PARENT_MS = 1000
+_forked_by = 0  # the server process that forked this one (forked_from); 0: not known
+
+
+def forked_from(parent: int) -> None:
+    """In a child, first thing after the fork: the pid of the process that forked it.
+
+    watch_parent compares getppid() with it: a parent that died before the child looked
+    (getppid() already names init or a subreaper) is still noticed."""
+    global _forked_by
+    _forked_by = parent
 
 
 def child_signals(on_term: Callable[[], Any]) -> None:
@@ -27,9 +37,11 @@ def watch_parent(reactor: Any, on_orphaned: Callable[[], Any]) -> None:
     A child outliving its parent would keep a listening socket or a mailbox open forever.
     The kernel's parent-death signal (prctl PR_SET_PDEATHSIG, through ctypes) sends us
     SIGTERM at once; a one-second getppid() check covers platforms without it and the
-    parent dying before the prctl call.
+    parent dying before the prctl call. The parent is the pid recorded at the fork
+    (forked_from), not getppid() now: if it died meanwhile, that is init's pid already,
+    and the check never fired (an orphan kept the listening socket forever).
     """
-    parent = os.getppid()
+    parent = _forked_by or os.getppid()
     try:
         import ctypes
 

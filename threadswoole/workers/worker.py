@@ -16,6 +16,8 @@ import threading
 import traceback
 from typing import Any, Callable
 
+from threadswoole.workers.child import forked_from
+
 log = logging.getLogger("threadswoole")
 
 
@@ -105,6 +107,7 @@ class ProcessWorker(Worker):
         if self._before_fork is not None:
             self._before_fork()
         blocked = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD}
+        parent = os.getpid()
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
         try:
             pid = os.fork()
@@ -112,6 +115,7 @@ class ProcessWorker(Worker):
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
             raise
         if pid == 0:
+            forked_from(parent)
             code = 255
             try:
                 code = self._body()
