@@ -150,15 +150,20 @@ def _run_phase(srv: ServerProcess, ph: Phase, row: dict, host: str, port: int) -
     try:
         if ph.warmup is not None:
             ph.warmup(host, port)
-        cpu0, t0 = srv.tree.cpu(), time.monotonic()
+        (user0, sys0), t0 = srv.tree.cpu_split(), time.monotonic()
         res = ph.run(host, port, srv) if ph.self_driven else ph.run(host, port)
-        cpu, wall = srv.tree.cpu() - cpu0, time.monotonic() - t0
+        (user1, sys1), wall = srv.tree.cpu_split(), time.monotonic() - t0
+        user, system = user1 - user0, sys1 - sys0
+        cpu = user + system
     except Exception as exc:          # the generator failed or timed out: an error row
         row["error"] = f"{type(exc).__name__}: {exc}"
         return
     row.update(res)
     requests = res.get("requests") or 0
     row["cpu_s"] = cpu
+    row["user_s"], row["sys_s"] = user, system
+    row["user_us_per_req"] = user * 1e6 / requests if requests else None
+    row["sys_us_per_req"] = system * 1e6 / requests if requests else None
     row["cpu_util"] = cpu / wall if wall > 0 else None
     row["req_per_cpu_s"] = requests / cpu if cpu > 0 else None
     if srv.proc.poll() is not None:
@@ -169,7 +174,8 @@ def _run_phase(srv: ServerProcess, ph: Phase, row: dict, host: str, port: int) -
         row["ok"] = True
 
 
-FIGURES = ("rps", "requests", "p50_us", "p99_us", "cpu_s", "cpu_util", "req_per_cpu_s", "peak_rss_mb")
+FIGURES = ("rps", "requests", "p50_us", "p99_us", "cpu_s", "cpu_util", "req_per_cpu_s", "peak_rss_mb",
+           "user_s", "sys_s", "user_us_per_req", "sys_us_per_req")
 
 
 def median_rows(runs: list[dict]) -> dict:

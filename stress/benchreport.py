@@ -147,6 +147,20 @@ def table(rows: list[dict], peers_: list[str]) -> list[str]:
     return lines
 
 
+def cpu_split_lines(rows: list[dict]) -> list[str]:
+    """User and system CPU microseconds per request of each server's whole tree (medians of the
+    runs): the system side is the kernel's work for the same syscalls, so it bounds how far a
+    cut in user-space work can move req/cpu-s."""
+    out = [f"{'server':<24} {'user us/req':>11} {'sys us/req':>10} {'user share':>10}"]
+    for r in rows:
+        u, s = r.get("user_us_per_req"), r.get("sys_us_per_req")
+        if not r.get("ok") or u is None or s is None:
+            continue
+        share = u / (u + s) if u + s else None
+        out.append(f"{r['name'] + (' ' + r['test'] if r['test'] else ''):<24} {u:>11.2f} {s:>10.2f} {fmt(share, '.0%'):>10}")
+    return out if len(out) > 1 else []
+
+
 def verdict_lines(verdicts: list[Verdict]) -> list[str]:
     out = []
     said: set = set()

@@ -13,7 +13,7 @@ never by name).
   ``redis-server``...) on a port chosen by the caller, and ``start(port=, probe=)``
   waits until ``probe(host, port)`` succeeds instead (a real request, not just a connect).
 - ``ProcTree`` remembers every descendant it has ever seen; ``rss()`` sums
-  RSS over the live tree, ``cpu()`` sums user+system over the live tree plus
+  RSS over the live tree, ``cpu()`` sums user+system (``cpu_split()`` apart) over the live tree plus
   the ``children_*`` times of children the tree already reaped (so a worker
   that exits mid-window is still counted).
 - ``ServerProcess.stop`` sends SIGTERM, SIGKILLs after a timeout, reaps, then
@@ -70,14 +70,21 @@ class ProcTree:
 
     def cpu(self) -> float:
         """CPU seconds (user+system) used so far by the tree, reaped children included."""
-        total = 0.0
+        user, system = self.cpu_split()
+        return user + system
+
+    def cpu_split(self) -> tuple[float, float]:
+        """(user, system) CPU seconds used so far by the tree, reaped children included: which
+        side a server's cost is on (interpreter work against kernel work for the same syscalls)."""
+        user = system = 0.0
         for p in self.live():
             try:
                 t = p.cpu_times()
-                total += t.user + t.system + t.children_user + t.children_system
+                user += t.user + t.children_user
+                system += t.system + t.children_system
             except psutil.Error:
                 pass
-        return total
+        return user, system
 
     def survivors(self) -> list[psutil.Process]:
         self.live()

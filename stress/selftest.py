@@ -228,12 +228,17 @@ def test_cpu_accounting() -> None:
     with_server("stress.servers.asyncio_echo", ["--workers", "2"], "127.0.0.1", prefork)
 
     def reaped(srv: ServerProcess) -> None:
-        c0 = srv.tree.cpu()
+        c0, (u0, s0) = srv.tree.cpu(), srv.tree.cpu_split()
         time.sleep(0.3)
         _wait_line(srv, "REAPED", 10)
-        c1 = srv.tree.cpu()
+        c1, (u1, s1) = srv.tree.cpu(), srv.tree.cpu_split()
         check("tree CPU counts a child reaped mid-window", c1 - c0 >= 0.8,
               f"{c1 - c0:.2f}s (child burnt ~1s and was reaped)")
+        # (the burn loop calls process_time, a real syscall: much of it is system time)
+        split = (u1 - u0) + (s1 - s0)
+        check("tree CPU split: user + system is the total, the reaped child included",
+              split >= 0.8 and abs(split - (c1 - c0)) < 0.05,
+              f"user {u1 - u0:.2f}s + system {s1 - s0:.2f}s against {c1 - c0:.2f}s")
     with_server("stress.selftest", ["serve-forker", "--burn", "1.0", "--delay", "0.2"], "127.0.0.1", reaped)
 
     def stubborn(srv: ServerProcess) -> None:

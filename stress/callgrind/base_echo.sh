@@ -66,6 +66,6 @@ for line in out.splitlines():
         name = m.group(2).split(":")[-1].split(" [")[0] if ":" in m.group(2) else m.group(2)
         costs[name] += int(m.group(1).replace(",", ""))
 print(f"{server}: {n} requests, {total / n:.0f} instructions per request")
-for name, cost in costs.most_common(28):
+for name, cost in costs.most_common(int(__import__("os").environ.get("TOP", "28"))):
     print(f"{cost / n:8.0f}  {name}")
 PY

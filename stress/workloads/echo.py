@@ -87,6 +87,9 @@ def run(a: argparse.Namespace) -> Report:
         rep.sections.append((f"echo, C generator (saturated): {a.size} B, {a.connections} connections, "
                              f"{a.gen_threads} generator thread(s)", rows, PEERS))
         rep.verdicts = benchreport.evaluate(rows, BENCH_TARGETS["echo"])
+        split = benchreport.cpu_split_lines(rows)
+        if split:
+            rep.notes += ["CPU split, C generator (server tree, psutil user/system, medians):"] + split + [""]
     rep.notes += [f"{n}: {NOTES[n]}" for n in servers if n in NOTES]
     rep.notes.append("req/cpu-s = requests / CPU seconds of the server's whole process tree in the "
                      "measured window (psutil); x peer = ratio of medians from the same run.")
