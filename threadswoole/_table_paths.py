@@ -98,6 +98,10 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
     unpack_row = struct.Struct("<i64s4x" + schema.read_format).unpack  # a head row: link, key block, data
     row_codec, find, find_or_insert, view_of, lock_slow = schema.row_codec, store.find, store.find_or_insert, store.view, store.lock_slow
     trylock, unlock, crc32, lock_free = handle_trylock, handle_unlock, zlib.crc32, LOCK_FREE_READS
+    # builtins as closure cells: free-threaded 3.13 does not specialise LOAD_GLOBAL, so each
+    # `type`, `len`, `dict`, `int` there is a globals then a builtins dict search (~300
+    # instructions each, callgrind); a cell is one load
+    type_of, size_of, dict_type, int_type, float_type = type, len, dict, int, float
     other_from_seq = S_OTHER_WRITES - S_SEQ  # counts the writes that are not a set of an existing row
     # get(key, field): the key block and that one column, unpacked from a copy of the head row
     readers = {
@@ -143,7 +147,7 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
         except (KeyError, TypeError):  # not cached yet; unhashable: not a str
             entry = place(key)
         data = None
-        if type(value) is dict and len(value) == width:
+        if type_of(value) is dict_type and size_of(value) == width:
             try:
                 data = encode_full(value)
             except Exception:  # a missing name, a bad value: encode_row says which
@@ -193,7 +197,8 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
             target = word_columns[column]
         except (KeyError, TypeError):
             target = None
-        if target is None or not (type(step) is int or (target[2] and type(step) is float)):
+        step_type = type_of(step)
+        if target is None or not (step_type is int_type or (target[2] and step_type is float_type)):
             return incr_checked(entry, column, step)
         keyblock, key_slice, _, _, handle, _, data_word, _, _ = entry
         index, cells = data_word + target[0], target[1]
