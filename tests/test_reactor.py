@@ -133,3 +133,32 @@ def test_an_fd_unregistered_by_an_earlier_handler_of_the_same_batch_is_skipped_q
         for ours, peer in pairs:
             ours.close()
             peer.close()
+
+
+def test_a_loop_dropped_after_fork_never_closes_an_fd_that_reused_its_number():
+    """close_after_fork closes the child's copy of the epoll fd; the epoll object, collected
+    later, must not close that number again once a new file has taken it."""
+    import gc
+    import os
+
+    from forking import Children
+
+    holder = [Reactor("parent")]
+
+    def child() -> None:
+        reactor = holder.pop()
+        reactor.close_after_fork()
+        pipes = [os.pipe() for _ in range(4)]  # the lowest free numbers: the epoll's among them
+        del reactor
+        gc.collect()  # the epoll object goes here
+        for read_end, write_end in pipes:
+            os.write(write_end, b"x")
+            assert os.read(read_end, 1) == b"x"
+
+    children = Children()
+    try:
+        children.fork(child)
+        children.wait_all_ok()
+    finally:
+        children.close()
+        holder[0].close()

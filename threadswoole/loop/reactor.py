@@ -380,9 +380,8 @@ class Reactor:
 
     def close_after_fork(self) -> None:
         """In a forked child: drop the parent's loop without touching fds the child still needs."""
-        try:
-            os.close(self._epoll.fileno())
-        except OSError:
-            pass
+        # The object closes its own fd (the child's copy); a bare os.close would leave it
+        # open, and collected later it would close whatever file had reused the number.
+        self._epoll.close()
         self._wake_reader.close()
         self._wake_writer.close()
