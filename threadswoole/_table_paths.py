@@ -11,8 +11,9 @@ operation costs and why it is shaped so (figures: docs/table.md, "What it costs"
   so a cached entry is never stale.
 - Rows are copied in and out by slicing the segment's mmap (`mapping[a:b]`, `mapping[a:b] = data`):
   no memoryview is made, so there is no per-thread view to look up (see _segments.py).
-- Every name used is a local or a closure cell: free-threaded 3.13 does not specialise attribute
-  and global lookups, and each costs a dict search there.
+- Every name the hot operations use is a local, passed as a default argument: free-threaded
+  3.13 does not specialise attribute and global lookups (each costs a dict search there), and it
+  reads a closure cell under a critical section that two threads contend for (docs/table.md).
 - Maps shared by the threads (the key cache, the column maps, the thread views) are read by
   subscript, never `dict.get`: on free-threaded 3.13 `dict.get` locks the dict on every call
   (its argument-clinic wrapper is a critical section), so two threads reading the key cache
@@ -141,7 +142,32 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
         return entry
 
     # -- writers ------------------------------------------------------------------------
-    def set(key: Any, value: Any) -> bool:  # noqa: A001 - the operation's name
+    def set_locked(entry: tuple, data: bytes | None, parts: Any) -> bool:
+        seq, view = entry[5], view_of()
+        written = words[seq]
+        words[seq] = ~written
+        try:
+            offset, created = find_or_insert(view, entry[7], entry[8], data or b"")
+            if offset < 0 or created:
+                words[seq + other_from_seq] += 1
+            if offset < 0:
+                return _false(errno.ENOMEM)
+            if not created and data is not None:
+                store.data.pack_into(view, offset + DATA_AT, data)
+            for column, raw in parts:
+                column.raw.pack_into(view, offset + DATA_AT + column.offset, raw)
+            return True
+        finally:
+            words[seq] = written + 1
+
+    # The four hot operations take what they use as default arguments (locals): on
+    # free-threaded 3.13 a closure-cell load takes a critical section on the cell, and two
+    # threads on one table contend for those mutexes. Callers pass only the leading arguments.
+    def set(  # noqa: A001 - the operation's name
+        key: Any, value: Any, cache=cache, place=place, type_of=type_of, dict_type=dict_type, size_of=size_of, width=width,
+        encode_full=encode_full, encode_row=encode_row, trylock=trylock, lock_slow=lock_slow, addressof=addressof,
+        mapping=mapping, words=words, unlock=unlock, set_locked=set_locked,
+    ) -> bool:
         try:
             entry = cache[key]
         except (KeyError, TypeError):  # not cached yet; unhashable: not a str
@@ -167,53 +193,6 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
                 words[seq] = written + 1  # and that counts it in update_count
                 return True
             return set_locked(entry, data, parts)
-        finally:
-            unlock(handle)
-
-    def set_locked(entry: tuple, data: bytes | None, parts: Any) -> bool:
-        seq, view = entry[5], view_of()
-        written = words[seq]
-        words[seq] = ~written
-        try:
-            offset, created = find_or_insert(view, entry[7], entry[8], data or b"")
-            if offset < 0 or created:
-                words[seq + other_from_seq] += 1
-            if offset < 0:
-                return _false(errno.ENOMEM)
-            if not created and data is not None:
-                store.data.pack_into(view, offset + DATA_AT, data)
-            for column, raw in parts:
-                column.raw.pack_into(view, offset + DATA_AT + column.offset, raw)
-            return True
-        finally:
-            words[seq] = written + 1
-
-    def incr(key: Any, column: Any, step: Any) -> Any:
-        try:
-            entry = cache[key]
-        except (KeyError, TypeError):
-            entry = place(key)
-        try:
-            target = word_columns[column]
-        except (KeyError, TypeError):
-            target = None
-        step_type = type_of(step)
-        if target is None or not (step_type is int_type or (target[2] and step_type is float_type)):
-            return incr_checked(entry, column, step)
-        keyblock, key_slice, _, _, handle, _, data_word, _, _ = entry
-        index, cells = data_word + target[0], target[1]
-        result = trylock(handle)
-        if result:
-            lock_slow(addressof(handle), result)
-        try:
-            if mapping[key_slice] == keyblock:
-                value = cells[index] + step
-                try:
-                    cells[index] = value  # one aligned store; out of int64's range it raises, writing nothing
-                except ValueError:
-                    raise overflow(columns[column], value) from None
-                return value
-            return incr_locked(entry, columns[column], step)
         finally:
             unlock(handle)
 
@@ -255,6 +234,39 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
         finally:
             words[seq] = written + 1
 
+    def incr(
+        key: Any, column: Any, step: Any, cache=cache, place=place, word_columns=word_columns, type_of=type_of,
+        int_type=int_type, float_type=float_type, incr_checked=incr_checked, trylock=trylock, lock_slow=lock_slow,
+        addressof=addressof, mapping=mapping, overflow=overflow, columns=columns, incr_locked=incr_locked, unlock=unlock,
+    ) -> Any:
+        try:
+            entry = cache[key]
+        except (KeyError, TypeError):
+            entry = place(key)
+        try:
+            target = word_columns[column]
+        except (KeyError, TypeError):
+            target = None
+        step_type = type_of(step)
+        if target is None or not (step_type is int_type or (target[2] and step_type is float_type)):
+            return incr_checked(entry, column, step)
+        keyblock, key_slice, _, _, handle, _, data_word, _, _ = entry
+        index, cells = data_word + target[0], target[1]
+        result = trylock(handle)
+        if result:
+            lock_slow(addressof(handle), result)
+        try:
+            if mapping[key_slice] == keyblock:
+                value = cells[index] + step
+                try:
+                    cells[index] = value  # one aligned store; out of int64's range it raises, writing nothing
+                except ValueError:
+                    raise overflow(columns[column], value) from None
+                return value
+            return incr_locked(entry, columns[column], step)
+        finally:
+            unlock(handle)
+
     def delete(key: Any) -> bool:
         try:
             entry = cache[key]
@@ -277,7 +289,31 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
         return removed or _false(errno.ENOENT)
 
     # -- readers ------------------------------------------------------------------------
-    def get(key: Any, field: Any) -> Any:
+    def get_locked(entry: tuple, column: Column | None) -> Any:
+        handle = entry[4]
+        result = trylock(handle)
+        if result:
+            lock_slow(addressof(handle), result)
+        try:
+            view = view_of()
+            offset = find(view, entry[7], entry[8])
+            if offset < 0:
+                fields = None
+            elif column is None:
+                fields = row_codec.unpack_from(view, offset + DATA_AT)
+            else:
+                fields = column.codec.unpack_from(view, offset + DATA_AT + column.offset)
+        finally:
+            unlock(handle)
+        if fields is None:
+            return _false(errno.ENOENT)
+        return decode_row(fields) if column is None else column.decode(fields)
+
+    def get(
+        key: Any, field: Any, cache=cache, place=place, lock_free=lock_free, words=words, unpack_row=unpack_row,
+        mapping=mapping, decode_read=decode_read, get_locked=get_locked, readers=readers, schema=schema,
+        read_text=read_text, columns=columns,
+    ) -> Any:
         try:
             entry = cache[key]
         except (KeyError, TypeError):
@@ -302,27 +338,10 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
                 return read_text(fields[1], fields[2]) if reader[1] else fields[1]
         return get_locked(entry, columns[field])
 
-    def get_locked(entry: tuple, column: Column | None) -> Any:
-        handle = entry[4]
-        result = trylock(handle)
-        if result:
-            lock_slow(addressof(handle), result)
-        try:
-            view = view_of()
-            offset = find(view, entry[7], entry[8])
-            if offset < 0:
-                fields = None
-            elif column is None:
-                fields = row_codec.unpack_from(view, offset + DATA_AT)
-            else:
-                fields = column.codec.unpack_from(view, offset + DATA_AT + column.offset)
-        finally:
-            unlock(handle)
-        if fields is None:
-            return _false(errno.ENOENT)
-        return decode_row(fields) if column is None else column.decode(fields)
-
-    def exists(key: Any) -> bool:
+    def exists(
+        key: Any, cache=cache, place=place, lock_free=lock_free, words=words, mapping=mapping, trylock=trylock,
+        lock_slow=lock_slow, addressof=addressof, find=find, view_of=view_of, unlock=unlock,
+    ) -> bool:
         try:
             entry = cache[key]
         except (KeyError, TypeError):

@@ -160,10 +160,12 @@ class Schema:
                 fields += [f"h{position}", f"d{position}"]
             else:
                 fields.append(f"v{position}")
-        functions = "def encode_full(row):\n" + "\n".join(encode) + f"\n    return _pack({', '.join(fields)})\n" + decoders
-        # Made inside a factory so every name they use is a closure cell, builtins included:
-        # free-threaded 3.13 does not specialise LOAD_GLOBAL, and a builtin there is two dict
-        # searches (~300 instructions each; a 3-column set made five: ~1 400 of its ~5 700).
+        functions = "def encode_full(row, _pack=_pack, _order=_order, _BINARY=_BINARY, type=type, len=len, isinstance=isinstance, bytes=bytes, str=str):\n" + "\n".join(encode) + f"\n    return _pack({', '.join(fields)})\n" + decoders
+        # Every name they use is a default argument, builtins included: free-threaded 3.13 does
+        # not specialise LOAD_GLOBAL, and a builtin there is two dict searches (~300 instructions
+        # each; a 3-column set made five: ~1 400 of its ~5 700); and a closure cell would be
+        # read under a critical section that two threads on one table contend for. Callers
+        # pass only the first argument.
         source = (
             "def _make(_pack, _order, _BINARY, type, len, isinstance, bytes, str, UnicodeDecodeError):\n"
             + "".join(f"    {line}\n" for line in functions.splitlines())
@@ -202,7 +204,7 @@ class Schema:
             else:
                 decoded.append(f"{column.name!r}: f[{index}]")
                 index += 1
-        return f"def {name}(f):\n" + "".join(line + "\n" for line in unpack) + "    return {" + ", ".join(decoded) + "}\n"
+        return f"def {name}(f, UnicodeDecodeError=UnicodeDecodeError):\n" + "".join(line + "\n" for line in unpack) + "    return {" + ", ".join(decoded) + "}\n"
 
     def column(self, name: Any) -> Column:
         try:
