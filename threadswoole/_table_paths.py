@@ -99,9 +99,9 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
     unpack_row = struct.Struct("<i64s4x" + schema.read_format).unpack  # a head row: link, key block, data
     row_codec, find, find_or_insert, view_of, lock_slow = schema.row_codec, store.find, store.find_or_insert, store.view, store.lock_slow
     trylock, unlock, crc32, lock_free = handle_trylock, handle_unlock, zlib.crc32, LOCK_FREE_READS
-    # builtins as closure cells: free-threaded 3.13 does not specialise LOAD_GLOBAL, so each
-    # `type`, `len`, `dict`, `int` there is a globals then a builtins dict search (~300
-    # instructions each, callgrind); a cell is one load
+    # builtins under local names, handed to the hot operations as default arguments:
+    # free-threaded 3.13 does not specialise LOAD_GLOBAL, so each `type`, `len`, `dict`, `int`
+    # there is a globals then a builtins dict search (~300 instructions each, callgrind)
     type_of, size_of, dict_type, int_type, float_type = type, len, dict, int, float
     other_from_seq = S_OTHER_WRITES - S_SEQ  # counts the writes that are not a set of an existing row
     # get(key, field): the key block and that one column, unpacked from a copy of the head row
