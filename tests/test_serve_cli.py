@@ -309,3 +309,27 @@ def test_process_mode_survives_a_worker_crash():
             assert _pid_of(server, connection) == results[0][2]  # the same connection, still open
         finally:
             connection.close()
+
+
+def test_a_sighup_before_the_server_can_reload_is_ignored_not_fatal():
+    """SIGHUP is forwarded as SIGUSR1 only while the mode's SIGUSR1 handler is in place: in the
+    start-up window before it (SIGUSR1 still at its default action) forwarding would kill the
+    process. A real process, its own signals; a SIGHUP with the handler in place still reloads."""
+    program = (
+        "import os, signal\n"
+        "from threadswoole.serve.runner import forward_sighup_as_reload\n"
+        "signal.signal(signal.SIGUSR1, signal.SIG_DFL)\n"
+        "signal.signal(signal.SIGHUP, forward_sighup_as_reload)\n"
+        "os.kill(os.getpid(), signal.SIGHUP)\n"
+        "print('survived', flush=True)\n"
+        "reloads = []\n"
+        "signal.signal(signal.SIGUSR1, lambda signo, frame: reloads.append(signo))\n"
+        "os.kill(os.getpid(), signal.SIGHUP)\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, set())  # a call: pending handlers run by now\n"
+        "print('reloads', len(reloads), flush=True)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    result = subprocess.run([sys.executable, "-c", program], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["survived", "reloads 1"]
+    assert "SIGHUP ignored" in result.stderr

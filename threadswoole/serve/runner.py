@@ -125,8 +125,15 @@ def _add_metrics(server: Server, config: ServeConfig, options: ServeOptions) -> 
     port.set({"application_protocol": functools.partial(MetricsProtocol, options=options), "open_tcp_nodelay": True})
 
 
-def _forward_sighup(_signo: int, _frame: Any) -> None:
-    os.kill(os.getpid(), signal.SIGUSR1)  # the mode's reload (a rolling restart of the workers)
+def forward_sighup_as_reload(_signo: int, _frame: Any) -> None:
+    """SIGHUP (gunicorn's reload) becomes SIGUSR1, the mode's rolling restart of the workers,
+    but only while the mode's SIGUSR1 handler is in place: before the server has installed it
+    (start-up) or after it restored it (shutdown), SIGUSR1's default action would kill the
+    process, so the SIGHUP is logged and ignored instead."""
+    if not callable(signal.getsignal(signal.SIGUSR1)):
+        log.warning("SIGHUP ignored: the server is not running (it reloads only once started)")
+        return
+    os.kill(os.getpid(), signal.SIGUSR1)
 
 
 def run(config: ServeConfig) -> int:
@@ -149,7 +156,7 @@ def run(config: ServeConfig) -> int:
         from threadswoole.atomic import Atomic
 
         startup_failed = options.startup_failures = Atomic(0)
-    previous = signal.signal(signal.SIGHUP, _forward_sighup)
+    previous = signal.signal(signal.SIGHUP, forward_sighup_as_reload)
     try:
         server.start()
     except Exception as exc:  # settings the server refuses at start() (a TLS file missing, ...)
