@@ -374,15 +374,15 @@ def test_a_stop_sent_to_a_worker_whose_mailbox_is_full_still_arrives(run_server)
         server.on("worker_stop", lambda srv, worker_id: emit("worker_stop", worker_id=worker_id))
         echo(server, emit)
 
-    handle = run_server(setup, mode="base", settings={"worker_num": 2, "max_wait_time": 1}, wait_for=None)
-    gate.settimeout(10)
-    held, _ = gate.accept()
-    with held:
-        handle.wait("busy")
-        handle.wait("filled")
-        handle.signal(signal.SIGTERM)
-        handle.wait("worker_stop", worker_id=0)  # the manager has sent both stops by now
-        held.sendall(b"!")  # worker 1 goes back to its loop and reads its mailbox
-        assert handle.wait_exit() == 0
-    gate.close()
+    with gate:
+        handle = run_server(setup, mode="base", settings={"worker_num": 2, "max_wait_time": 1}, wait_for=None)
+        gate.settimeout(10)
+        held, _ = gate.accept()
+        with held:
+            handle.wait("busy")
+            handle.wait("filled")
+            handle.signal(signal.SIGTERM)
+            handle.wait("worker_stop", worker_id=0)  # the manager has sent both stops by now
+            held.sendall(b"!")  # worker 1 goes back to its loop and reads its mailbox
+            assert handle.wait_exit() == 0
     assert [e for e in handle.drain() if e["event"] == "worker_stop" and e["worker_id"] == 1]
