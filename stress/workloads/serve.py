@@ -70,14 +70,19 @@ _BLOCKING_FT = ("threadswoole-thread-32-ft", "granian-wsgi-32-ft")   # the free-
 def _ft_peers_missing() -> Optional[str]:
     """Why granian cannot run on the free-threaded interpreter here, or None."""
     python = free_threaded_python()
-    return _ft_missing() if python is None else peers.missing_reason(python)
+    if python is None:
+        return _ft_missing()
+    try:
+        return peers.missing_reason(python)
+    except (OSError, subprocess.SubprocessError) as exc:   # it would not say what it is
+        return f"{python} did not run: {exc}"
 
 
 def _ensure_ft_peers() -> None:
     """Create the free-threaded interpreter's peer venv (granian) when missing; a failure only
     prints: the row is then skipped with ``_ft_peers_missing``'s reason."""
     python = free_threaded_python()
-    if python is None or peers.ready(python):
+    if python is None or _ft_peers_missing() is None:
         return
     try:
         peers.ensure(python=python)
@@ -90,7 +95,10 @@ def _blocking_table() -> dict[str, Spec]:
     """BLOCKING plus the free-threaded pair (built when run: it asks the 3.13t for its ABI)."""
     python = free_threaded_python()
     env = ("env", "PYTHON_GIL=0")
-    launcher = (*env, peers.bin_path("granian", python) if python else "granian")
+    try:
+        launcher = (*env, peers.bin_path("granian", python) if python else "granian")
+    except (OSError, subprocess.SubprocessError):   # a broken 3.13t: the need says so, the row is skipped
+        launcher = (*env, "granian")
     ft = [
         ts_serve_thread("threadswoole-thread-32-ft", _SLEEP, 32, python or "python3.13t", env, (_ft_missing,),
                         note="threadswoole serve --mode thread --workers 32 on python3.13t (GIL off), 2 ms sleep"),
