@@ -61,7 +61,9 @@ BENCH_TARGETS: dict[str, list[tuple[str, str, str, float, str]]] = {
              ("threadswoole-base", "granian-wsgi", "req_per_cpu_s", 1.0, "")],
     "asgi": [("threadswoole-base", "uvicorn", "req_per_cpu_s", 1.5, "")],
     # threadswoole serve where threads matter (stress/workloads/serve.py): requests/s
-    "serve-blocking": [("threadswoole-thread-32", "granian-wsgi-32", "rps", 1.0, "")],
+    # (the -ft pair: the same target on free-threaded python3.13t, GIL off, both servers)
+    "serve-blocking": [("threadswoole-thread-32", "granian-wsgi-32", "rps", 1.0, ""),
+                       ("threadswoole-thread-32-ft", "granian-wsgi-32-ft", "rps", 1.0, "")],
     "serve-cpu": [("threadswoole-thread-w2", "threadswoole-thread-w1", "rps", 1.7, "")],
     # C generator in WebSocket mode: 100 connections, 64-byte masked binary frames
     "ws": [("threadswoole-base", "aiohttp", "req_per_cpu_s", 1.3, ""),

@@ -64,11 +64,16 @@ def uvicorn(name: str = "uvicorn", app: str = _AHELLO) -> Spec:
                 note="uvicorn + uvloop + httptools, 1 process, ASGI hello")
 
 
-def granian(name: str, interface: str, app: str, *extra: str, note: str = "") -> Spec:
-    return Spec(name, ("{venv_bin}/granian", "--interface", interface, "--host", "{host}", "--port",
+def granian(name: str, interface: str, app: str, *extra: str, note: str = "",
+            launcher: tuple[str, ...] = ("{venv_bin}/granian",), venv: bool = True,
+            needs: tuple = ()) -> Spec:
+    """granian, one worker. ``launcher``: the command that starts it (default: the peer venv's
+    ``granian``; ``venv=False`` with another venv's, e.g. a free-threaded one, and ``needs``
+    saying when that one is missing)."""
+    return Spec(name, (*launcher, "--interface", interface, "--host", "{host}", "--port",
                        "{port}", "--workers", "1", "--http", "1", "--no-ws", "--log-level", "warning",
                        "--no-access-log", *extra, app),
-                probe=http_probe(), needs=(wrk_missing,), venv=True,
+                probe=http_probe(), needs=(wrk_missing, *needs), venv=venv,
                 note=note or f"granian, 1 worker, {interface.upper()} hello")
 
 

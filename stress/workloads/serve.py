@@ -3,7 +3,11 @@
 - ``serve-blocking``: every request sleeps 2 ms (``stress.servers.apps:wsgi_sleep``, like a
   handler waiting on a database): ``threadswoole serve --mode thread --workers 32`` against
   granian WSGI with 32 blocking threads and gunicorn gthread with 32 threads (one process
-  each); the figure is requests/s (the ceiling is 32 / 2 ms = 16,000).
+  each); the figure is requests/s (the ceiling is 32 / 2 ms = 16,000). The ``-ft`` rows are the
+  same pair on free-threaded CPython 3.13t with the GIL off (``PYTHON_GIL=0``): ours from this
+  checkout, granian from a benchmark-only venv made from that interpreter
+  (``stress.peers.venv_dir(python)``: ``bench-venv-py3.13t``, pins ``stress.peers.FT_PINS``);
+  skipped without a 3.13t. The GIL pair and its target are unchanged; the ft pair has its own.
 - ``serve-cpu``: every request computes for about 1-2 ms in pure Python
   (``stress.servers.apps:wsgi_cpu``), served by ``threadswoole serve --mode thread`` on
   free-threaded CPython 3.13t (``PYTHON_GIL=0``) with 1 and with 2 worker threads; the figure
@@ -22,7 +26,7 @@ import shutil
 import subprocess
 from typing import Optional
 
-from stress import benchkit, benchreport
+from stress import benchkit, benchreport, peers
 from stress.benchkit import Spec
 from stress.benchreport import Report
 from stress.drivers import http_probe, wrk_missing, wrk_phase
@@ -60,6 +64,50 @@ BLOCKING = {s.name: s for s in [
             note="granian WSGI, 1 worker, 32 blocking threads, 2 ms sleep"),
     gunicorn("gunicorn-gthread-32", 32, _SLEEP, note="gunicorn gthread, 1 worker x 32 threads, 2 ms sleep"),
 ]}
+_BLOCKING_FT = ("threadswoole-thread-32-ft", "granian-wsgi-32-ft")   # the free-threaded pair
+
+
+def _ft_peers_missing() -> Optional[str]:
+    """Why granian cannot run on the free-threaded interpreter here, or None."""
+    python = free_threaded_python()
+    if python is None:
+        return _ft_missing()
+    try:
+        return peers.missing_reason(python)
+    except (OSError, subprocess.SubprocessError) as exc:   # it would not say what it is
+        return f"{python} did not run: {exc}"
+
+
+def _ensure_ft_peers() -> None:
+    """Create the free-threaded interpreter's peer venv (granian) when missing; a failure only
+    prints: the row is then skipped with ``_ft_peers_missing``'s reason."""
+    python = free_threaded_python()
+    if python is None or _ft_peers_missing() is None:
+        return
+    try:
+        peers.ensure(python=python)
+    except Exception as exc:     # no registry, no wheel for this build...: a skipped row
+        print(f"peer virtualenv for {python} could not be created: {exc}", flush=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _blocking_table() -> dict[str, Spec]:
+    """BLOCKING plus the free-threaded pair (built when run: it asks the 3.13t for its ABI)."""
+    python = free_threaded_python()
+    env = ("env", "PYTHON_GIL=0")
+    try:
+        launcher = (*env, peers.bin_path("granian", python) if python else "granian")
+    except (OSError, subprocess.SubprocessError):   # a broken 3.13t: the need says so, the row is skipped
+        launcher = (*env, "granian")
+    ft = [
+        ts_serve_thread("threadswoole-thread-32-ft", _SLEEP, 32, python or "python3.13t", env, (_ft_missing,),
+                        note="threadswoole serve --mode thread --workers 32 on python3.13t (GIL off), 2 ms sleep"),
+        granian("granian-wsgi-32-ft", "wsgi", _SLEEP, "--blocking-threads", "32", launcher=launcher, venv=False,
+                needs=(_ft_peers_missing,),
+                note=f"granian {peers.FT_PINS['granian']} WSGI on python3.13t (GIL off), 1 worker, "
+                     "32 blocking threads, 2 ms sleep"),
+    ]
+    return {**BLOCKING, **{s.name: s for s in ft}}
 
 
 @functools.lru_cache(maxsize=None)
@@ -100,9 +148,12 @@ def machine_ceiling() -> str:
     return result.stdout.strip() or "?"
 
 
-def _make(name: str, table_of, peers_: list[str], title: str, connections: int):
+def _make(name: str, table_of, peers_: list[str], title: str, connections: int, server_names: tuple[str, ...] = ()):
+    """``server_names``: the default --servers when building ``table_of()`` at parse time would
+    cost (serve-blocking's asks the 3.13t for its ABI); else the table's names."""
     def configure(ap: argparse.ArgumentParser) -> None:
-        common_options(ap, duration=5.0, repeat=3, servers=",".join(table_of()), connections=connections)
+        common_options(ap, duration=5.0, repeat=3, servers=",".join(server_names or table_of()),
+                       connections=connections)
 
     def run(a: argparse.Namespace) -> Report:
         table = table_of()
@@ -116,6 +167,8 @@ def _make(name: str, table_of, peers_: list[str], title: str, connections: int):
         phase = wrk_phase(connections=a.connections, duration=a.duration, warmup=a.warmup, threads=a.gen_threads)
         print(f"== {name} ...", flush=True)
         ceiling = machine_ceiling() if name == "serve-cpu" else ""
+        if "granian-wsgi-32-ft" in wanted and not a.no_install:
+            _ensure_ft_peers()
         rows = benchkit.run_workload([table[n] for n in wanted], lambda spec: [phase], repeat=a.repeat,
                                      host=a.host, install=not a.no_install)
         shown = [p for p in peers_ if p in wanted]
@@ -134,8 +187,9 @@ def _make(name: str, table_of, peers_: list[str], title: str, connections: int):
 
 
 WORKLOADS = [
-    _make("serve-blocking", lambda: BLOCKING, ["granian-wsgi-32", "gunicorn-gthread-32"],
-          "WSGI with a 2 ms blocking handler, 32 threads each", 100),
+    _make("serve-blocking", _blocking_table, ["granian-wsgi-32", "granian-wsgi-32-ft", "gunicorn-gthread-32"],
+          "WSGI with a 2 ms blocking handler, 32 threads each (-ft: python3.13t, GIL off)", 100,
+          (*BLOCKING, *_BLOCKING_FT)),
     _make("serve-cpu", _cpu_table, ["threadswoole-thread-w1"],
           "WSGI CPU-bound handler on free-threaded 3.13t, 1 vs 2 worker threads", 16),
 ]
