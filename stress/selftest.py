@@ -106,6 +106,11 @@ def test_loadgen() -> None:
         check("loadgen framing=length vs asyncio-length", *consistent(r, 200, 20))
     with_server("stress.servers.asyncio_echo", ["--framing", "length"], "127.0.0.1", framed)
 
+    def spinning(srv: ServerProcess) -> None:  # --spin: the same echo, more Python per read
+        r = run_load(("127.0.0.1", srv.port), connections=10, duration=1.0, warmup=0.2)
+        check("asyncio_echo --spin still echoes", *consistent(r, 64, 10))
+    with_server("stress.servers.asyncio_echo", ["--spin", "50"], "127.0.0.1", spinning)
+
     if socket.has_ipv6:
         def v6(srv: ServerProcess) -> None:
             r = run_load(("::1", srv.port), connections=10, duration=1.0, warmup=0.2)

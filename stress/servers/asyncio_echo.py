@@ -10,7 +10,9 @@ the whole process tree. ``--recv-size N`` changes asyncio's per-read buffer
 costs an mmap+mremap+munmap) to show what that stdlib default costs.
 ``--loop uvloop`` runs the same protocol on uvloop (libuv); the benchmark starts
 that one with the peer virtualenv's interpreter (``stress.peers``), since uvloop is
-never a dependency of threadswoole.
+never a dependency of threadswoole. ``--spin K`` (raw echo only) runs K turns of an empty
+Python loop in each ``data_received`` before the write: a peer given more user-space work per
+request, to see how its system time follows (stress/callgrind/base_echo.sh ``sched``).
 """
 from __future__ import annotations
 
@@ -31,6 +33,19 @@ class Echo(asyncio.Protocol):
         self.transport.write(data)
 
 
+def spinning_echo(turns: int) -> type:
+    """Echo after `turns` turns of an empty Python loop (``--spin``)."""
+    spins = range(turns)
+
+    class SpinningEcho(Echo):
+        def data_received(self, data: bytes) -> None:
+            for _ in spins:
+                pass
+            self.transport.write(data)
+
+    return SpinningEcho
+
+
 class FramedEcho(asyncio.Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
@@ -47,12 +62,12 @@ class FramedEcho(asyncio.Protocol):
             self.transport.write(out)
 
 
-async def serve(sock: socket.socket, framing: str, announce: bool) -> None:
+async def serve(sock: socket.socket, framing: str, announce: bool, spin: int = 0) -> None:
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
-    proto = FramedEcho if framing == "length" else Echo
+    proto = FramedEcho if framing == "length" else spinning_echo(spin) if spin else Echo
     server = await loop.create_server(proto, sock=sock, backlog=1024)
     if announce:
         ready(sock.getsockname()[1])
@@ -81,13 +96,13 @@ def run_loop(coro, loop: str) -> None:
         asyncio.run(coro)
 
 
-def prefork(sock: socket.socket, framing: str, workers: int, loop: str = "asyncio") -> None:
+def prefork(sock: socket.socket, framing: str, workers: int, loop: str = "asyncio", spin: int = 0) -> None:
     pids = []
     for _ in range(workers):
         pid = os.fork()
         if pid == 0:
             try:
-                run_loop(serve(sock, framing, announce=False), loop)
+                run_loop(serve(sock, framing, announce=False, spin=spin), loop)
             finally:
                 os._exit(0)
         pids.append(pid)
@@ -119,15 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = parser("asyncio_echo")
     ap.add_argument("--recv-size", type=int, default=0, help="asyncio read size (default: stdlib's)")
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    ap.add_argument("--spin", type=int, default=0, help="turns of an empty Python loop per read (raw echo)")
     a = ap.parse_args(argv)
     if a.recv_size:
         from asyncio import selector_events
         selector_events._SelectorSocketTransport.max_size = a.recv_size   # private, stable since 3.4
     sock = listen(a.host, a.port)
     if a.workers > 1:
-        prefork(sock, a.framing, a.workers, a.loop)
+        prefork(sock, a.framing, a.workers, a.loop, a.spin)
     else:
-        run_loop(serve(sock, a.framing, announce=True), a.loop)
+        run_loop(serve(sock, a.framing, announce=True, spin=a.spin), a.loop)
     return 0
 
 
