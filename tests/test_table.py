@@ -14,7 +14,7 @@ import zlib
 import pytest
 
 from forking import Children, Pipe
-from threadswoole import StateError, Table, _sync_native, get_last_error
+from threadswoole import StateError, Table, _sync_native, _table_paths, get_last_error
 from threadswoole.state import shm as _shm
 
 
@@ -466,6 +466,27 @@ def test_a_lock_free_reader_waits_for_a_write_under_way(make_table):
     _sync_native.mutex_unlock(address)
     reader.join(10)
     assert results == [({"n": 2, "f": 0.5, "s": "new"}, True)]
+
+
+def test_a_lock_free_reader_does_not_wait_for_a_lock_held_without_a_write(make_table):
+    """The other half of the seqlock: a head row whose stripe mutex is held by another thread,
+    with no write under way, is read without the lock (x86), so get() and exists() return at
+    once. A reader that fell back to the lock on every call (a wrong row offset does that) would
+    still be correct, and would wait here."""
+    if not _table_paths.LOCK_FREE_READS:
+        pytest.skip("readers take the lock on this architecture")
+    table = make_table()
+    key, bucket = _key_in_stripe(table, 7)
+    table.set(key, {"n": 5, "s": "kept"})
+    address = table._store.lock(bucket)
+    try:
+        results = []
+        reader = threading.Thread(target=lambda: results.append((table.get(key, "n"), table.get(key)["s"], table.exists(key))))
+        reader.start()
+        reader.join(10)
+        assert not reader.is_alive() and results == [(5, "kept", True)]
+    finally:
+        _sync_native.mutex_unlock(address)
 
 
 def test_a_writer_killed_mid_write_does_not_stall_lock_free_readers(make_table, children, caplog):
