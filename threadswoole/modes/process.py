@@ -28,7 +28,7 @@ from threadswoole.modes.common import DriverBase
 from threadswoole.modes.reactor_thread import ReactorThread
 from threadswoole.state import shared as layout
 from threadswoole.state.counters import StatCounters
-from threadswoole.workers.child import child_signals, drop_privileges, forked_from, watch_parent
+from threadswoole.workers.child import MASTER_SIGNALS, child_signals, drop_privileges, forked_from, watch_parent
 from threadswoole.errors import ErrorCode
 from threadswoole.workers.commands import answer_command
 from threadswoole.workers.roster import COMMAND_REPLIES, MANAGER, RunConfig
@@ -36,10 +36,6 @@ from threadswoole.workers.supervisor import Supervisor, bind_manager_context
 from threadswoole.workers.worker import ProcessReaper, ProcessWorker
 
 log = logging.getLogger("threadswoole")
-
-# what the master and the manager handle; blocked while their handlers are not yet in place
-MASTER_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD}
-
 
 class ProcessDriver(DriverBase):
     def __init__(self, config: RunConfig) -> None:

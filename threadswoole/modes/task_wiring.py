@@ -29,7 +29,7 @@ from threadswoole import _context, _forking
 from threadswoole.errors import ContextError, ErrorCode
 from threadswoole.ipc import messages
 from threadswoole.workers import commands
-from threadswoole.workers.child import child_signals, drop_privileges
+from threadswoole.workers.child import MASTER_SIGNALS, child_signals, drop_privileges
 from threadswoole.workers.event_worker import check_message_target
 from threadswoole.workers.remote_router import pickled
 from threadswoole.workers.roster import COMMAND_REPLIES, EVENT, MANAGER, MASTER, TASK, TASK_QUEUE, USER, reply_mailbox
@@ -40,9 +40,6 @@ from threadswoole.workers.task_worker import TaskWorker
 from threadswoole.workers.transport import Transport
 from threadswoole.workers.user_process import UserProcess
 from threadswoole.workers.worker import ProcessWorker
-
-_MASTER_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD}
-
 
 class OutsideRouter(Router):
     """Calls made from the master (on_start, on_shutdown, its timers) or the manager: one-way
@@ -180,7 +177,7 @@ class TaskWiring:
         for signo in (signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(signo, signal.SIG_IGN)  # the master's signals, as in every worker
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # shutdown: SIGTERM ends it (seed)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _MASTER_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, MASTER_SIGNALS)
         drop_privileges(self.settings)  # type: ignore[attr-defined]
         code = self.new_user_process(worker_id, in_thread=False).run()
         _forking.flush_stdio()  # the child ends with os._exit: print() output must not be lost

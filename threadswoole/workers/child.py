@@ -22,13 +22,18 @@ def forked_from(parent: int) -> None:
     _forked_by = parent
 
 
+# The signals the master and the manager handle (stop, reload, SIGCHLD): blocked across a fork
+# and while their handlers are not yet in place, unblocked in a child once it has its own.
+MASTER_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD})
+
+
 def child_signals(on_term: Callable[[], Any]) -> None:
     """In a forked worker: SIGTERM stops it gracefully, the master's signals are ignored."""
     signal.signal(signal.SIGTERM, lambda _s, _f: on_term())
     for signo in (signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(signo, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD})
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, MASTER_SIGNALS)
 
 
 def watch_parent(reactor: Any, on_orphaned: Callable[[], Any]) -> None:

@@ -16,7 +16,7 @@ import threading
 import traceback
 from typing import Any, Callable
 
-from threadswoole.workers.child import forked_from
+from threadswoole.workers.child import MASTER_SIGNALS, forked_from
 
 log = logging.getLogger("threadswoole")
 
@@ -106,9 +106,8 @@ class ProcessWorker(Worker):
         # child before the child has installed its own.
         if self._before_fork is not None:
             self._before_fork()
-        blocked = {signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD}
         parent = os.getpid()
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
         try:
             pid = os.fork()
         except OSError:
