@@ -1,6 +1,7 @@
 """Task workers under bad input and faults (issue 11): wrong contexts, unpicklable data, big
 payloads (task_tmpdir, package_max_length), a task worker killed -9 with tasks queued for it,
-and the leak checks (processes, threads, fds, shared memory, temp files)."""
+a graceful stop of a task worker whose mailbox is full, and the leak checks (processes,
+threads, fds, shared memory, temp files)."""
 
 from __future__ import annotations
 
@@ -191,3 +192,73 @@ def test_killed_task_worker_loses_only_the_task_it_ran(run_server, mode, tmp_pat
     assert handle.stop() == 0
     assert shm.segments_of(handle.pid) == []
     assert spilled_files(str(tmpdir)) == []
+
+
+@pytest.mark.parametrize("mode", ["base", "process"])  # THREAD: a task thread's stop is no mailbox message
+@pytest.mark.parametrize("how", ["stop", "reload"])
+def test_graceful_stop_of_a_task_worker_waits_for_room_in_its_full_mailbox(run_server, mode, tmp_path, how):
+    """stop(id, True) or a reload_async reload of a task worker stuck in on_task with its
+    mailbox full: the stop waits for room behind the queued tasks (never dropped), and the
+    manager's loop goes on meanwhile (another task worker is replaced at once). Once released,
+    the old worker runs every queued task, then its worker_stop, and a replacement starts."""
+    fifo = str(tmp_path / "release")
+    os.mkfifo(fifo)
+    max_wait_time = 3
+
+    def setup(server, emit):
+        ran = []  # the queued tasks this task worker ran (one list per process)
+
+        def on_task(srv, task_id, src, data):
+            if data == "block":
+                emit("blocked", instance=os.getpid())
+                with open(fifo, "rb") as release:  # until the test writes to the fifo
+                    release.read(1)
+            else:
+                ran.append(data[0])
+            return None
+
+        def fill(srv, fd):  # until task() fails: the last one waited max_wait_time for room
+            accepted = 0
+            while srv.task(("q", b"x" * 4096), 0) is not False:  # dst_worker_id 0: worker id 1
+                accepted += 1
+            return {"accepted": accepted, "error": srv.get_last_error()}
+
+        def trigger(srv, fd):  # the probe: task worker 2 is stopped too and replaced by the manager
+            done = srv.reload() if how == "reload" else srv.stop(1, True) and srv.stop(2)
+            return {"done": done}
+
+        server.on("worker_start", lambda srv, worker_id: emit("worker_start", worker_id=worker_id, instance=os.getpid()))
+        server.on("worker_stop", lambda srv, worker_id: emit("worker_stop", worker_id=worker_id, instance=os.getpid(), ran=len(ran)))
+        server.on("receive", run_actions({"block": lambda srv, fd: srv.task("block", 0), "fill": fill, "trigger": trigger}, emit))
+        server.on("task", on_task)
+        server.on("finish", lambda *a: None)
+
+    handle = run_server(setup, mode=mode, settings={"worker_num": 1, "task_worker_num": 2, "reload_async": True, "max_wait_time": max_wait_time})
+    first = starts(handle, 3)
+    command(handle, "block").close()
+    blocked = handle.wait("blocked")
+    assert blocked["instance"] == first[1]["instance"]
+    command(handle, "fill").close()
+    filled = handle.wait("fill", timeout=max_wait_time + 10)
+    assert filled["accepted"] > 100 and filled["error"] == 2002  # the mailbox is full: TASK_DISPATCH_FAIL
+    started = time.monotonic()
+    command(handle, "trigger").close()
+    assert handle.wait("trigger")["done"] is True
+    probe = handle.wait("worker_start", worker_id=2, timeout=max_wait_time + 5)
+    stalled = time.monotonic() - started
+    assert probe["instance"] != first[2]["instance"]
+    assert stalled < max_wait_time / 2, f"the manager's loop was blocked {stalled:.2f}s by the stop"
+    handle.pump()
+    stopped = [(e["worker_id"], e["instance"]) for e in handle.events_named("worker_stop")]
+    assert 1 not in [worker_id for worker_id, _ in stopped]  # still blocked
+    writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO unless on_task is still reading it
+    os.write(writer, b"x")
+    os.close(writer)
+    stop = handle.wait("worker_stop", worker_id=1, timeout=max_wait_time + 5)
+    assert stop["instance"] == blocked["instance"] and stop["ran"] == filled["accepted"]
+    replacement = handle.wait("worker_start", worker_id=1, timeout=max_wait_time + 5)
+    assert replacement["instance"] != blocked["instance"]
+    if how == "reload" and (0, first[0]["instance"]) not in stopped:  # BASE: a draining event
+        # worker still reads mailbox 0, so the shutdown's stop for its replacement could reach it
+        handle.wait("worker_stop", worker_id=0, instance=first[0]["instance"], timeout=max_wait_time + 5)
+    assert handle.stop() == 0

@@ -187,13 +187,7 @@ class BaseDriver(DriverBase):
         if child is not None:
             return child
 
-        def stop_message(wait_event: bool) -> None:
-            box = messages.Outbox(self.posts[worker_id], MANAGER)
-            box.put(messages.T_STOP_WORKER, worker_id, b"\x01" if wait_event else b"")
-            assert self.manager_reactor is not None
-            self.deliver_stop(self.manager_reactor, box, worker)
-
-        worker = ProcessWorker(worker_id, role, lambda: self._worker_body(worker_id), self.reaper, stop_message=stop_message)
+        worker = ProcessWorker(worker_id, role, lambda: self._worker_body(worker_id), self.reaper, stop_message=lambda wait_event: self.post_stop(worker, worker_id, wait_event))
         return worker
 
     def _worker_body(self, worker_id: int) -> int:

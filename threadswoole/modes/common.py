@@ -8,12 +8,13 @@ import signal
 from typing import Any, Callable
 
 from threadswoole import _context, _segments
+from threadswoole.ipc import messages
 from threadswoole.modes import process_setup
 from threadswoole.modes.task_wiring import TaskWiring
 from threadswoole.state import shm
 from threadswoole.state import shared as layout
 from threadswoole.state.shared import SharedState
-from threadswoole.workers.roster import RunConfig
+from threadswoole.workers.roster import MANAGER, RunConfig
 from threadswoole.workers.task_payload import sweep_spilled
 
 log = logging.getLogger("threadswoole")
@@ -116,6 +117,19 @@ class DriverBase(TaskWiring):
         if box.flush() or not worker.is_alive():
             return
         reactor.after(STOP_RETRY_MS, self.deliver_stop, reactor, box, worker)
+
+    def post_stop(self, worker: Any, session: int, wait_event: bool) -> None:
+        """In the manager: put a T_STOP_WORKER (payload b"\\x01" with wait_event) in `worker`'s
+        mailbox behind what is queued there, and deliver it with `deliver_stop`: it waits for
+        room in a full mailbox without blocking the manager's loop, and is never dropped.
+        Only BASE with a manager and PROCESS stop workers this way; both set `manager_reactor`
+        before their supervisor starts any worker (a BASE server with task workers always has
+        a manager), so there is no other loop to fall back to."""
+        box = messages.Outbox(self.posts[worker.worker_id], MANAGER)
+        box.put(messages.T_STOP_WORKER, session, b"\x01" if wait_event else b"")
+        reactor = self.manager_reactor  # type: ignore[attr-defined]
+        assert reactor is not None, "a worker process is stopped from the manager's loop"
+        self.deliver_stop(reactor, box, worker)
 
     # -- settings read by workers ---------------------------------------------------------
     def default_idle_time(self) -> float:

@@ -231,13 +231,7 @@ class ProcessDriver(DriverBase):
         if child is not None:
             return child
 
-        def stop_message(wait_event: bool) -> None:
-            box = messages.Outbox(self.posts[worker_id], MANAGER)
-            box.put(messages.T_STOP_WORKER, 0, b"\x01" if wait_event else b"")
-            assert self.manager_reactor is not None
-            self.deliver_stop(self.manager_reactor, box, worker)  # (it waited 1 s at most, then dropped it)
-
-        worker = ProcessWorker(worker_id, role, lambda: self._worker_main(worker_id), self.reaper, stop_message=stop_message)
+        worker = ProcessWorker(worker_id, role, lambda: self._worker_main(worker_id), self.reaper, stop_message=lambda wait_event: self.post_stop(worker, 0, wait_event))
         return worker
 
     def _worker_main(self, worker_id: int) -> int:

@@ -144,10 +144,12 @@ class TaskWiring:
         if role == TASK:
             # A stop is SIGTERM: it stops after its current task, the queued ones wait for the
             # replacement. With wait_event (reload_async, stop(id, True)) it is a message behind
-            # the queued tasks: the worker drains its queue first.
+            # the queued tasks: the worker drains its queue first. A full mailbox (a long
+            # on_task) makes that message wait for room, from the manager's loop (post_stop):
+            # never dropped, and the manager never blocks on it.
             def stop(wait_event: bool) -> None:
                 if wait_event:
-                    self.worker_transport(MANAGER).post(worker_id, messages.T_STOP_WORKER, 0, b"\x01")
+                    self.post_stop(worker, 0, True)  # type: ignore[attr-defined]
                 else:
                     worker.terminate()
 
