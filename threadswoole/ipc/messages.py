@@ -18,7 +18,9 @@ with BEGIN and the last with END, all carrying one msg_id. The reader reassemble
 source (`src`). A source writes one message at a time, so a BEGIN from a source discards
 whatever that source had half-sent (a worker killed mid-message), and a chunk without a
 matching BEGIN is an orphan and is dropped: that is what a respawned worker sees of a
-message that was being sent to its predecessor (Swoole's "abnormal pipeline data").
+message that was being sent to a predecessor that crashed or was killed (Swoole's "abnormal
+pipeline data"). A worker that stops of its own accord finishes what it has half read first
+(`Inbox.finish_messages`), so its successor starts at a message boundary.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from __future__ import annotations
 import collections
 import errno
 import logging
+import select
 import socket
 import struct
+import time
 from typing import Any, Callable
 
 from threadswoole.connections import operations
@@ -332,3 +336,21 @@ class Inbox:
     def mid_message(self) -> bool:
         """A chunked message is half received (a worker leaving waits for its end)."""
         return bool(self._partial)
+
+    def finish_messages(self, deadline: float, read: Callable[[], Any] | None = None) -> bool:
+        """Read on, waiting for datagrams, until no chunked message is half received or the
+        monotonic `deadline` passes; True when none is left. For a worker that leaves: it
+        may not leave one half read (its successor, reading the same mailbox, would drop the
+        rest as orphans), and its senders are mid-flush. Every message read meanwhile goes to
+        the handler as usual. `read` is the owner's reader (default `on_readable`)."""
+        read = read or self.on_readable
+        poller = select.poll()  # (not select(): a worker's fds may be past FD_SETSIZE)
+        poller.register(self.fd, select.POLLIN)
+        while self._partial:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning("mailbox fd %d: left with %d chunked messages half received", self.fd, len(self._partial))
+                return False
+            if poller.poll(remaining * 1000):
+                read()
+        return True

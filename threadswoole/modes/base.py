@@ -14,6 +14,7 @@ import logging
 import os
 import pickle
 import signal
+import time
 from typing import Any, Callable
 
 from threadswoole import _context
@@ -299,6 +300,7 @@ class ProcessWiring(WorkerWiring):
         self.driver = driver
         self.worker_id = worker_id
         self.link: MailboxLink | None = None
+        self.inbox: messages.Inbox | None = None
 
     def attach(self, worker: EventWorker) -> None:
         driver = self.driver
@@ -310,7 +312,7 @@ class ProcessWiring(WorkerWiring):
         _attach_acceptor(driver, worker, exclusive=not reuse_port)
         worker.listen_datagrams(exclusive=True)
         self.link = MailboxLink(worker.reactor, worker.worker_id, driver.posts)
-        inbox = messages.Inbox(driver.inboxes[worker.worker_id], lambda *message: self._message(worker, *message))
+        inbox = self.inbox = messages.Inbox(driver.inboxes[worker.worker_id], lambda *message: self._message(worker, *message))
         worker.reactor.add(inbox.fd, EPOLLIN, inbox.on_readable)
         watch_parent(worker.reactor, lambda: worker.request_stop("orphaned"))
 
@@ -338,6 +340,12 @@ class ProcessWiring(WorkerWiring):
         self._notify(messages.T_WORKER_STARTED)
 
     def stopping(self, worker: EventWorker, wait_event: bool) -> None:
+        # Leave the mailbox at a message boundary, as a PROCESS worker does (a chunked message
+        # half read is finished first): what follows is our successor's, which reads it.
+        assert self.inbox is not None
+        self.inbox.finish_messages(time.monotonic() + self.driver.settings["max_wait_time"])
+        self.inbox.paused = True
+        worker.reactor.remove(self.inbox.fd)
         self._notify(messages.T_WORKER_STOPPING, (b"\x01" if wait_event else b"\x00") + os.getpid().to_bytes(4, "big"))
 
     def default_idle_time(self) -> float:

@@ -7,9 +7,9 @@ close, pause, ...) goes back through the PipeRouter as a message to the reactor 
 owns the session, batched per loop iteration. Because the sockets live in the master, a
 worker can crash, be recycled or be reloaded without any client noticing.
 
-A stopping worker stops reading its mailbox at a message boundary: what is still queued
-there is read by its replacement, which inherits the same mailbox. A reload therefore
-loses no request.
+A stopping worker stops reading its mailbox at a message boundary (a chunked message half
+read is read to its end first): what is still queued there is read by its replacement, which
+inherits the same mailbox. A reload therefore loses no request and no message.
 """
 
 from __future__ import annotations
@@ -183,10 +183,9 @@ class PipeWorker:
 
     def _begin_stop(self, wait_event: bool) -> None:
         # Leave the mailbox at a message boundary: whatever is queued after this point is
-        # read by our replacement, which inherits the same mailbox.
-        deadline = time.monotonic() + 1.0
-        while self.inbox.mid_message and time.monotonic() < deadline:
-            self.receiver.on_readable()
+        # read by our replacement, which inherits the same mailbox. A chunked message half
+        # read is finished first (its sender is still writing it), within max_wait_time.
+        self.inbox.finish_messages(time.monotonic() + self.config.settings["max_wait_time"], self.receiver.on_readable)
         self.inbox.paused = True
         self.reactor.remove(self.inbox.fd)
         if self.tasks is not None and self.tasks.reply_fd is not None:
