@@ -386,3 +386,54 @@ def test_a_stop_sent_to_a_worker_whose_mailbox_is_full_still_arrives(run_server)
             held.sendall(b"!")  # worker 1 goes back to its loop and reads its mailbox
             assert handle.wait_exit() == 0
     assert [e for e in handle.drain() if e["event"] == "worker_stop" and e["worker_id"] == 1]
+
+
+def test_a_send_to_a_connection_of_a_draining_base_worker_fails_at_the_call(run_server):
+    """BASE, reload_async: a worker draining for the reload keeps its connections but no longer
+    reads its mailbox (its replacement does), so another worker's send() to one of them cannot
+    reach it. It must return False with 1003 (closing) at the call, not True for bytes the
+    replacement then drops; the draining worker itself still serves the connection."""
+
+    def setup(server, emit):
+        _report_workers(server, emit)
+
+        def on_receive(srv, fd, rid, data):
+            text = data.decode()
+            if text == "who":
+                emit("who", fd=fd, worker_id=srv.worker_id)
+            elif text == "reload":
+                emit("reload", result=srv.reload())
+            elif text.startswith("push "):
+                ok = srv.send(int(text.split()[1]), b"pushed")
+                emit("push", result=ok, error=srv.get_last_error(), worker_id=srv.worker_id)
+            else:
+                srv.send(fd, data)
+
+        server.on("receive", on_receive)
+
+    settings = {"worker_num": 2, "reload_async": True, "max_wait_time": 10, "enable_reuse_port": True}
+    handle = run_server(setup, settings=settings)
+    _worker_pids(handle, 2)
+    clients: dict[int, tuple] = {}  # worker id -> (socket, fd): one connection on each worker
+    deadline = time.monotonic() + 20
+    while len(clients) < 2 and time.monotonic() < deadline:
+        sock = connect(handle.port)
+        sock.sendall(b"who")
+        who = handle.wait("who")
+        if who["worker_id"] in clients:
+            sock.close()
+        else:
+            clients[who["worker_id"]] = (sock, who["fd"])
+    assert len(clients) == 2, "the kernel never gave a connection to both workers"
+    (target, target_fd), (pusher, _) = clients[0], clients[1]
+    pusher.sendall(b"reload")
+    assert handle.wait("reload")["result"] is True
+    _worker_pids(handle, 2)  # both replacements started: both old workers have marked and left their mailboxes
+    pusher.sendall(f"push {target_fd}".encode())
+    push = handle.wait("push")
+    assert (push["result"], push["error"]) == (False, 1003)
+    target.sendall(b"still")  # the draining worker still serves its own connection
+    assert recv_exact(target, 5) == b"still"
+    target.close()
+    pusher.close()
+    assert handle.stop() == 0

@@ -382,6 +382,12 @@ class Host(HostOutput):
         self._q[conn.record + layout.C_UID] = conn.uid
         return True
 
+    def mark_owner_leaving(self) -> None:
+        """Flag every open session as owned by a worker that no longer reads its mailbox (a
+        draining BASE worker): other workers' operations on them fail at their call."""
+        for conn in self.conns.values():
+            self._set_flag(conn, layout.FLAG_OWNER_LEAVING, True)
+
     def _set_flag(self, conn: Connection, flag: int, on: bool) -> None:
         word = conn.record + layout.C_FLAGS
         self._q[word] = (self._q[word] | flag) if on else (self._q[word] & ~flag)

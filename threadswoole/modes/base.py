@@ -343,6 +343,8 @@ class ProcessWiring(WorkerWiring):
         # Leave the mailbox at a message boundary, as a PROCESS worker does (a chunked message
         # half read is finished first): what follows is our successor's, which reads it.
         assert self.inbox is not None
+        if wait_event:  # it keeps its connections a while: others' sends to them fail at the call
+            worker.host.mark_owner_leaving()
         self.inbox.finish_messages(time.monotonic() + self.driver.settings["max_wait_time"])
         self.inbox.paused = True
         worker.reactor.remove(self.inbox.fd)

@@ -140,6 +140,10 @@ FLAG_DELAYED = 4
 FLAG_CLOSING = 8
 FLAG_CLOSED_BY_SERVER = 16
 FLAG_OVERFLOW = 32
+# The session's owner is a BASE worker draining for a reload_async or stop(-1, True): it no
+# longer reads its mailbox (its replacement does), so another worker's operation on the
+# session cannot reach it and fails at the call (SessionForwarder) instead of being lost.
+FLAG_OWNER_LEAVING = 64
 
 # session states
 LIVE, CLOSING, CLOSED, NEVER = 1, 2, -1, 0

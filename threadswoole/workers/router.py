@@ -253,6 +253,9 @@ class SessionForwarder:
             return missing(self.state, session)
         if self.carrier is None:
             return set_error(ErrorCode.SESSION_NOT_EXIST)
+        if self.state.q[self.state.record_base(session) + layout.C_FLAGS] & layout.FLAG_OWNER_LEAVING:
+            # its owner drains for a reload and reads no messages: closing, as far as we can reach
+            return set_error(ErrorCode.SESSION_CLOSING)
         return self.carrier.carry(owner[1], op, session, payload)
 
 
