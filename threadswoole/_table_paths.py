@@ -14,6 +14,9 @@ operation costs and why it is shaped so (figures: docs/table.md, "What it costs"
 - Every name the hot operations use is a local, passed as a default argument: free-threaded
   3.13 does not specialise attribute and global lookups (each costs a dict search there), and it
   reads a closure cell under a critical section that two threads contend for (docs/table.md).
+  Each default is also a reference counted on every call, contended between threads there, so
+  the hot operations are fronts that take only what their common case reads and hand the rest
+  to a general function (`*_general`: the key's placing, chained rows, partial rows, errors).
 - Maps shared by the threads (the key cache, the column maps, the thread views) are read by
   subscript, never `dict.get`: on free-threaded 3.13 `dict.get` locks the dict on every call
   (its argument-clinic wrapper is a critical section), so two threads reading the key cache
@@ -106,7 +109,7 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
     other_from_seq = S_OTHER_WRITES - S_SEQ  # counts the writes that are not a set of an existing row
     # get(key, field): the key block and that one column, unpacked from a copy of the head row
     readers = {
-        column.name: (struct.Struct(f"<{_KEY_AT}x64s{DATA_AT - _KEY_AT - 64 + column.offset}x{column.read_format}").unpack_from, column.type == TYPE_STRING)
+        column.name: (struct.Struct(f"<{_KEY_AT}x64s{DATA_AT - _KEY_AT - 64 + column.offset}x{column.read_format}").unpack_from, column.type == TYPE_STRING, read_text)
         for column in schema.order
     }
     # incr's fast path: aligned int64 and float64 columns, one word each: (word offset, cells, float?)
@@ -141,6 +144,10 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
             cache[key] = entry
         return entry
 
+    def contended(handle: Any, result: int) -> None:
+        """The stripe's mutex after a trylock that did not get it: wait (or recover a dead holder's)."""
+        lock_slow(addressof(handle), result)
+
     # -- writers ------------------------------------------------------------------------
     def set_locked(entry: tuple, data: bytes | None, parts: Any) -> bool:
         seq, view = entry[5], view_of()
@@ -160,20 +167,17 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
         finally:
             words[seq] = written + 1
 
-    # The four hot operations take what they use as default arguments (locals): on
-    # free-threaded 3.13 a closure-cell load takes a critical section on the cell, and two
-    # threads on one table contend for those mutexes. Callers pass only the leading arguments.
-    def set(  # noqa: A001 - the operation's name
-        key: Any, value: Any, cache=cache, place=place, type_of=type_of, dict_type=dict_type, size_of=size_of, width=width,
-        encode_full=encode_full, encode_row=encode_row, trylock=trylock, lock_slow=lock_slow, addressof=addressof,
-        mapping=mapping, words=words, unlock=unlock, set_locked=set_locked,
-    ) -> bool:
+    def entry_of(key: Any) -> tuple:
         try:
-            entry = cache[key]
+            return cache[key]
         except (KeyError, TypeError):  # not cached yet; unhashable: not a str
-            entry = place(key)
+            return place(key)
+
+    # The general operations: any key, value and row (the fronts below take the common case).
+    def set_general(key: Any, value: Any) -> bool:
+        entry = entry_of(key)
         data = None
-        if type_of(value) is dict_type and size_of(value) == width:
+        if type(value) is dict and len(value) == width:
             try:
                 data = encode_full(value)
             except Exception:  # a missing name, a bad value: encode_row says which
@@ -181,17 +185,11 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
         parts: Any = ()
         if data is None:
             data, parts = encode_row(value)
-        keyblock, key_slice, data_slice, _, handle, seq, _, _, _ = entry
+        handle = entry[4]
         result = trylock(handle)
         if result:
-            lock_slow(addressof(handle), result)
+            contended(handle, result)
         try:
-            if data is not None and mapping[key_slice] == keyblock:  # the bucket's own row: most keys
-                written = words[seq]
-                words[seq] = ~written  # negative: a write is under way
-                mapping[data_slice] = data
-                words[seq] = written + 1  # and that counts it in update_count
-                return True
             return set_locked(entry, data, parts)
         finally:
             unlock(handle)
@@ -203,7 +201,7 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
         handle = entry[4]
         result = trylock(handle)
         if result:
-            lock_slow(addressof(handle), result)
+            contended(handle, result)
         try:
             return incr_locked(entry, target, step)
         finally:
@@ -234,48 +232,15 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
         finally:
             words[seq] = written + 1
 
-    def incr(
-        key: Any, column: Any, step: Any, cache=cache, place=place, word_columns=word_columns, type_of=type_of,
-        int_type=int_type, float_type=float_type, incr_checked=incr_checked, trylock=trylock, lock_slow=lock_slow,
-        addressof=addressof, mapping=mapping, overflow=overflow, columns=columns, incr_locked=incr_locked, unlock=unlock,
-    ) -> Any:
-        try:
-            entry = cache[key]
-        except (KeyError, TypeError):
-            entry = place(key)
-        try:
-            target = word_columns[column]
-        except (KeyError, TypeError):
-            target = None
-        step_type = type_of(step)
-        if target is None or not (step_type is int_type or (target[2] and step_type is float_type)):
-            return incr_checked(entry, column, step)
-        keyblock, key_slice, _, _, handle, _, data_word, _, _ = entry
-        index, cells = data_word + target[0], target[1]
-        result = trylock(handle)
-        if result:
-            lock_slow(addressof(handle), result)
-        try:
-            if mapping[key_slice] == keyblock:
-                value = cells[index] + step
-                try:
-                    cells[index] = value  # one aligned store; out of int64's range it raises, writing nothing
-                except ValueError:
-                    raise overflow(columns[column], value) from None
-                return value
-            return incr_locked(entry, columns[column], step)
-        finally:
-            unlock(handle)
+    def incr_general(key: Any, column: Any, step: Any) -> Any:
+        return incr_checked(entry_of(key), column, step)
 
     def delete(key: Any) -> bool:
-        try:
-            entry = cache[key]
-        except (KeyError, TypeError):
-            entry = place(key)
+        entry = entry_of(key)
         handle, seq = entry[4], entry[5]
         result = trylock(handle)
         if result:
-            lock_slow(addressof(handle), result)
+            contended(handle, result)
         try:
             written = words[seq]
             words[seq] = ~written
@@ -293,7 +258,7 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
         handle = entry[4]
         result = trylock(handle)
         if result:
-            lock_slow(addressof(handle), result)
+            contended(handle, result)
         try:
             view = view_of()
             offset = find(view, entry[7], entry[8])
@@ -309,55 +274,127 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
             return _false(errno.ENOENT)
         return decode_row(fields) if column is None else column.decode(fields)
 
-    def get(
-        key: Any, field: Any, cache=cache, place=place, lock_free=lock_free, words=words, unpack_row=unpack_row,
-        mapping=mapping, decode_read=decode_read, get_locked=get_locked, readers=readers, schema=schema,
-        read_text=read_text, columns=columns,
-    ) -> Any:
-        try:
-            entry = cache[key]
-        except (KeyError, TypeError):
-            entry = place(key)
-        if field is None:
-            if lock_free:
-                seq = entry[5]
-                start = words[seq]
-                fields = unpack_row(mapping[entry[3]])
-                if fields[1] == entry[0] and words[seq] == start and start >= 0:
-                    return decode_read(fields)
-            return get_locked(entry, None)
-        try:
-            reader = readers[field]
-        except (KeyError, TypeError):
-            schema.column(field)  # raises ValueError
-        if lock_free:
-            seq = entry[5]
-            start = words[seq]
-            fields = reader[0](mapping[entry[3]])
-            if fields[0] == entry[0] and words[seq] == start and start >= 0:
-                return read_text(fields[1], fields[2]) if reader[1] else fields[1]
-        return get_locked(entry, columns[field])
+    def get_general(key: Any, field: Any) -> Any:
+        entry = entry_of(key)
+        return get_locked(entry, None if field is None else schema.column(field))  # ValueError: no such column
 
-    def exists(
-        key: Any, cache=cache, place=place, lock_free=lock_free, words=words, mapping=mapping, trylock=trylock,
-        lock_slow=lock_slow, addressof=addressof, find=find, view_of=view_of, unlock=unlock,
-    ) -> bool:
-        try:
-            entry = cache[key]
-        except (KeyError, TypeError):
-            entry = place(key)
-        if lock_free:
-            seq = entry[5]
-            start = words[seq]
-            if mapping[entry[1]] == entry[0] and words[seq] == start and start >= 0:
-                return True
+    def exists_general(key: Any) -> bool:
+        entry = entry_of(key)
         handle = entry[4]
         result = trylock(handle)
         if result:
-            lock_slow(addressof(handle), result)
+            contended(handle, result)
         try:
             return find(view_of(), entry[7], entry[8]) >= 0
         finally:
             unlock(handle)
 
-    return Paths(set, get, incr, exists, delete)
+    # -- the fronts: the common case, with only the shared objects it uses ---------------------
+    # Each takes what it uses as default arguments (locals): free-threaded 3.13 does not
+    # specialise global lookups, and it reads a closure cell under a critical section that two
+    # threads on one table contend for. Callers pass only the leading arguments. But there every
+    # default argument is also a reference taken when the call starts and dropped when it ends; an object made by another thread (the table is made by the main
+    # thread, used by the workers') has its count changed atomically, and two threads changing
+    # the same counts pull the same cache lines back and forth: a function with 12 such defaults
+    # costs 172 ns of CPU per call from one thread and 549 ns from each of two, with 4 defaults
+    # 143 and 254 (docs/table.md). So each front takes only what its common case uses and hands
+    # everything else (a key not cached yet, a chained row, a partial row, an error) to the
+    # general function above, which repeats the work from the start.
+    def set_front(
+        key: Any, value: Any, cache=cache, type_of=type_of, dict_type=dict_type, size_of=size_of, width=width,
+        encode_full=encode_full, trylock=trylock, contended=contended, mapping=mapping, words=words, unlock=unlock,
+        set_general=set_general,
+    ) -> bool:
+        try:
+            entry = cache[key]
+        except (KeyError, TypeError):
+            return set_general(key, value)
+        if type_of(value) is not dict_type or size_of(value) != width:
+            return set_general(key, value)
+        try:
+            data = encode_full(value)
+        except Exception:  # a missing name, a bad value: the general path says which
+            return set_general(key, value)
+        keyblock, key_slice, data_slice, _, handle, seq, _, _, _ = entry
+        result = trylock(handle)
+        if result:
+            contended(handle, result)
+        try:
+            if mapping[key_slice] == keyblock:  # the bucket's own row: most keys
+                written = words[seq]
+                words[seq] = ~written  # negative: a write is under way
+                mapping[data_slice] = data
+                words[seq] = written + 1
+                return True
+        finally:
+            unlock(handle)
+        return set_general(key, value)  # a chained row or a new key: under the lock again
+
+    def incr_front(
+        key: Any, column: Any, step: Any, cache=cache, word_columns=word_columns, type_of=type_of, int_type=int_type,
+        float_type=float_type, trylock=trylock, contended=contended, mapping=mapping, unlock=unlock,
+        incr_general=incr_general,
+    ) -> Any:
+        try:
+            entry = cache[key]
+            target = word_columns[column]
+        except (KeyError, TypeError):
+            return incr_general(key, column, step)
+        step_type = type_of(step)
+        if not (step_type is int_type or (target[2] and step_type is float_type)):
+            return incr_general(key, column, step)
+        keyblock, key_slice, _, _, handle, _, data_word, _, _ = entry
+        index, cells = data_word + target[0], target[1]
+        result = trylock(handle)
+        if result:
+            contended(handle, result)
+        try:
+            if mapping[key_slice] == keyblock:
+                value = cells[index] + step
+                try:
+                    cells[index] = value  # one aligned store; out of int64's range it raises, writing nothing
+                    return value
+                except ValueError:
+                    pass  # the general path adds again under the lock and raises the column's error
+        finally:
+            unlock(handle)
+        return incr_general(key, column, step)
+
+    def get_front(
+        key: Any, field: Any, cache=cache, words=words, mapping=mapping, unpack_row=unpack_row, decode_read=decode_read,
+        readers=readers, get_general=get_general,
+    ) -> Any:
+        try:
+            entry = cache[key]
+        except (KeyError, TypeError):
+            return get_general(key, field)
+        seq = entry[5]
+        start = words[seq]
+        if field is None:
+            fields = unpack_row(mapping[entry[3]])
+            if fields[1] == entry[0] and words[seq] == start and start >= 0:
+                return decode_read(fields)
+        else:
+            try:
+                reader = readers[field]
+            except (KeyError, TypeError):
+                return get_general(key, field)  # raises the ValueError
+            fields = reader[0](mapping[entry[3]])
+            if fields[0] == entry[0] and words[seq] == start and start >= 0:
+                return reader[2](fields[1], fields[2]) if reader[1] else fields[1]
+        return get_general(key, field)
+
+    def exists_front(key: Any, cache=cache, words=words, mapping=mapping, exists_general=exists_general) -> bool:
+        try:
+            entry = cache[key]
+        except (KeyError, TypeError):
+            return exists_general(key)
+        seq = entry[5]
+        start = words[seq]
+        if mapping[entry[1]] == entry[0] and words[seq] == start and start >= 0:
+            return True
+        return exists_general(key)
+
+    if not lock_free:  # readers take the lock: the general functions are the whole story
+        return Paths(set_front, get_general, incr_front, exists_general, delete)
+    return Paths(set_front, get_front, incr_front, exists_front, delete)
