@@ -247,7 +247,7 @@ class Outbox:
         for datagram in self.pending:
             offset, end = 0, len(datagram)
             while offset + HEADER_SIZE <= end:
-                flags, length = datagram[offset + 1], HEADER.unpack_from(datagram, offset)[7]
+                _type, flags, _port, _reactor, _src, _session, _msg_id, length = HEADER.unpack_from(datagram, offset)
                 if not flags & FLAG_CHUNK or flags & FLAG_END:
                     count += 1
                 size += length

@@ -237,7 +237,7 @@ class EventWorker:
         max_wait_time = self.config.settings["max_wait_time"]
         self.host.drain(time.monotonic() + (max_wait_time if graceful else 0.0))
         # then what the callbacks queued for other workers (send_message, operations on their
-        # sessions), each waited for while the stop's max_wait_time lasts (after exit(): from now)
+        # sessions), waited for while the stop's max_wait_time lasts (after SystemExit: from now)
         self.wiring.flush_messages(self, leave_deadline(self._stop_started, max_wait_time))
         self.reactor.stop()
 
