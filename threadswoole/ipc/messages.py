@@ -239,6 +239,23 @@ class Outbox:
     def has_pending(self) -> bool:
         return bool(self.batch) or bool(self.pending)
 
+    def discard(self) -> tuple[int, int]:
+        """Drop everything queued; (messages, payload bytes) dropped, a chunked message counted
+        once (by its last chunk, which is queued whenever any of its chunks is)."""
+        self._seal()
+        count = size = 0
+        for datagram in self.pending:
+            offset, end = 0, len(datagram)
+            while offset + HEADER_SIZE <= end:
+                _type, flags, _port, _reactor, _src, _session, _msg_id, length = HEADER.unpack_from(datagram, offset)
+                if not flags & FLAG_CHUNK or flags & FLAG_END:
+                    count += 1
+                size += length
+                offset += HEADER_SIZE + length
+        self.pending.clear()
+        self.pending_bytes = 0
+        return count, size
+
 
 class Inbox:
     """Reader of one mailbox: parses batched messages, reassembles chunks, calls a handler."""

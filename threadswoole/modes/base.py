@@ -350,6 +350,10 @@ class ProcessWiring(WorkerWiring):
         worker.reactor.remove(self.inbox.fd)
         self._notify(messages.T_WORKER_STOPPING, (b"\x01" if wait_event else b"\x00") + os.getpid().to_bytes(4, "big"))
 
+    def flush_messages(self, worker: EventWorker, deadline: float) -> None:
+        assert self.link is not None
+        self.link.flush_until(deadline, f"worker {worker.worker_id} (leaving)")
+
     def default_idle_time(self) -> float:
         return self.driver.default_idle_time()
 

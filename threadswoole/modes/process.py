@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from typing import Any
 
 from threadswoole import _context
@@ -145,12 +146,14 @@ class ProcessDriver(DriverBase):
         assert self.acceptor is not None and self.main_reactor is not None
         self.acceptor.stop()
         done = []
+        # the workers get their close events, each thread waiting for busy ones up to max_wait_time
+        deadline = time.monotonic() + self.settings["max_wait_time"]
         for thread in self.reactor_threads:
             event = threading.Event()
-            thread.reactor.post(thread.close_everything, event)
+            thread.reactor.post(thread.close_everything, event, deadline)
             done.append(event)
         for event in done:
-            event.wait(self.settings["max_wait_time"])
+            event.wait(max(0.0, deadline - time.monotonic()) + 1.0)
         if self.manager_pid:
             try:
                 os.kill(self.manager_pid, signal.SIGTERM)

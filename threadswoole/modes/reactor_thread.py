@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import pickle
 import threading
+import time
 from typing import Any
 
 from threadswoole import _context
@@ -309,14 +310,20 @@ class ReactorThread:
         apply_operation(host, conn, type_, payload, src)
 
     # -- shutdown ---------------------------------------------------------------------------
-    def close_everything(self, done: threading.Event) -> None:
+    def close_everything(self, done: threading.Event, deadline: float) -> None:
         """On this thread: stop reading datagrams, close every connection (the workers get their
-        close events), push the messages out, then signal `done`."""
+        close events), push the messages out, then signal `done`. A busy worker is waited for
+        until the monotonic `deadline` (the shutdown's max_wait_time) with the loop running, so
+        its replies are read meanwhile (a worker waiting for room in our mailbox is never kept
+        waiting by us); what it has not taken by then is dropped with a warning."""
         try:
             for reader in self.readers:
                 reader.stop()
             self.host.close_all()
-            self.link.flush_now(1.0)
+            self.link.flush()
+            while self.link.has_pending and time.monotonic() < deadline:
+                self.reactor.run_once(min(0.05, max(0.0, deadline - time.monotonic())))
+            self.link.flush_until(deadline, f"reactor thread {self.reactor_id} (shutting down)")
         finally:
             done.set()
 

@@ -31,7 +31,7 @@ from threadswoole.workers.commands import answer_command
 from threadswoole.workers.event_dispatcher import EventDispatcher, InlineSink
 from threadswoole.workers.roster import RunConfig
 from threadswoole.workers.router import Carrier, LocalRouter, SessionForwarder
-from threadswoole.workers.runtime import Runtime
+from threadswoole.workers.runtime import Runtime, leave_deadline
 
 log = logging.getLogger("threadswoole")
 DRAIN_CHECK_MS = 50
@@ -66,6 +66,10 @@ class WorkerWiring:
 
     def hand_over(self, worker: "EventWorker", connections: list[Any]) -> None:
         """Give the detached connections of a leaving instance to its replacement."""
+
+    def flush_messages(self, worker: "EventWorker", deadline: float) -> None:
+        """The worker leaves: push out the messages it queued for other workers, waiting for
+        them until the monotonic `deadline` (what is left then is dropped with a warning)."""
 
     def reroute(self, worker: "EventWorker", message: tuple) -> bool:
         """A message that reached a leaving instance: pass it on to its successor (True), or
@@ -111,6 +115,7 @@ class EventWorker:
         self.stop_reason = ""
         self.exit_code = 0
         self._stopping = False
+        self._stop_started: float | None = None  # monotonic time the stop began (its bound runs from there)
         self._finished = False  # the loop has ended (posted calls are drained afterwards)
         self._drain_deadline = 0.0
         self.reactor.periodic.append(self.runtime.flush)
@@ -191,6 +196,7 @@ class EventWorker:
         if self._stopping:
             return
         self._stopping = True
+        self._stop_started = time.monotonic()
         if self.tasks is not None and self.tasks.reply_fd is not None:
             self.reactor.remove(self.tasks.reply_fd)  # a replacement may share the reply box now
         self.wiring.stopping(self, wait_event)
@@ -228,8 +234,11 @@ class EventWorker:
             self._hand_over_connections()
         self.host.close_all()
         self.dispatcher.worker_stop(self.worker_id)
-        deadline = time.monotonic() + (self.config.settings["max_wait_time"] if graceful else 0.0)
-        self.host.drain(deadline)
+        max_wait_time = self.config.settings["max_wait_time"]
+        self.host.drain(time.monotonic() + (max_wait_time if graceful else 0.0))
+        # then what the callbacks queued for other workers (send_message, operations on their
+        # sessions), waited for while the stop's max_wait_time lasts (after SystemExit: from now)
+        self.wiring.flush_messages(self, leave_deadline(self._stop_started, max_wait_time))
         self.reactor.stop()
 
     # -- messages from other workers or the owner of a session ------------------------------

@@ -35,7 +35,7 @@ from threadswoole.workers.dispatch import stateless_dispatch
 from threadswoole.workers.event_dispatcher import EventDispatcher
 from threadswoole.workers.pipe_router import PipeRouter
 from threadswoole.workers.roster import MANAGER, RunConfig
-from threadswoole.workers.runtime import Runtime
+from threadswoole.workers.runtime import Runtime, leave_deadline
 
 log = logging.getLogger("threadswoole")
 DRAIN_CHECK_MS = 50
@@ -73,6 +73,7 @@ class PipeWorker:
         self.discard_late = bool(settings.get("discard_timeout_request", True)) and stateless_dispatch(settings)
         self.exit_code = 0
         self._stopping = False
+        self._stop_started: float | None = None  # monotonic time the stop was asked (its bound runs from there)
         self._status_word = state.worker_base(worker_id) + layout.W_STATUS
         # what _event needs per event, read once: the records' C_LAST_DISPATCH words, the unpackers
         self._d, self._capacity = state.d, state.capacity
@@ -99,7 +100,7 @@ class PipeWorker:
         except SystemExit as exc:
             self.exit_code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             self.dispatcher.worker_stop(self.worker_id)
-        self.link.flush_now(1.0)
+        self._flush_out()
         return self.exit_code
 
     def _notify(self, op: int, payload: bytes = b"") -> None:
@@ -179,6 +180,7 @@ class PipeWorker:
         if self._stopping:
             return
         self._stopping = True
+        self._stop_started = time.monotonic()
         self.reactor.defer(lambda: self._begin_stop(wait_event))
 
     def _begin_stop(self, wait_event: bool) -> None:
@@ -211,5 +213,12 @@ class PipeWorker:
     def _leave(self) -> None:
         self.reactor.timers.clear_all()
         self.dispatcher.worker_stop(self.worker_id)
-        self.link.flush_now(1.0)
+        self._flush_out()
         self.reactor.stop()
+
+    def _flush_out(self) -> None:
+        """Push out what the callbacks queued (replies, messages to other workers): a busy
+        destination is waited for until the stop's max_wait_time is nearly up; what it has
+        not taken then is dropped with a warning (MailboxLink.flush_until)."""
+        deadline = leave_deadline(self._stop_started, self.config.settings["max_wait_time"])
+        self.link.flush_until(deadline, f"worker {self.worker_id} (leaving)")

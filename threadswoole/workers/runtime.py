@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from typing import TYPE_CHECKING, Any, Callable
 
 
@@ -16,6 +17,17 @@ if TYPE_CHECKING:
     from threadswoole.state.counters import StatCounters
 
 log = logging.getLogger("threadswoole")
+# A leaving worker stops waiting for its destinations this long before max_wait_time is up, so
+# it says what it dropped before the manager, which kills it at max_wait_time, has to.
+LEAVE_MARGIN = 0.2
+
+
+def leave_deadline(stop_started: float | None, max_wait_time: float) -> float:
+    """The monotonic time until which a leaving worker may push out its queued messages:
+    `max_wait_time` after its stop began (now, when it leaves without one, e.g. exit()),
+    less LEAVE_MARGIN (at most a tenth of max_wait_time)."""
+    start = time.monotonic() if stop_started is None else stop_started
+    return start + max_wait_time - min(LEAVE_MARGIN, max_wait_time / 10)
 
 
 class Runtime:

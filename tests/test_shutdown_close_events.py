@@ -1,0 +1,88 @@
+"""PROCESS shutdown: every connection's close event reaches its worker, even a busy one.
+
+At shutdown the reactor threads close every connection and send the workers their close
+events. A worker busy in a callback does not read its mailbox meanwhile; when it is full
+(here with the data of a big upload queued before), the close events wait in the reactor
+thread. It must go on writing them while the shutdown's max_wait_time lasts, not give up
+after a fixed second (on_close would then never run for those connections).
+
+The worker is held in its first receive callback by a gate (a socket the test holds); the
+test then uploads more than the mailbox holds, opens more connections, SIGTERMs the master,
+waits until the clients see their connections closed, and keeps the worker busy BUSY seconds
+more before it releases it. Every connection must have had its connect and close callbacks.
+(Before the fix the master stopped waiting for its reactor threads after a second and had the
+manager stop the worker, whose stop could then overtake the events still queued: most runs
+lost some connects and closes.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+import pytest
+
+from conftest import connect, recv_closed
+
+pytestmark = pytest.mark.timeout(90)
+
+UPLOAD = 64 << 20  # bytes, over several connections: more than a mailbox holds
+UPLOADERS = 16
+IDLE = 20  # more connections, opened behind the upload
+BUSY = 2.5  # seconds the worker stays busy once the connections are closed (the old flush: 1)
+
+
+def test_close_events_reach_a_busy_worker_at_shutdown(run_server, tmp_path):
+    hold = socket.create_server(("127.0.0.1", 0))
+    hold.settimeout(20)
+    port = hold.getsockname()[1]
+    marker = str(tmp_path / "held")
+
+    def setup(server, emit):
+        def on_receive(srv, fd, rid, data):
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                return
+            with socket.create_connection(("127.0.0.1", port)) as held:
+                emit("held")
+                held.recv(1)
+
+        server.on("connect", lambda srv, fd, rid: emit("connect", fd=fd))
+        server.on("close", lambda srv, fd, rid: emit("close", fd=fd))
+        server.on("receive", on_receive)
+
+    handle = run_server(setup, mode="process", settings={"worker_num": 1, "max_wait_time": 8})
+    with hold:
+        first = connect(handle.port)
+        first.sendall(b"hold")
+        gate, _ = hold.accept()
+        handle.wait("held", timeout=20)
+        clients = [first]
+        piece = b"x" * (UPLOAD // UPLOADERS)
+        for _ in range(UPLOADERS):
+            client = connect(handle.port)
+            client.setblocking(False)
+            try:  # as much as the connection takes: the reactor thread stops reading when the worker lags
+                client.send(piece)
+            except BlockingIOError:
+                pass
+            client.settimeout(5)
+            clients.append(client)
+        clients += [connect(handle.port) for _ in range(IDLE)]
+        with gate:
+            handle.signal(signal.SIGTERM)
+            for client in clients:
+                assert recv_closed(client, timeout=20)
+            time.sleep(BUSY)  # the worker's callback goes on this long after the connections closed
+            gate.sendall(b"!")
+            assert handle.wait_exit(timeout=30) == 0
+    for client in clients:
+        client.close()
+    events = handle.drain(0.2)
+    connected = sorted(e["fd"] for e in events if e["event"] == "connect")
+    closed = sorted(e["fd"] for e in events if e["event"] == "close")
+    assert len(connected) == len(clients)
+    assert closed == connected
