@@ -162,3 +162,41 @@ def test_a_loop_dropped_after_fork_never_closes_an_fd_that_reused_its_number():
     finally:
         children.close()
         holder[0].close()
+
+
+@pytest.mark.parametrize("queue", ["post", "defer"])
+def test_a_call_that_runs_the_loop_once_itself_leaves_the_outer_loop_working(queue, caplog):
+    """A shutdown drain runs `run_once` from inside a posted or deferred call (a reactor thread's
+    close_everything, a worker's drain): that inner iteration runs the calls queued behind it,
+    and the outer loop, which had counted them, must not then fail on an empty queue."""
+    reactor = Reactor("test-nested")
+    ran: list[str] = []
+    finished = threading.Event()
+    schedule = reactor.post if queue == "post" else (lambda call, *args: reactor.defer(lambda: call(*args)))
+
+    def drain() -> None:
+        ran.append("drain")
+        reactor.run_once(0.0)  # runs "behind" below
+
+    def behind() -> None:
+        ran.append("behind")
+
+    def last() -> None:
+        ran.append("last")
+        finished.set()
+        reactor.stop()
+
+    schedule(drain)
+    schedule(behind)
+    thread = threading.Thread(target=reactor.run, name="test-nested-loop", daemon=True)
+    thread.start()
+    try:
+        reactor.post(last)
+        assert finished.wait(10), f"the loop stopped working after a nested run_once: {ran}"
+    finally:
+        reactor.stop()
+        thread.join(10)
+        reactor.close()
+    assert not thread.is_alive()
+    assert sorted(ran) == ["behind", "drain", "last"] and ran.index("drain") < ran.index("behind"), ran  # each once
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

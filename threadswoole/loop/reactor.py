@@ -213,7 +213,10 @@ class Reactor:
     def _run_posted(self) -> None:
         posted = self._posted
         for _ in range(len(posted)):
-            callback, args = posted.popleft()
+            try:
+                callback, args = posted.popleft()
+            except IndexError:  # a call ran the loop once itself (run_once) and ran the rest
+                break
             try:
                 callback(*args)
             except Exception:
@@ -311,7 +314,10 @@ class Reactor:
                 if deferred:
                     dirty = True
                     for _ in range(len(deferred)):
-                        callback = deferred.popleft()
+                        try:
+                            callback = deferred.popleft()
+                        except IndexError:  # a callback ran run_once, which ran the rest
+                            break
                         try:
                             callback()
                         except Exception:
@@ -354,7 +360,11 @@ class Reactor:
                 log.exception("%s: timer %d callback failed", self.name, timer.id)
         for _ in range(len(self._deferred)):
             try:
-                self._deferred.popleft()()
+                callback = self._deferred.popleft()
+            except IndexError:  # a callback ran run_once again, which ran the rest
+                break
+            try:
+                callback()
             except Exception:
                 log.exception("%s: deferred callback failed", self.name)
 
