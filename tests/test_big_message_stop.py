@@ -25,6 +25,7 @@ import os
 import socket
 
 import pytest
+from worker_gates import first_instance, gate, two_gates, wait_at_gate
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -33,28 +34,18 @@ DIGEST = hashlib.sha256(BIG).hexdigest()
 HOLD = 1.5  # seconds worker 0 stays busy mid-send unless worker 1 leaves first (max_wait_time is 5)
 
 
-def _gate() -> socket.socket:
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(15)
-    return server
-
-
 @pytest.mark.parametrize("trigger", ["stop", "stop_wait", "reload_async", "self"])
 def test_big_message_in_flight_when_the_receiver_stops_arrives_once(run_server, mode, trigger, tmp_path):
-    hold_1, hold_0 = _gate(), _gate()
+    hold_1, hold_0 = gate(15), gate(15)
     port_1, port_0 = hold_1.getsockname()[1], hold_0.getsockname()[1]
     markers = str(tmp_path / "started-%d")
 
     def setup(server, emit):
         def on_worker_start(srv, worker_id):
-            try:  # only the first instances take part; their replacements start freely
-                os.close(os.open(markers % worker_id, os.O_CREAT | os.O_EXCL))
-            except FileExistsError:
+            if not first_instance(markers, worker_id):  # replacements start freely
                 return
             if worker_id == 1:
-                with socket.create_connection(("127.0.0.1", port_1)) as held:
-                    emit("held", worker_id=1)
-                    held.recv(1)
+                wait_at_gate(port_1, emit)
             elif worker_id == 0:
                 held = socket.create_connection(("127.0.0.1", port_0))
                 held.recv(1)  # worker 1 is held in its worker_start now
@@ -90,10 +81,7 @@ def test_big_message_in_flight_when_the_receiver_stops_arrives_once(run_server, 
     settings = {"worker_num": 2, "max_wait_time": 5, "reload_async": trigger == "reload_async"}
     with hold_1, hold_0:
         handle = run_server(setup, mode=mode, settings=settings, wait_for=None)
-        gate_1, _ = hold_1.accept()
-        gate_0, _ = hold_0.accept()
-        with gate_1, gate_0:
-            handle.wait("held", timeout=15)
+        with two_gates(hold_1, hold_0, handle, held_timeout=15) as (gate_1, gate_0):
             gate_0.sendall(b"!")  # worker 0 sends, asks for the stop, then waits again
             filled = handle.wait("filled", timeout=15)
             assert filled["sent"] == [True, True] and filled["asked"] is True

@@ -21,10 +21,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import socket
 import time
 
 import pytest
+from worker_gates import first_instance, gate, two_gates, wait_at_gate
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -35,34 +35,23 @@ BUSY = 3.0  # seconds worker 1 is busy after worker 0 began leaving (the old flu
 MAX_WAIT = 10
 
 
-def _gate() -> socket.socket:
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(20)
-    return server
-
-
 @pytest.mark.parametrize("trigger, payload", [("stop", "big"), ("stop", "many"), ("reload", "big")])
 def test_messages_queued_by_a_leaving_sender_arrive_once(run_server, mode, trigger, payload, tmp_path):
-    hold_1, hold_0 = _gate(), _gate()
+    hold_1, hold_0 = gate(), gate()
     port_1, port_0 = hold_1.getsockname()[1], hold_0.getsockname()[1]
     markers = str(tmp_path / "started-%d")
     seen: dict[str, list[int]] = {"many": []}  # (per worker process: worker 1's copy counts)
 
     def setup(server, emit):
         def on_worker_start(srv, worker_id):
-            try:  # only the first instances take part; their replacements start freely
-                os.close(os.open(markers % worker_id, os.O_CREAT | os.O_EXCL))
-            except FileExistsError:
+            if not first_instance(markers, worker_id):  # replacements start freely
                 return
             if worker_id == 1:
-                with socket.create_connection(("127.0.0.1", port_1)) as held:
-                    emit("held", worker_id=1)
-                    held.recv(1)  # released once worker 0 is leaving
+                wait_at_gate(port_1, emit)  # released once worker 0 is leaving
                 time.sleep(BUSY)  # a slow callback: the mailbox is not read meanwhile
                 emit("busy_done")
             elif worker_id == 0:
-                with socket.create_connection(("127.0.0.1", port_0)) as held:
-                    held.recv(1)  # worker 1 is held in its worker_start now
+                wait_at_gate(port_0)  # worker 1 is held in its worker_start now
                 if payload == "big":
                     ok = [srv.send_message(BIG, 1)]
                 else:
@@ -93,10 +82,7 @@ def test_messages_queued_by_a_leaving_sender_arrive_once(run_server, mode, trigg
     settings = {"worker_num": 2, "max_wait_time": MAX_WAIT}
     with hold_1, hold_0:
         handle = run_server(setup, mode=mode, settings=settings, wait_for=None)
-        gate_1, _ = hold_1.accept()
-        gate_0, _ = hold_0.accept()
-        with gate_1, gate_0:
-            handle.wait("held", timeout=20)
+        with two_gates(hold_1, hold_0, handle) as (gate_1, gate_0):
             gate_0.sendall(b"!")  # worker 0 queues its messages for worker 1, then leaves
             sent = handle.wait("sent", timeout=20)
             assert sent["all_true"] and sent["asked"] is True
@@ -119,7 +105,7 @@ def test_messages_queued_by_a_leaving_sender_arrive_once(run_server, mode, trigg
 def test_a_leaving_sender_that_cannot_deliver_in_max_wait_time_says_what_it_dropped(run_server, mode, tmp_path):
     """The bound holds (a leaving worker never waits past max_wait_time for a destination
     that does not read) and the loss is not silent: a warning names the messages and bytes."""
-    hold_1, hold_0 = _gate(), _gate()
+    hold_1, hold_0 = gate(), gate()
     port_1, port_0 = hold_1.getsockname()[1], hold_0.getsockname()[1]
     markers = str(tmp_path / "started-%d")
     log_file = str(tmp_path / "server.log")
@@ -127,18 +113,13 @@ def test_a_leaving_sender_that_cannot_deliver_in_max_wait_time_says_what_it_drop
 
     def setup(server, emit):
         def on_worker_start(srv, worker_id):
-            try:
-                os.close(os.open(markers % worker_id, os.O_CREAT | os.O_EXCL))
-            except FileExistsError:
+            if not first_instance(markers, worker_id):
                 emit("restarted", worker_id=worker_id)
                 return
             if worker_id == 1:
-                with socket.create_connection(("127.0.0.1", port_1)) as held:
-                    emit("held", worker_id=1)
-                    held.recv(1)  # held until worker 0 has left (its replacement started)
+                wait_at_gate(port_1, emit)  # held until worker 0 has left (its replacement started)
             elif worker_id == 0:
-                with socket.create_connection(("127.0.0.1", port_0)) as held:
-                    held.recv(1)
+                wait_at_gate(port_0)
                 emit("sent", ok=srv.send_message(BIG, 1), asked=srv.stop())
 
         server.on("worker_start", on_worker_start)
@@ -149,10 +130,7 @@ def test_a_leaving_sender_that_cannot_deliver_in_max_wait_time_says_what_it_drop
     settings = {"worker_num": 2, "max_wait_time": max_wait, "log_file": log_file}
     with hold_1, hold_0:
         handle = run_server(setup, mode=mode, settings=settings, wait_for=None)
-        gate_1, _ = hold_1.accept()
-        gate_0, _ = hold_0.accept()
-        with gate_1, gate_0:
-            handle.wait("held", timeout=20)
+        with two_gates(hold_1, hold_0, handle) as (gate_1, gate_0):
             gate_0.sendall(b"!")
             sent = handle.wait("sent", timeout=20)
             assert sent["ok"] is True and sent["asked"] is True
