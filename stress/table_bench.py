@@ -17,7 +17,7 @@ CPU-second (the workers' CPU, plus the Manager's server process for the Manager 
 best of `--repeat` runs (3; load from other jobs only ever slows a run down); the ratios
 are against one Manager dict operation (manager-set/get), the conservative comparison. Counters
 are checked exact at the end. `--primitives` adds the per-call cost of the candidate lock
-mechanisms (see threadswoole/_sync_native.py). Also printed: memory per row against the raw
+mechanisms (see threadswoole/sharing/native_sync.py). Also printed: memory per row against the raw
 column bytes. The machine is shared and has 2 cores: compare ratios within one run.
 """
 
@@ -207,7 +207,7 @@ def primitives(calls: int = 300_000) -> dict[str, float]:
     """Microseconds per call of each candidate mechanism (best of 3)."""
     import ctypes
 
-    from threadswoole import _sync_native as native
+    from threadswoole.sharing import native_sync as native
     from threadswoole._segments import allocate_slot
 
     segment, offset = allocate_slot()

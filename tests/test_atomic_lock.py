@@ -325,7 +325,7 @@ def test_an_atomic_whose_user_was_killed_mid_operation_still_works(children, pip
     counter = Atomic()
 
     def hold():
-        from threadswoole._sync_native import mutex_lock
+        from threadswoole.sharing.native_sync import mutex_lock
 
         mutex_lock(counter._mutex)  # what a process killed inside add() leaves behind
         pipe.signal()

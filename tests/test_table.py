@@ -14,7 +14,8 @@ import zlib
 import pytest
 
 from forking import Children, Pipe
-from threadswoole import StateError, Table, _sync_native, _table_paths, get_last_error
+from threadswoole import StateError, Table, get_last_error
+from threadswoole.sharing import native_sync, table_paths
 from threadswoole.state import shm as _shm
 
 
@@ -350,9 +351,9 @@ def test_the_hot_paths_look_up_their_maps_by_subscript_not_dict_get():
     is a critical section), so threads sharing the key cache serialised on it, and a lookup that
     fell back to the dict's own lock spun 40 sched_yield calls each (docs/table.md). The key
     cache, column maps and thread views are subscripted instead: no hot path names `get`."""
-    from threadswoole import _table_paths
-    from threadswoole._table_schema import Schema
-    from threadswoole._table_store import RowStore
+    from threadswoole.sharing import table_paths
+    from threadswoole.sharing.table_schema import Schema
+    from threadswoole.sharing.table_store import RowStore
 
     schema = Schema()
     schema.add("n", Table.TYPE_INT, 8)
@@ -360,7 +361,7 @@ def test_the_hot_paths_look_up_their_maps_by_subscript_not_dict_get():
     schema.freeze()
     store = RowStore(64, 16, 64, schema.data_size)
     try:
-        paths = _table_paths.build(store, schema)
+        paths = table_paths.build(store, schema)
         for operation in paths:
             assert "get" not in operation.__code__.co_names, operation.__name__
             bound = [cell.cell_contents for cell in operation.__closure__ or ()]
@@ -388,9 +389,9 @@ def test_the_hot_paths_take_no_default_argument_they_do_not_use():
     machinery (the key's placing, the blocking lock, the row search, the partial-row encoder)."""
     import dis
 
-    from threadswoole import _table_paths
-    from threadswoole._table_schema import Schema
-    from threadswoole._table_store import RowStore
+    from threadswoole.sharing import table_paths
+    from threadswoole.sharing.table_schema import Schema
+    from threadswoole.sharing.table_store import RowStore
 
     schema = Schema()
     schema.add("n", Table.TYPE_INT, 8)
@@ -399,7 +400,7 @@ def test_the_hot_paths_take_no_default_argument_they_do_not_use():
     store = RowStore(64, 16, 64, schema.data_size)
     general_machinery = {"place", "lock_slow", "addressof", "find", "view_of", "encode_row", "set_locked", "get_locked", "incr_locked", "incr_checked", "schema", "columns"}
     try:
-        for operation in _table_paths.build(store, schema):
+        for operation in table_paths.build(store, schema):
             code = operation.__code__
             defaults = code.co_varnames[code.co_argcount - len(operation.__defaults__ or ()) : code.co_argcount]
             read = {instruction.argval for instruction in dis.get_instructions(operation) if instruction.opname.startswith("LOAD_FAST")}
@@ -454,7 +455,7 @@ def test_readers_never_see_a_half_written_row(make_table, children):
 
 
 def test_readers_see_an_incremented_counter_whole_and_in_order(make_table, children):
-    """incr of an 8-byte column is one store that lock-free readers (_table_paths.py) read with
+    """incr of an 8-byte column is one store that lock-free readers (table_paths.py) read with
     one load: a reader in another process never sees a torn value (255 -> 256 read byte by byte
     would give 0 or 511), so the values it sees never go down."""
     table = make_table()
@@ -494,7 +495,7 @@ def test_a_lock_free_reader_waits_for_a_write_under_way(make_table):
     assert reader.is_alive() and not results  # waiting for the lock, not returning a copy
     table._store.data.pack_into(store.view(), store.find(store.view(), bucket, key.encode()) + 72, table._schema.encode_full({"n": 2, "f": 0.5, "s": "new"}))
     store.words[seq] = written + 1
-    _sync_native.mutex_unlock(address)
+    native_sync.mutex_unlock(address)
     reader.join(10)
     assert results == [({"n": 2, "f": 0.5, "s": "new"}, True)]
 
@@ -504,7 +505,7 @@ def test_a_lock_free_reader_does_not_wait_for_a_lock_held_without_a_write(make_t
     with no write under way, is read without the lock (x86), so get() and exists() return at
     once. A reader that fell back to the lock on every call (a wrong row offset does that) would
     still be correct, and would wait here."""
-    if not _table_paths.LOCK_FREE_READS:
+    if not table_paths.LOCK_FREE_READS:
         pytest.skip("readers take the lock on this architecture")
     table = make_table()
     key, bucket = _key_in_stripe(table, 7)
@@ -517,7 +518,7 @@ def test_a_lock_free_reader_does_not_wait_for_a_lock_held_without_a_write(make_t
         reader.join(10)
         assert not reader.is_alive() and results == [(5, "kept", True)]
     finally:
-        _sync_native.mutex_unlock(address)
+        native_sync.mutex_unlock(address)
 
 
 def test_a_writer_killed_mid_write_does_not_stall_lock_free_readers(make_table, children, caplog):

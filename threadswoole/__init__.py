@@ -33,9 +33,7 @@ from threadswoole.server import Port, Server
 from threadswoole.timer import Event, Timer
 from threadswoole.process import Process, set_process_name
 from threadswoole.client import Client
-from threadswoole.atomic import Atomic
-from threadswoole.lock import Lock
-from threadswoole.table import Table
+from threadswoole.sharing import Atomic, Lock, Table
 
 __version__ = "0.1.0"
 

@@ -16,7 +16,7 @@ import threading
 from typing import Any
 
 from threadswoole._context import current
-from threadswoole.table import Table
+from threadswoole.sharing.table import Table
 
 __all__ = ["Metrics", "Recorder", "LATENCY_BOUNDS", "COUNTERS"]
 

@@ -153,7 +153,7 @@ def run(config: ServeConfig) -> int:
         return EXIT_STARTUP
     startup_failed = None
     if interface == "asgi":
-        from threadswoole.atomic import Atomic
+        from threadswoole.sharing.atomic import Atomic
 
         startup_failed = options.startup_failures = Atomic(0)
     previous = signal.signal(signal.SIGHUP, forward_sighup_as_reload)

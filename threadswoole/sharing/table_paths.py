@@ -48,9 +48,9 @@ from ctypes import addressof
 from typing import Any, Callable, Literal, NamedTuple
 
 from threadswoole import _context
-from threadswoole._sync_native import handle_trylock, handle_unlock
-from threadswoole._table_schema import TYPE_FLOAT, TYPE_INT, TYPE_STRING, Column, Schema, read_text
-from threadswoole._table_store import DATA_AT, KEY_MAX, S_OTHER_WRITES, S_SEQ, RowStore
+from threadswoole.sharing.native_sync import handle_trylock, handle_unlock
+from threadswoole.sharing.table_schema import TYPE_FLOAT, TYPE_INT, TYPE_STRING, Column, Schema, read_text
+from threadswoole.sharing.table_store import DATA_AT, KEY_MAX, S_OTHER_WRITES, S_SEQ, RowStore
 
 KEY_CACHE = 4096  # cached key places per table and process: about 1 MB at most
 LOCK_FREE_READS = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")

@@ -43,12 +43,13 @@ import threading
 import traceback
 from typing import Any, Callable, Literal, NoReturn, Sequence
 
-from threadswoole import _forking, _process_signals, timer
+from threadswoole import _forking, timer
+from threadswoole.process import signal_handlers
 from threadswoole._aliases import alias
 from threadswoole._context import current, set_error
 from threadswoole._forking import SUPERVISOR, THREADS, ExecCallback, set_process_name
 from threadswoole._arguments import as_bytes
-from threadswoole._process_queue import IPC_NOWAIT, QueueMethods, check_size
+from threadswoole.process.message_queue import IPC_NOWAIT, QueueMethods, check_size
 from threadswoole.errors import StateError
 
 WRITE_LIMIT = 8192  # seed 003/004: at most 8K per write on Linux
@@ -272,7 +273,7 @@ class Process(QueueMethods):
         if inherited_loop is not None and hasattr(inherited_loop, "close_after_fork"):
             inherited_loop.close_after_fork()  # the parent's epoll fd and wake-up pair
         timer.allow_private_loop()
-        _process_signals.reset_for_child(_forking.WORKER_IGNORED if inside_server else ())
+        signal_handlers.reset_for_child(_forking.WORKER_IGNORED if inside_server else ())
         parent_end = self._ends["parent"]
         if parent_end is not None:
             self._ends["parent"] = None
@@ -381,13 +382,13 @@ class Process(QueueMethods):
     @staticmethod
     def signal(signo: int, callback: Callable[[int], Any] | None) -> bool:
         """Call `callback(signo)` on this process's loop when `signo` arrives; None removes it."""
-        return _process_signals.install(signo, callback)
+        return signal_handlers.install(signo, callback)
 
     @staticmethod
     def alarm(interval_usec: int, type: int = _ITIMER_REAL) -> bool:  # noqa: A002 - Swoole's name
         """Periodic interval timer (SIGALRM / SIGVTALRM / SIGPROF every `interval_usec` µs);
         a negative interval clears it. Not together with Timer (ContextError)."""
-        return _process_signals.alarm(interval_usec, type)
+        return signal_handlers.alarm(interval_usec, type)
 
     @staticmethod
     def set_affinity(cpu_set: Sequence[int]) -> bool:

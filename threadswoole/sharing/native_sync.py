@@ -27,7 +27,7 @@ re-acquire around a call that takes nanoseconds); `pthread_mutex_lock` releases 
 since it may sleep. The Table's writers and Atomic make exactly two ctypes calls: trylock and
 unlock (the Table's through `mutex_handle`, the cheapest form ctypes has); the blocking lock only
 runs when the trylock found the mutex busy. The Table's readers of a head row make none on x86
-(a seqlock beside the mutex, see _table_paths.py); a writer's death still reaches them through
+(a seqlock beside the mutex, see table_paths.py); a writer's death still reaches them through
 the mutex, which they take when the sequence says a write is under way.
 
 Waiting for a value (Atomic.wait, a contended read-write lock) uses futex(2) on a 32-bit word of

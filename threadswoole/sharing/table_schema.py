@@ -179,7 +179,7 @@ class Schema:
 
     def _decoder_source(self, name: str, index: int, signed: bool) -> str:
         """`def name(f)`: the row dict from the unpacked fields `f`, the data's first at `f[index]`
-        (decode_row: the data alone; decode_read: after a row's link and key, see _table_paths,
+        (decode_row: the data alone; decode_read: after a row's link and key, see table_paths,
         unpacked with `read_format`: a string's length word signed, negative for bytes, so that
         telling the two apart is a comparison of small ints, not a bitwise and of a 2-digit one)."""
         unpack, decoded = [], []

@@ -15,7 +15,7 @@ the table's row count is the sum of the stripes'. The pool's free list has its o
 taken after a stripe's (one order, no deadlock). A deleted head row stays in place, free, with its
 chain behind it; the next insert into that bucket reuses it.
 
-A process killed while holding a lock: the next locker gets EOWNERDEAD (see _sync_native.py),
+A process killed while holding a lock: the next locker gets EOWNERDEAD (see native_sync.py),
 makes the mutex consistent, checks the stripe's chains (cuts a link that points nowhere or loops,
 recounts the rows) or the pool's free list, logs a warning and goes on. Writes are ordered so a
 chain is never broken by a death: a new row is written whole before the one store that publishes
@@ -34,7 +34,7 @@ import struct
 from threading import get_ident
 
 from threadswoole._segments import Segment
-from threadswoole._sync_native import EBUSY, EDEADLK, EOWNERDEAD, MUTEX_BYTES, init_mutex, mutex_consistent, mutex_handle, mutex_lock, mutex_trylock, mutex_unlock
+from threadswoole.sharing.native_sync import EBUSY, EDEADLK, EOWNERDEAD, MUTEX_BYTES, init_mutex, mutex_consistent, mutex_handle, mutex_lock, mutex_trylock, mutex_unlock
 from threadswoole.errors import StateError
 
 log = logging.getLogger("threadswoole")
@@ -47,7 +47,7 @@ POOL_MUTEX = 128
 STRIPE_BYTES = MUTEX_BYTES + 64
 STRIPE_WORDS = STRIPE_BYTES // 8
 S_NUM, S_INSERT, S_OTHER_WRITES, S_DELETE, S_CONFLICT, S_MAX_LEVEL, S_RECOVERED, S_SEQ = range(8)
-# S_SEQ counts a stripe's writes (see _table_paths.py); S_OTHER_WRITES those that were not a set of an
+# S_SEQ counts a stripe's writes (see table_paths.py); S_OTHER_WRITES those that were not a set of an
 # existing row, so Swoole's update_count is their difference and the most common write bumps no counter.
 
 ROW_HEADER = struct.Struct("<iB63s")
@@ -83,13 +83,13 @@ class RowStore:
 
     def seq_word(self, stripe: int) -> int:
         """Word index of the stripe's write sequence: negative while a write to its rows is under way
-        (see _table_paths.py: lock-free readers compare it before and after their copy)."""
+        (see table_paths.py: lock-free readers compare it before and after their copy)."""
         return self.counters_at + stripe * STRIPE_WORDS + S_SEQ
 
     def view(self) -> memoryview:
         """The calling thread's byte view of the segment. (A subscript, not `dict.get`: on
         free-threaded 3.13 `dict.get` locks the dict, so threads sharing it serialise; see
-        _table_paths.py.)"""
+        table_paths.py.)"""
         try:
             return self.views[get_ident()]
         except KeyError:
@@ -305,7 +305,7 @@ class RowStore:
         counters = self.counters_at + stripe * STRIPE_WORDS
         self.words[counters + S_NUM] = live
         self.words[counters + S_RECOVERED] += 1
-        if self.words[counters + S_SEQ] < 0:  # it died inside a write (_table_paths.py: ~n, then n + 1)
+        if self.words[counters + S_SEQ] < 0:  # it died inside a write (table_paths.py: ~n, then n + 1)
             self.words[counters + S_SEQ] = ~self.words[counters + S_SEQ] + 1
             self.words[counters + S_OTHER_WRITES] += 1
         log.warning("Table: a process died holding the lock of stripe %d; its chains were checked (%d rows); the row it was writing may be partly updated", stripe, live)

@@ -13,7 +13,7 @@ thread reads and writes rows by key (api.md §13, §18.11):
 Capacity is fixed at create(): `size` buckets (rounded up to a power of two, at least 64) plus
 `size * conflict_proportion` (0.2 to 1.0) rows for keys whose bucket is taken. When none is left
 `set`/`incr` return False; no row is ever overwritten by another key. How rows, locks and a
-holder's death are handled: _table_store.py; the mechanism and why: _sync_native.py.
+holder's death are handled: table_store.py; the mechanism and why: native_sync.py.
 
 Errors (api.md R3): a missing key (`get`, `delete`) and a full table return False and record
 ENOENT / ENOMEM for `get_last_error()`; a key that is not a str of 1 to 63 bytes, an unknown
@@ -28,10 +28,10 @@ from typing import Any, Iterator, Literal
 
 from threadswoole._aliases import alias
 from threadswoole._segments import require_before_start
-from threadswoole._sync_native import mutex_unlock
-from threadswoole._table_paths import build as build_paths
-from threadswoole._table_schema import TYPE_FLOAT, TYPE_INT, TYPE_STRING, Schema
-from threadswoole._table_store import S_CONFLICT, S_DELETE, S_INSERT, S_MAX_LEVEL, S_NUM, RowStore
+from threadswoole.sharing.native_sync import mutex_unlock
+from threadswoole.sharing.table_paths import build as build_paths
+from threadswoole.sharing.table_schema import TYPE_FLOAT, TYPE_INT, TYPE_STRING, Schema
+from threadswoole.sharing.table_store import S_CONFLICT, S_DELETE, S_INSERT, S_MAX_LEVEL, S_NUM, RowStore
 from threadswoole.errors import StateError
 
 MIN_SIZE = 64
@@ -105,7 +105,7 @@ class Table:
         raise StateError("the table is not usable")
 
     # -- rows -----------------------------------------------------------------------------
-    # The work is in _table_paths.py: closures over this table's layout, made by create().
+    # The work is in table_paths.py: closures over this table's layout, made by create().
     def set(self, key: str, value: Any) -> bool:
         """Write the columns named in `value` (a mapping). A new row starts with zeros and empty
         strings; an existing row keeps the columns not named. False when the table is full."""

@@ -5,7 +5,7 @@ then sees the same value. Arithmetic wraps like the C type (Swoole's behaviour):
 is 4294967295, `Atomic.Long(2**63 - 1).add(1)` is -2**63. Values given to the constructor, `set`
 and `cmpset` must fit the type (ValueError); steps may be any int.
 
-Each counter is one word beside a robust mutex (see _sync_native.py for why a mutex and not a
+Each counter is one word beside a robust mutex (see native_sync.py for why a mutex and not a
 semaphore); a read is a plain aligned load, every change takes the mutex: two ctypes calls. A
 process killed in the middle leaves the word either old or new, never torn; the next caller gets
 the mutex back from the kernel (EOWNERDEAD) and goes on.
@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from threadswoole._segments import allocate_slot, require_before_start
-from threadswoole._sync_native import EBUSY, EDEADLK, EOWNERDEAD, MUTEX_BYTES, futex_wait, futex_wake, init_mutex, mutex_consistent, mutex_lock, mutex_trylock, mutex_unlock
+from threadswoole.sharing.native_sync import EBUSY, EDEADLK, EOWNERDEAD, MUTEX_BYTES, futex_wait, futex_wake, init_mutex, mutex_consistent, mutex_lock, mutex_trylock, mutex_unlock
 from threadswoole.errors import StateError
 
 log = logging.getLogger("threadswoole")

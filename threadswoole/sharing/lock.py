@@ -33,7 +33,7 @@ from typing import Any
 from threadswoole import _context
 from threadswoole._aliases import alias
 from threadswoole._segments import Segment, allocate_slot, require_before_start
-from threadswoole._sync_native import (
+from threadswoole.sharing.native_sync import (
     EBUSY,
     EDEADLK,
     EOWNERDEAD,
@@ -199,7 +199,7 @@ class Lock:
 
     def _entries(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(Guard held.) The reader entries: (tokens, counts)."""
-        try:  # a subscript: dict.get locks the dict on free-threaded 3.13 (see _table_paths.py)
+        try:  # a subscript: dict.get locks the dict on free-threaded 3.13 (see table_paths.py)
             view = self._segment.thread_views[get_ident()]
         except KeyError:
             view = self._segment.new_view()
