@@ -208,7 +208,7 @@ def primitives(calls: int = 300_000) -> dict[str, float]:
     import ctypes
 
     from threadswoole.sharing import native_sync as native
-    from threadswoole._segments import allocate_slot
+    from threadswoole.state.user_segments import allocate_slot
 
     segment, offset = allocate_slot()
     address = segment.address + offset

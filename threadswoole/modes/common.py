@@ -7,7 +7,8 @@ import os
 import signal
 from typing import Any, Callable
 
-from threadswoole import _context, _segments
+from threadswoole import _context
+from threadswoole.state import user_segments
 from threadswoole.ipc import messages
 from threadswoole.modes import process_setup
 from threadswoole.modes.task_wiring import TaskWiring
@@ -65,7 +66,7 @@ class DriverBase(TaskWiring):
         log.info("server stopped (master pid %d)", os.getpid())
         self.restore_signals()
         process_setup.remove_pid_file(self.settings.get("pid_file"))
-        _segments.release_segments()  # the Table/Atomic/Lock segments made before start()
+        user_segments.release_segments()  # the Table/Atomic/Lock segments made before start()
         if self.task_num:
             removed = sweep_spilled(self.settings.get("task_tmpdir") or "/tmp", os.getpid())
             if removed:

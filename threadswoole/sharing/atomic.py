@@ -24,7 +24,7 @@ import logging
 import time
 from typing import Any
 
-from threadswoole._segments import allocate_slot, require_before_start
+from threadswoole.state.user_segments import allocate_slot, require_before_start
 from threadswoole.sharing.native_sync import EBUSY, EDEADLK, EOWNERDEAD, MUTEX_BYTES, futex_wait, futex_wake, init_mutex, mutex_consistent, mutex_lock, mutex_trylock, mutex_unlock
 from threadswoole.errors import StateError
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from threadswoole import _context
 from threadswoole._aliases import alias
-from threadswoole._segments import Segment, allocate_slot, require_before_start
+from threadswoole.state.user_segments import Segment, allocate_slot, require_before_start
 from threadswoole.sharing.native_sync import (
     EBUSY,
     EDEADLK,

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any, Iterator, Literal
 
 from threadswoole._aliases import alias
-from threadswoole._segments import require_before_start
+from threadswoole.state.user_segments import require_before_start
 from threadswoole.sharing.native_sync import mutex_unlock
 from threadswoole.sharing.table_paths import build as build_paths
 from threadswoole.sharing.table_schema import TYPE_FLOAT, TYPE_INT, TYPE_STRING, Schema

@@ -10,7 +10,7 @@ operation costs and why it is shaped so (figures: docs/table.md, "What it costs"
   arithmetic on every call. The place depends only on the key and the table's fixed geometry,
   so a cached entry is never stale.
 - Rows are copied in and out by slicing the segment's mmap (`mapping[a:b]`, `mapping[a:b] = data`):
-  no memoryview is made, so there is no per-thread view to look up (see _segments.py).
+  no memoryview is made, so there is no per-thread view to look up (see state/user_segments.py).
 - Every name the hot operations use is a local, passed as a default argument: free-threaded
   3.13 does not specialise attribute and global lookups (each costs a dict search there), and it
   reads a closure cell under a critical section that two threads contend for (docs/table.md).

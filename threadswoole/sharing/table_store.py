@@ -33,7 +33,7 @@ import os
 import struct
 from threading import get_ident
 
-from threadswoole._segments import Segment
+from threadswoole.state.user_segments import Segment
 from threadswoole.sharing.native_sync import EBUSY, EDEADLK, EOWNERDEAD, MUTEX_BYTES, init_mutex, mutex_consistent, mutex_handle, mutex_lock, mutex_trylock, mutex_unlock
 from threadswoole.errors import StateError
 
