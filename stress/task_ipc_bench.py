@@ -18,7 +18,7 @@ import resource
 import socket
 import time
 
-from threadswoole import _sysv
+from threadswoole.process import sysv
 
 PAYLOAD = b"t" * 90
 KEY = 0x5453_0B01  # private to this benchmark; removed at the end
@@ -33,16 +33,16 @@ def _pair(n: int) -> tuple[float, float]:
     dgram = (time.perf_counter() - started) / n
     a.close()
     b.close()
-    queue = _sysv.MessageQueue(KEY)
+    queue = sysv.MessageQueue(KEY)
     try:
         started = time.perf_counter()
         for _ in range(n):
             queue.send(PAYLOAD, 1, nowait=False)
             queue.receive(65536, 0, nowait=True)
-        sysv = (time.perf_counter() - started) / n
+        message_queue = (time.perf_counter() - started) / n
     finally:
         queue.remove()
-    return dgram, sysv
+    return dgram, message_queue
 
 
 def _children_cpu() -> float:
@@ -67,7 +67,7 @@ def _compete(n: int, kind: str) -> tuple[float, float]:
         send = post.send
         queue = None
     else:
-        queue = _sysv.MessageQueue(KEY)
+        queue = sysv.MessageQueue(KEY)
         receive = lambda: queue.receive(65536, 0, nowait=False)  # noqa: E731
         send = lambda data: queue.send(data, 1, nowait=False)  # noqa: E731
     cpu0, self0 = _children_cpu(), _self_cpu()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from threadswoole import _sysv
+from threadswoole.process import sysv
 
 
 class Children:
@@ -86,7 +86,7 @@ class QueueKeys:
         self.keys: list[int] = []
 
     def new(self) -> int:
-        existing = _sysv.listed_queues()
+        existing = sysv.listed_queues()
         while True:
             key = random.randrange(0x10000000, 0x7FFFFFFF)
             if key not in existing and key not in self.keys:
@@ -94,14 +94,14 @@ class QueueKeys:
                 return key
 
     def leftovers(self) -> list[int]:
-        listed = _sysv.listed_queues()
+        listed = sysv.listed_queues()
         return [key for key in self.keys if key in listed]
 
     def cleanup(self) -> list[int]:
         left = self.leftovers()
         for key in left:
             try:
-                _sysv.MessageQueue(key).remove()
+                sysv.MessageQueue(key).remove()
             except OSError:
                 pass
         return left

@@ -17,7 +17,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "threadswoole"
 
 # Lowest first. A module's layer is its sub-package's; top-level modules are named here, and
 # any other top-level module is public API (the highest layer).
-FOUNDATION = {"errors", "constants", "_context", "_arguments", "_aliases", "_forking", "_sysv"}
+FOUNDATION = {"errors", "constants", "_context", "_arguments", "_aliases", "_forking"}
 LAYERS = {"protocol": 1, "loop": 2, "state": 3, "connections": 4, "ipc": 5,
           "workers": 6, "modes": 7}
 PUBLIC = 8

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from threadswoole import ContextError, Process, StateError, get_last_error
-from threadswoole import _sysv
+from threadswoole.process import sysv
 
 pytestmark = pytest.mark.timeout(30)
 NOWAIT = Process.IPC_NOWAIT
@@ -37,11 +37,11 @@ def test_non_blocking_queue_before_start(queue_keys):
     assert proc.pop() is False and get_last_error() == errno.ENOMSG
     assert proc.push(b"a") is True and proc.push("bc") is True
     assert proc.stat_queue() == {"queue_num": 2, "queue_bytes": 3}
-    assert _sysv.listed_queues()[key] >= 0  # the kernel lists it under our key
+    assert sysv.listed_queues()[key] >= 0  # the kernel lists it under our key
     assert proc.pop() == b"a" and proc.pop() == b"bc"
     assert proc.statQueue() == proc.stat_queue() == {"queue_num": 0, "queue_bytes": 0}
     assert proc.free_queue() is True
-    assert key not in _sysv.listed_queues()
+    assert key not in sysv.listed_queues()
     with pytest.raises(StateError):
         proc.push(b"after free")
 
@@ -133,12 +133,12 @@ def test_key_zero_is_ftok_of_the_main_script(tmp_path, queue_keys):
             """
             import os, sys
             from threadswoole import Process
-            from threadswoole import _sysv
+            from threadswoole.process import sysv
             info = os.stat(__file__)
             expected = (info.st_ino & 0xFFFF) | ((info.st_dev & 0xFF) << 16) | (1 << 24)
             proc = Process(print, pipe_type=0)
             assert proc.use_queue() is True
-            assert expected in _sysv.listed_queues(), (hex(expected), _sysv.listed_queues())
+            assert expected in sysv.listed_queues(), (hex(expected), sysv.listed_queues())
             assert proc.push(b"keyed") and proc.pop() == b"keyed"
             print(expected)
             sys.stdout.flush()

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from task_helpers import command, parked, report_workers, run_actions, starts, wait_until
-from threadswoole import SWOOLE_WORKER_BUSY, SWOOLE_WORKER_IDLE, Process, _sysv
+from threadswoole import SWOOLE_WORKER_BUSY, SWOOLE_WORKER_IDLE, Process
+from threadswoole.process import sysv
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -49,10 +50,10 @@ def test_task_ipc_modes_and_queue_stats(run_server, mode, ipc_mode, tmp_path):
         server.on("task", _blocking_tasks(emit, release))
         server.on("finish", lambda *a: None)
 
-    queues_before = _sysv.listed_queues()
+    queues_before = sysv.listed_queues()
     handle = run_server(setup, mode=mode, settings={"worker_num": 1, "task_worker_num": 2, "task_ipc_mode": ipc_mode, "task_enable_coroutine": True})
     starts(handle, 3)
-    assert _sysv.listed_queues() == queues_before  # no SysV queue: mailboxes (modes/task_wiring.py)
+    assert sysv.listed_queues() == queues_before  # no SysV queue: mailboxes (modes/task_wiring.py)
     command(handle, "block")
     blocked_in = handle.wait("on_task", data="'block'")["worker_id"]
     command(handle, "burst")

@@ -2,8 +2,9 @@
 pipe, SysV message queues, signals and alarm.
 
 `child.py` is the Process class and its fork/exec life cycle, `message_queue.py` its SysV queue
-methods, `signal_handlers.py` its signal and alarm handlers. A public package: it may import
-everything below the public API, and nothing below imports it.
+methods (on `sysv.py`, SysV message queues through ctypes), `signal_handlers.py` its signal and
+alarm handlers. A public package: it may import everything below the public API, and nothing
+below imports it.
 """
 
 from threadswoole.process.child import ExecCallback, Process, set_process_name

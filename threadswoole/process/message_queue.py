@@ -1,5 +1,5 @@
 """The SysV message-queue half of `Process` (contract §11): use_queue, push, pop, stat_queue,
-free_queue, on threadswoole._sysv."""
+free_queue, on threadswoole.sysv."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import errno
 import sys
 from typing import Any, Literal
 
-from threadswoole import _sysv
+from threadswoole.process import sysv
 from threadswoole._arguments import as_bytes
 from threadswoole._context import set_error
 from threadswoole.errors import ContextError, StateError
@@ -31,7 +31,7 @@ class QueueMethods:
     id: int | None
 
     def init_queue(self) -> None:
-        self._queue: _sysv.MessageQueue | None = None
+        self._queue: sysv.MessageQueue | None = None
         self._queue_mode = 2
         self._queue_nowait = False
 
@@ -53,8 +53,8 @@ class QueueMethods:
                 main_file = getattr(sys.modules.get("__main__"), "__file__", None)
                 if not main_file:
                     return set_error(errno.ENOENT)
-                key = _sysv.ftok(main_file, 1)
-            queue = _sysv.MessageQueue(key)
+                key = sysv.ftok(main_file, 1)
+            queue = sysv.MessageQueue(key)
         except OSError as exc:
             return set_error(exc.errno or errno.EIO)
         self._queue = queue
@@ -62,7 +62,7 @@ class QueueMethods:
         self._queue_nowait = bool(mode & IPC_NOWAIT)
         return True
 
-    def _queue_or_raise(self, what: str) -> _sysv.MessageQueue:
+    def _queue_or_raise(self, what: str) -> sysv.MessageQueue:
         if self._queue is None:
             raise StateError(f"{what}(): call use_queue() first")
         return self._queue
