@@ -123,3 +123,20 @@ def test_no_lower_layer_imports_a_higher_one() -> None:
                     for module, targets in GRAPH.items() for target in targets
                     if layer(target) > layer(module) and target != "threadswoole")
     assert upward == []
+
+
+def test_each_package_names_its_own_layer() -> None:
+    """A package's docstring that opens "Layer N" names the layer this table gives it (they
+    drifted apart once: four packages named the layer below their own)."""
+    import re
+
+    named = {}
+    for package in LAYERS.keys() | PUBLIC_PACKAGES:
+        init = PACKAGE / package / "__init__.py"
+        if init.is_file():
+            found = re.search(r"\bLayer (\d+)\b", ast.get_docstring(ast.parse(init.read_text())) or "")
+            if found:
+                named[package] = int(found.group(1))
+    assert named.keys() >= LAYERS.keys()
+    assert {package: layer for package, layer in named.items()
+            if layer != LAYERS.get(package, PUBLIC)} == {}

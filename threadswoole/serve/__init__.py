@@ -17,6 +17,6 @@ what differs is the handler that turns its events into application calls:
   file), listeners (``HOST:PORT``, ``[::1]:PORT``, ``unix:PATH``, ``fd://N``, systemd socket
   activation) and the server that ties them together.
 
-Layer 7 (the public API and the CLI): it imports the server, never the other way round (a
+Layer 8 (the public API and the CLI): it imports the server, never the other way round (a
 listener gets its protocol through the ``application_protocol`` setting).
 """
