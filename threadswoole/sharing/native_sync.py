@@ -48,6 +48,8 @@ import platform
 import threading
 import time
 
+from threadswoole.state.shm import pid_alive
+
 MUTEX_BYTES = 64
 EOWNERDEAD = errno.EOWNERDEAD
 EBUSY = errno.EBUSY
@@ -208,10 +210,4 @@ def holder_alive(token: int) -> bool:
     except FileNotFoundError:
         return False
     except (OSError, IndexError):  # no /proc: the process, at least
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass
-        return True
+        return pid_alive(pid)

@@ -174,6 +174,16 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
             return place(key)
 
     # The general operations: any key, value and row (the fronts below take the common case).
+    def under_lock(handle: Any, work: Any, *args: Any) -> Any:
+        """work(*args) with the row's lock held (the general paths; the fronts write this inline)."""
+        result = trylock(handle)
+        if result:
+            contended(handle, result)
+        try:
+            return work(*args)
+        finally:
+            unlock(handle)
+
     def set_general(key: Any, value: Any) -> bool:
         entry = entry_of(key)
         data = None
@@ -185,27 +195,13 @@ def build(store: RowStore, schema: Schema) -> Paths:  # noqa: C901 - one closure
         parts: Any = ()
         if data is None:
             data, parts = encode_row(value)
-        handle = entry[4]
-        result = trylock(handle)
-        if result:
-            contended(handle, result)
-        try:
-            return set_locked(entry, data, parts)
-        finally:
-            unlock(handle)
+        return under_lock(entry[4], set_locked, entry, data, parts)
 
     def incr_checked(entry: tuple, name: Any, step: Any) -> Any:
         target = columns.get(name) if isinstance(name, str) else None
         check_step(schema, target, name, step)
         assert target is not None
-        handle = entry[4]
-        result = trylock(handle)
-        if result:
-            contended(handle, result)
-        try:
-            return incr_locked(entry, target, step)
-        finally:
-            unlock(handle)
+        return under_lock(entry[4], incr_locked, entry, target, step)
 
     def incr_locked(entry: tuple, target: Column, step: Any) -> Any:
         seq, view = entry[5], view_of()

@@ -47,7 +47,8 @@ def create(purpose: str, size: int) -> shared_memory.SharedMemory:
     return segment
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Does process `pid` exist (signal 0: a process of another user counts as alive)?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -71,7 +72,7 @@ def sweep_stale() -> list[str]:
         if not pid_text.isdigit():
             continue
         pid = int(pid_text)
-        if pid == os.getpid() or _pid_alive(pid):
+        if pid == os.getpid() or pid_alive(pid):
             continue
         try:
             os.unlink(os.path.join(SHM_DIR, entry))

@@ -160,18 +160,8 @@ def release_segments() -> None:
     for segment in segments:
         if segment.creator_pid == os.getpid():
             segment.unlink()
-        elif not _process_alive(segment.creator_pid):
+        elif not _shm.pid_alive(segment.creator_pid):
             segment.unlink(inherited=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 def _at_exit() -> None:
