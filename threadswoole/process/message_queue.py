@@ -1,5 +1,5 @@
 """The SysV message-queue half of `Process` (contract §11): use_queue, push, pop, stat_queue,
-free_queue, on threadswoole.sysv."""
+free_queue, on process/sysv.py."""
 
 from __future__ import annotations
 
