@@ -17,15 +17,14 @@ lost some connects and closes.)
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import time
 
 import psutil
 import pytest
 
 from conftest import connect, recv_closed
+from worker_gates import first_instance, gate, wait_at_gate
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -49,20 +48,14 @@ def accepted(handle, port: int) -> int:
 
 
 def test_close_events_reach_a_busy_worker_at_shutdown(run_server, tmp_path):
-    hold = socket.create_server(("127.0.0.1", 0))
-    hold.settimeout(20)
+    hold = gate()
     port = hold.getsockname()[1]
-    marker = str(tmp_path / "held")
+    markers = str(tmp_path / "held-%d")
 
     def setup(server, emit):
         def on_receive(srv, fd, rid, data):
-            try:
-                os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
-            except FileExistsError:
-                return
-            with socket.create_connection(("127.0.0.1", port)) as held:
-                emit("held")
-                held.recv(1)
+            if first_instance(markers, srv.worker_id):  # only the first receive is held
+                wait_at_gate(port, emit, srv.worker_id)
 
         server.on("connect", lambda srv, fd, rid: emit("connect", fd=fd))
         server.on("close", lambda srv, fd, rid: emit("close", fd=fd))
@@ -72,7 +65,7 @@ def test_close_events_reach_a_busy_worker_at_shutdown(run_server, tmp_path):
     with hold:
         first = connect(handle.port)
         first.sendall(b"hold")
-        gate, _ = hold.accept()
+        worker_side, _ = hold.accept()
         handle.wait("held", timeout=20)
         clients = [first]
         piece = b"x" * (UPLOAD // UPLOADERS)
@@ -92,12 +85,12 @@ def test_close_events_reach_a_busy_worker_at_shutdown(run_server, tmp_path):
         while accepted(handle, handle.port) < len(clients):
             assert time.monotonic() < deadline, f"{accepted(handle, handle.port)} of {len(clients)} accepted"
             time.sleep(0.02)
-        with gate:
+        with worker_side:
             handle.signal(signal.SIGTERM)
             for client in clients:
                 assert recv_closed(client, timeout=20)
             time.sleep(BUSY)  # the worker's callback goes on this long after the connections closed
-            gate.sendall(b"!")
+            worker_side.sendall(b"!")
             assert handle.wait_exit(timeout=30) == 0
     for client in clients:
         client.close()

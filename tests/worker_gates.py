@@ -29,12 +29,12 @@ def first_instance(markers: str, worker_id: int) -> bool:
     return True
 
 
-def wait_at_gate(port: int, emit: Callable[..., Any] | None = None) -> None:
-    """In a worker: connect to the gate at `port`, emit "held" (when given an emit), and block
-    until the test opens the gate."""
+def wait_at_gate(port: int, emit: Callable[..., Any] | None = None, worker_id: int = 1) -> None:
+    """In a worker: connect to the gate at `port`, emit "held" for `worker_id` (when given an
+    emit), and block until the test opens the gate."""
     with socket.create_connection(("127.0.0.1", port)) as held:
         if emit is not None:
-            emit("held", worker_id=1)
+            emit("held", worker_id=worker_id)
         held.recv(1)
 
 
