@@ -11,6 +11,7 @@ its shared-memory segments must be gone.
 from __future__ import annotations
 
 import faulthandler
+import gc
 import json
 import os
 import signal
@@ -211,6 +212,10 @@ class ServerHandle:
 
 def _child_main(events_path: str, setup: Callable[..., Any], host: str, port: int, mode: str, sock_type: int, settings: dict[str, Any], server_class: Any) -> None:
     """Runs in the forked child: build, set up and start the server; report how it ended."""
+    # The child inherits the test process's heap, garbage included: a socket of an earlier test
+    # that only a full collection would free. Collected here, mid-test, it would close its fd and
+    # move the server's fd count off any baseline a leak test took. Frozen, it is never collected.
+    gc.freeze()
     sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 
     def emit(event: str, **data: Any) -> None:
@@ -243,8 +248,6 @@ def _child_main(events_path: str, setup: Callable[..., Any], host: str, port: in
         result = server.start()
         emit("__returned__", result=result)
         server._driver = None  # let the finished server go, so finalizers run now
-        import gc
-
         gc.collect()
         code = 0 if result is True else 3
     except BaseException:
